@@ -1,0 +1,68 @@
+/**
+ * Validation and formatting of the numbers crossing the public API. Every address, size and
+ * alignment is an exact unsigned 64-bit integer; callers may pass a bigint or a non-negative
+ * safe-integer number, and anything else is rejected with `InvalidArgument` naming the parameter.
+ */
+import { AllocatorError } from "./errors.js";
+
+/** A number accepted where an unsigned 64-bit value is expected. */
+export type U64Input = bigint | number;
+/** A number accepted where an unsigned 32-bit value is expected. */
+export type U32Input = bigint | number;
+
+/** 2^64 - 1, the largest address. */
+export const U64_MAX = 0xffff_ffff_ffff_ffffn;
+/** 2^32 - 1, the largest id. */
+export const U32_MAX = 0xffff_ffff;
+
+function describe(value: unknown): string {
+  if (typeof value === "bigint") return `${value}n`;
+  if (typeof value === "string") return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value);
+  if (typeof value === "number") return String(value);
+  if (value === null) return "null";
+  if (value === undefined) return "undefined";
+  return typeof value;
+}
+
+function invalid(name: string, value: unknown, bound: string): AllocatorError {
+  return new AllocatorError(
+    "InvalidArgument",
+    `${name} must be an integer from 0 to ${bound} (a bigint or a safe-integer number), got ${describe(value)}`,
+  );
+}
+
+/** Returns `value` as a bigint in [0, 2^64-1], or throws `InvalidArgument` naming `name`. */
+export function toU64(value: unknown, name: string): bigint {
+  if (typeof value === "bigint") {
+    if (value >= 0n && value <= U64_MAX) return value;
+  } else if (typeof value === "number") {
+    if (Number.isSafeInteger(value) && value >= 0) return BigInt(value);
+  }
+  throw invalid(name, value, "2^64-1");
+}
+
+/** Returns `value` as a number in [0, 2^32-1], or throws `InvalidArgument` naming `name`. */
+export function toU32(value: unknown, name: string): number {
+  if (typeof value === "number") {
+    if (Number.isInteger(value) && value >= 0 && value <= U32_MAX) return value;
+  } else if (typeof value === "bigint") {
+    if (value >= 0n && value <= 0xffff_ffffn) return Number(value);
+  }
+  throw invalid(name, value, "2^32-1");
+}
+
+/** `0x`-prefixed lower-case hex, the form used in messages and snapshots. */
+export function hex(value: bigint | number): string {
+  return `0x${value.toString(16)}`;
+}
+
+/** True when `value` is a power of two (a valid alignment). */
+export function isPowerOfTwo(value: bigint): boolean {
+  return value > 0n && (value & (value - 1n)) === 0n;
+}
+
+/** Parses a snapshot's `"0x..."` string into a u64, or returns undefined when it is not one. */
+export function parseHexU64(text: unknown): bigint | undefined {
+  if (typeof text !== "string" || !/^0x[0-9a-f]{1,16}$/.test(text)) return undefined;
+  return BigInt(text);
+}
