@@ -1,0 +1,1104 @@
+/**
+ * Allocation of ranges of an exact unsigned 64-bit address space.
+ *
+ * Each live allocation is one node of an AVL tree keyed by start address, and each node also
+ * owns the free gap that follows it (up to the next allocation or the end of the pool); the gap
+ * before the first allocation is kept apart. Free space therefore coalesces by construction, and
+ * a node costs 45 bytes in parallel typed arrays (struct of arrays), with no per-node object.
+ *
+ * Every subtree records its largest gap, so FirstMatch and LastMatch skip whole subtrees that
+ * cannot hold a request instead of scanning in order (the O(n) step of rust-vmm's allocator).
+ * Alignment is where such trees usually go approximate or slow: a gap can be long enough yet
+ * hold no aligned start. So for every alignment in use that some gap start does not already
+ * satisfy, the tree keeps a second annotation, the largest *usable* length at that alignment,
+ * and the descent is exact and O(log n) for it too. Such an annotation is built in one O(n) pass
+ * the first time its alignment is requested and then maintained on every update; at most
+ * {@link MAX_ALIGNMENT_CLASSES} are kept, least recently used first out.
+ *
+ * Addresses are stored as `value - 2^63` in `BigInt64Array`s: signed order then equals
+ * unsigned order, and V8 keeps `BigInt.asIntN(64, ...)` arithmetic in machine registers, which
+ * measured as fast as float64 numbers while staying exact over 0..2^64-1.
+ */
+import { AllocatorError } from "./errors.js";
+import { formatRange, RangeInclusive } from "./range.js";
+import { AllocPolicy, type AddressRequest, type AddressWindow, type ResourceAllocator } from "./resource.js";
+import { hex, isPowerOfTwo, parseHexU64, toU64, U64_MAX, type U64Input } from "./u64.js";
+
+/** Options of one allocation besides size, alignment and policy. */
+export interface AllocateOptions {
+  /** Who will hold the range; conflicts name it, and `allocationsOf` / `releaseOwner` find it. */
+  readonly owner?: string;
+  /** The range must lie inside [min, max] (inclusive). */
+  readonly window?: AddressWindow;
+}
+
+/** One live allocation as reported by queries. */
+export interface Allocation {
+  readonly range: RangeInclusive;
+  readonly owner: string | undefined;
+}
+
+/** The plain-JSON snapshot of an {@link AddressAllocator}. */
+export interface AddressAllocatorSnapshot {
+  readonly format: typeof SNAPSHOT_FORMAT;
+  readonly version: typeof SNAPSHOT_VERSION;
+  /** First address of the pool. */
+  readonly base: string;
+  /** Last address of the pool (inclusive), so the whole 2^64 space is representable. */
+  readonly end: string;
+  /** Segments tiling [base, end] in address order; free neighbours never touch. */
+  readonly blocks: readonly SnapshotBlock[];
+}
+
+/** One segment of a snapshot. `owner` only on allocated blocks that have one. */
+export interface SnapshotBlock {
+  readonly start: string;
+  readonly end: string;
+  readonly state: "free" | "allocated";
+  readonly owner?: string;
+}
+
+const SNAPSHOT_FORMAT = "vm-allocator/address-allocator";
+const SNAPSHOT_VERSION = 1;
+
+/** Bias between u64 values and their stored int64 form. */
+const MIN = -(1n << 63n);
+const MAX = (1n << 63n) - 1n;
+const NIL = 0;
+/** Placement target meaning "the gap before the first allocation". */
+const LEAD = -1;
+/** `owner` of an allocation without owner; k > 0 indexes #ownerNames. */
+const NO_OWNER = 0;
+const INITIAL_CAPACITY = 8;
+/** AVL height stays below 1.45 log2(2^31) < 48; the path stack is sized with margin. */
+const MAX_DEPTH = 96;
+/** How many alignment annotations a tree keeps at most. */
+export const MAX_ALIGNMENT_CLASSES = 8;
+
+/*
+ * Query scratch, shared by the search routines so the recursive calls carry one argument.
+ * JavaScript runs one call at a time and the searches call nothing outside this module.
+ */
+let qSizeB = 0n; // size - 2^63: compared with stored saturated gap lengths
+let qSizeM1 = 0n; // size - 1
+let qMinEndB = 0n; // lowest stored gap end that can hold the size at all
+let qAlignM1 = 0n; // alignment - 1
+let qNegAlign = 0n; // -alignment, the mask that rounds down
+let qMaxStartB = 0n; // highest stored start that can be rounded up without passing 2^64-1
+let qWinMinB = 0n;
+let qWinMaxB = 0n;
+let qAnn: BigInt64Array = new BigInt64Array(1); // the annotation that prunes this query
+let qResultB = 0n; // start of the placement found by the last successful search
+
+const toStored = (u: bigint): bigint => u + MIN;
+const fromStored = (b: bigint): bigint => b - MIN;
+
+/** A maintained "largest usable gap at alignment 2^shift" annotation. */
+interface AlignmentClass {
+  readonly shift: number;
+  readonly alignM1: bigint;
+  readonly negAlign: bigint;
+  readonly maxStartB: bigint;
+  max: BigInt64Array<ArrayBuffer>;
+  lastUse: number;
+}
+
+/**
+ * Allocates ranges of [base, base + size - 1] with alignment and first-, last- or exact-match
+ * placement, in O(log n) per operation for n live allocations (see the module comment for the
+ * one-time cost of a new alignment).
+ *
+ * A call that throws an {@link AllocatorError} leaves the allocator exactly as it was.
+ */
+export class AddressAllocator implements ResourceAllocator<RangeInclusive, AddressRequest> {
+  readonly #baseB: bigint;
+  readonly #endB: bigint;
+
+  #start = new BigInt64Array(INITIAL_CAPACITY);
+  #end = new BigInt64Array(INITIAL_CAPACITY);
+  /** Last free address of the gap after each allocation; equal to #end when there is no gap. */
+  #gapEnd = new BigInt64Array(INITIAL_CAPACITY);
+  /** Saturated length (stored form) of the largest gap in the subtree; MIN when none. */
+  #maxGap = new BigInt64Array(INITIAL_CAPACITY);
+  #left = new Int32Array(INITIAL_CAPACITY);
+  #right = new Int32Array(INITIAL_CAPACITY);
+  #height = new Uint8Array(INITIAL_CAPACITY);
+  #owner = new Int32Array(INITIAL_CAPACITY);
+  #root = NIL;
+  /** Next never-used node slot; slot 0 is the NIL sentinel. */
+  #nextSlot = 1;
+  /** Head of the list of recycled node slots, chained through #left. */
+  #recycled = NIL;
+  #path = new Int32Array(MAX_DEPTH);
+  #detached = NIL;
+
+  /** The gap before the first allocation is [base, #leadEndB] when #hasLead. */
+  #hasLead = true;
+  #leadEndB: bigint;
+
+  #classes: AlignmentClass[] = [];
+  #useClock = 0;
+  /** How many gap starts (allocation ends + 1, and the base) have each count of trailing zeros. */
+  #tzCount = new Int32Array(65);
+
+  #allocationCount = 0;
+  #allocatedBytes = 0n;
+
+  #ownerNames: (string | undefined)[] = [undefined];
+  #ownerIndex = new Map<string, number>();
+  /** Node slots held by each owner, indexed like #ownerNames. */
+  #ownerNodes: (Set<number> | undefined)[] = [undefined];
+  #recycledOwners: number[] = [];
+
+  /**
+   * Manages [base, base + size - 1]. `size` may be 2^64 when `base` is 0 (the whole space).
+   * @throws AllocatorError `InvalidArgument` for malformed numbers, `InvalidSize` for size 0,
+   *   `Overflow` when base + size - 1 passes 2^64 - 1.
+   */
+  constructor(base: U64Input, size: U64Input) {
+    const b = toU64(base, "base");
+    let s: bigint;
+    if (typeof size === "bigint" && size === 1n << 64n && b === 0n) s = size;
+    else s = toU64(size, "size");
+    if (s === 0n) throw new AllocatorError("InvalidSize", "an address pool needs a size of at least 1");
+    if (s - 1n > U64_MAX - b) {
+      throw new AllocatorError("Overflow", `pool at ${hex(b)} of size ${hex(s)} would end past 0xffffffffffffffff`);
+    }
+    this.#baseB = toStored(b);
+    this.#endB = toStored(b + s - 1n);
+    this.#leadEndB = this.#endB;
+    this.#maxGap[NIL] = MIN;
+    this.#tzCount[trailingZeros(this.#baseB)]!++;
+  }
+
+  /** First address of the pool. */
+  get base(): bigint {
+    return fromStored(this.#baseB);
+  }
+
+  /** Last address of the pool (inclusive). */
+  get end(): bigint {
+    return fromStored(this.#endB);
+  }
+
+  /** Number of addresses in the pool, from 1 to 2^64. */
+  get size(): bigint {
+    return this.#endB - this.#baseB + 1n;
+  }
+
+  /** The pool as a range. */
+  get range(): RangeInclusive {
+    return new RangeInclusive(this.base, this.end);
+  }
+
+  /** Number of live allocations. */
+  get allocationCount(): number {
+    return this.#allocationCount;
+  }
+
+  /** Total bytes held by live allocations. */
+  get allocatedSize(): bigint {
+    return this.#allocatedBytes;
+  }
+
+  /** Total free bytes. */
+  get availableSize(): bigint {
+    return this.size - this.#allocatedBytes;
+  }
+
+  /**
+   * Allocates `size` bytes aligned to `alignment` (a power of two from 1 to 2^63) where
+   * `policy` says. The request form `allocate({ size, alignment, policy, owner, window })`
+   * is the {@link ResourceAllocator} interface.
+   *
+   * @throws AllocatorError `InvalidArgument`, `InvalidSize` (size 0), `InvalidAlignment`,
+   *   `UnalignedAddress` (ExactMatch address not aligned), `Overflow` (ExactMatch range past
+   *   2^64-1), `OutOfRange` (ExactMatch outside the pool or window), `Overlap` (ExactMatch on
+   *   held space, naming its owner), `ResourceNotAvailable` (nothing fits), `InvalidRange`
+   *   (window with min > max).
+   */
+  allocate(request: AddressRequest): RangeInclusive;
+  allocate(size: U64Input, alignment?: U64Input, policy?: AllocPolicy, options?: AllocateOptions): RangeInclusive;
+  allocate(
+    sizeOrRequest: U64Input | AddressRequest,
+    alignment: U64Input = 1n,
+    policy: AllocPolicy = AllocPolicy.FirstMatch,
+    options?: AllocateOptions,
+  ): RangeInclusive {
+    if (typeof sizeOrRequest === "object" && sizeOrRequest !== null) {
+      const r = sizeOrRequest;
+      return this.#allocate(r.size, r.alignment ?? 1n, r.policy ?? AllocPolicy.FirstMatch, r.owner, r.window);
+    }
+    return this.#allocate(sizeOrRequest, alignment, policy, options?.owner, options?.window);
+  }
+
+  #allocate(sizeIn: unknown, alignIn: unknown, policy: unknown, owner: unknown, window: unknown): RangeInclusive {
+    const size = toU64(sizeIn, "size");
+    const align = toU64(alignIn, "alignment");
+    if (size === 0n) throw new AllocatorError("InvalidSize", "cannot allocate 0 bytes");
+    if (!isPowerOfTwo(align) || align > 1n << 63n) {
+      throw new AllocatorError("InvalidAlignment", `alignment ${hex(align)} is not a power of two from 0x1 to 0x8000000000000000`);
+    }
+    const kind = policyKind(policy);
+    const ownerName = checkOwner(owner);
+    let winMinB = this.#baseB;
+    let winMaxB = this.#endB;
+    if (window !== undefined) {
+      if (typeof window !== "object" || window === null) {
+        throw new AllocatorError("InvalidArgument", "window must be an object { min, max }");
+      }
+      const w = window as { min?: unknown; max?: unknown };
+      const wMin = toU64(w.min, "window.min");
+      const wMax = toU64(w.max, "window.max");
+      if (wMin > wMax) throw new AllocatorError("InvalidRange", `window min ${hex(wMin)} is above window max ${hex(wMax)}`);
+      if (toStored(wMin) > winMinB) winMinB = toStored(wMin);
+      if (toStored(wMax) < winMaxB) winMaxB = toStored(wMax);
+    }
+
+    if (kind === "ExactMatch") {
+      const address = toU64((policy as { address: unknown }).address, "policy.address");
+      return this.#allocateAt(address, size, align, winMinB, winMaxB, window !== undefined, ownerName);
+    }
+
+    qSizeM1 = size - 1n;
+    qSizeB = BigInt.asIntN(64, size + MIN);
+    qMinEndB = MIN + qSizeM1;
+    qAlignM1 = align - 1n;
+    qNegAlign = BigInt.asIntN(64, -align);
+    qMaxStartB = MAX - qAlignM1;
+    qWinMinB = winMinB;
+    qWinMaxB = winMaxB;
+    qAnn = this.#annotationFor(align);
+    let target = NIL;
+    if (winMinB <= winMaxB) {
+      if (kind === "FirstMatch") {
+        if (this.#hasLead && fitsFirst(this.#baseB, this.#leadEndB)) target = LEAD;
+        else target = this.#firstFit(this.#root);
+      } else {
+        target = this.#lastFit(this.#root);
+        if (target === NIL && this.#hasLead && fitsLast(this.#baseB, this.#leadEndB)) target = LEAD;
+      }
+    }
+    if (target === NIL) {
+      const where = window === undefined ? "" : ` inside window ${formatRange(fromStored(winMinB), fromStored(winMaxB))}`;
+      throw new AllocatorError(
+        "ResourceNotAvailable",
+        `no free space for ${hex(size)} bytes aligned to ${hex(align)} in ${this.#poolText()}${where}`,
+      );
+    }
+    const startB = qResultB;
+    this.#take(target, startB, BigInt.asIntN(64, startB + qSizeM1), ownerName);
+    const start = fromStored(startB);
+    return new RangeInclusive(start, start + qSizeM1);
+  }
+
+  #allocateAt(
+    address: bigint,
+    size: bigint,
+    align: bigint,
+    winMinB: bigint,
+    winMaxB: bigint,
+    hasWindow: boolean,
+    owner: string | undefined,
+  ): RangeInclusive {
+    if ((address & (align - 1n)) !== 0n) {
+      throw new AllocatorError("UnalignedAddress", `address ${hex(address)} is not aligned to ${hex(align)}`);
+    }
+    if (size - 1n > U64_MAX - address) {
+      throw new AllocatorError("Overflow", `${hex(size)} bytes at ${hex(address)} would end past 0xffffffffffffffff`);
+    }
+    const last = address + size - 1n;
+    const aB = toStored(address);
+    const lB = toStored(last);
+    if (aB < this.#baseB || lB > this.#endB) {
+      throw new AllocatorError("OutOfRange", `${formatRange(address, last)} is outside ${this.#poolText()}`);
+    }
+    if (hasWindow && (aB < winMinB || lB > winMaxB)) {
+      throw new AllocatorError(
+        "OutOfRange",
+        `${formatRange(address, last)} is outside window ${formatRange(fromStored(winMinB), fromStored(winMaxB))}`,
+      );
+    }
+    const p = this.#containing(aB);
+    let holder: number;
+    if (p !== NIL && aB <= this.#end[p]!) {
+      holder = p;
+    } else {
+      const gapEndB = p === NIL ? this.#leadEndB : this.#gapEnd[p]!;
+      if (lB <= gapEndB) {
+        this.#take(p === NIL ? LEAD : p, aB, lB, owner);
+        return new RangeInclusive(address, last);
+      }
+      holder = this.#containing(BigInt.asIntN(64, gapEndB + 1n));
+    }
+    const held = this.#ownerOfNode(holder);
+    throw new AllocatorError(
+      "Overlap",
+      `${formatRange(address, last)} conflicts with ${held ?? "an allocation"} ${this.#rangeText(holder)}`,
+      { owner: held },
+    );
+  }
+
+  /**
+   * Frees exactly a range that {@link allocate} returned.
+   * @throws AllocatorError `OutOfRange` (outside the pool), `NeverAllocated` (free space: never
+   *   allocated or already freed), `InvalidRange` (a part of an allocation, or a range spanning
+   *   several), `InvalidArgument` (not a range).
+   */
+  free(range: RangeInclusive | { readonly start: U64Input; readonly end: U64Input }): void {
+    const { startB, endB } = this.#checkRange(range);
+    this.#release(this.#liveAllocation(startB, endB));
+  }
+
+  /** Frees every allocation of `owner` and returns their ranges in address order. */
+  releaseOwner(owner: string): RangeInclusive[] {
+    const ranges = this.allocationsOf(owner);
+    for (const r of ranges) this.#release(this.#containing(toStored(r.start)));
+    return ranges;
+  }
+
+  /** The ranges held by `owner`, in address order. */
+  allocationsOf(owner: string): RangeInclusive[] {
+    const index = this.#ownerIndex.get(owner);
+    if (index === undefined) return [];
+    const nodes = [...this.#ownerNodes[index]!];
+    const start = this.#start;
+    nodes.sort((a, b) => (start[a]! < start[b]! ? -1 : 1));
+    return nodes.map((n) => this.#rangeOf(n));
+  }
+
+  /** Owners that hold at least one allocation, in no particular order. */
+  owners(): string[] {
+    return [...this.#ownerIndex.keys()];
+  }
+
+  /** The live allocation containing `address`, or undefined when the address is free or outside the pool. */
+  find(address: U64Input): Allocation | undefined {
+    const aB = toStored(toU64(address, "address"));
+    if (aB < this.#baseB || aB > this.#endB) return undefined;
+    const n = this.#containing(aB);
+    if (n === NIL || aB > this.#end[n]!) return undefined;
+    return { range: this.#rangeOf(n), owner: this.#ownerOfNode(n) };
+  }
+
+  /** True when `range` is exactly a live allocation. */
+  isAllocated(range: RangeInclusive | { readonly start: U64Input; readonly end: U64Input }): boolean {
+    const s = toStored(toU64(range.start, "range.start"));
+    const e = toStored(toU64(range.end, "range.end"));
+    const n = this.#containing(s);
+    return n !== NIL && this.#start[n] === s && this.#end[n] === e;
+  }
+
+  /** Live allocations in address order. */
+  *allocations(): IterableIterator<Allocation> {
+    for (const n of this.#inOrder()) yield { range: this.#rangeOf(n), owner: this.#ownerOfNode(n) };
+  }
+
+  /** Free ranges in address order (maximal: free neighbours are always coalesced). */
+  *freeRanges(): IterableIterator<RangeInclusive> {
+    if (this.#hasLead) yield new RangeInclusive(this.base, fromStored(this.#leadEndB));
+    for (const n of this.#inOrder()) {
+      if (this.#gapEnd[n]! > this.#end[n]!) {
+        yield new RangeInclusive(fromStored(this.#end[n]!) + 1n, fromStored(this.#gapEnd[n]!));
+      }
+    }
+  }
+
+  /** An independent copy with the same state. */
+  clone(): AddressAllocator {
+    return AddressAllocator.fromJSON(this.toJSON());
+  }
+
+  /** A plain JSON-safe snapshot (u64 values as `"0x..."` strings). */
+  toJSON(): AddressAllocatorSnapshot {
+    const blocks: SnapshotBlock[] = [];
+    if (this.#hasLead) blocks.push({ start: hex(this.base), end: hex(fromStored(this.#leadEndB)), state: "free" });
+    for (const n of this.#inOrder()) {
+      const e = fromStored(this.#end[n]!);
+      const start = hex(fromStored(this.#start[n]!));
+      const owner = this.#ownerOfNode(n);
+      blocks.push(owner === undefined ? { start, end: hex(e), state: "allocated" } : { start, end: hex(e), state: "allocated", owner });
+      const g = fromStored(this.#gapEnd[n]!);
+      if (g > e) blocks.push({ start: hex(e + 1n), end: hex(g), state: "free" });
+    }
+    return { format: SNAPSHOT_FORMAT, version: SNAPSHOT_VERSION, base: hex(this.base), end: hex(this.end), blocks };
+  }
+
+  /**
+   * Rebuilds an allocator from {@link toJSON} output, validating everything: format, version,
+   * bounds, order, coverage of the pool without gap or overlap, states, merged free
+   * neighbours and owners.
+   * @throws AllocatorError `InvalidSnapshot` naming the first problem; never a partial allocator.
+   */
+  static fromJSON(snapshot: unknown): AddressAllocator {
+    const bad = (what: string): AllocatorError =>
+      new AllocatorError("InvalidSnapshot", `invalid address allocator snapshot: ${what}`);
+    if (typeof snapshot !== "object" || snapshot === null || Array.isArray(snapshot)) throw bad("not an object");
+    const s = snapshot as Record<string, unknown>;
+    checkKeys(s, ["format", "version", "base", "end", "blocks"], "", bad);
+    if (s["format"] !== SNAPSHOT_FORMAT) throw bad(`format must be "${SNAPSHOT_FORMAT}"`);
+    if (s["version"] !== SNAPSHOT_VERSION) throw bad(`unsupported version ${describeValue(s["version"])} (supported: 1)`);
+    const base = parseHexU64(s["base"]);
+    if (base === undefined) throw bad('base must be a hex string like "0x1000"');
+    const end = parseHexU64(s["end"]);
+    if (end === undefined) throw bad('end must be a hex string like "0xffff"');
+    if (base > end) throw bad(`base ${hex(base)} is above end ${hex(end)}`);
+    const blocks = s["blocks"];
+    if (!Array.isArray(blocks)) throw bad("blocks must be an array");
+    if (blocks.length === 0) throw bad("blocks is empty: the blocks must cover the pool");
+
+    const starts: bigint[] = [];
+    const ends: bigint[] = [];
+    const gapEnds: bigint[] = [];
+    const owners: (string | undefined)[] = [];
+    let leadEnd: bigint | undefined;
+    let expected = base;
+    let previousFree = false;
+    for (let i = 0; i < blocks.length; i++) {
+      const block: unknown = blocks[i];
+      const at = `blocks[${i}]`;
+      if (typeof block !== "object" || block === null || Array.isArray(block)) throw bad(`${at} is not an object`);
+      const b = block as Record<string, unknown>;
+      checkKeys(b, ["start", "end", "state", "owner"], `${at}.`, bad);
+      const bs = parseHexU64(b["start"]);
+      const be = parseHexU64(b["end"]);
+      if (bs === undefined) throw bad(`${at}.start must be a hex string`);
+      if (be === undefined) throw bad(`${at}.end must be a hex string`);
+      if (bs > be) throw bad(`${at} is reversed: start ${hex(bs)} is above end ${hex(be)}`);
+      if (bs !== expected) {
+        throw bad(
+          bs > expected
+            ? `${at} starts at ${hex(bs)}, leaving ${formatRange(expected, bs - 1n)} uncovered`
+            : `${at} starts at ${hex(bs)}, overlapping the block before it (expected ${hex(expected)})`,
+        );
+      }
+      if (be > end) throw bad(`${at} ends at ${hex(be)}, past the pool end ${hex(end)}`);
+      const state = b["state"];
+      if (state !== "free" && state !== "allocated") throw bad(`${at}.state must be "free" or "allocated"`);
+      const owner = b["owner"];
+      if (state === "free") {
+        if (owner !== undefined) throw bad(`${at} is free but has an owner`);
+        if (previousFree) throw bad(`${at} is free and follows a free block: free neighbours must be merged`);
+        if (i === 0) leadEnd = be;
+        else gapEnds[gapEnds.length - 1] = be;
+      } else {
+        if (owner !== undefined && (typeof owner !== "string" || owner.length === 0)) {
+          throw bad(`${at}.owner must be a non-empty string`);
+        }
+        starts.push(bs);
+        ends.push(be);
+        gapEnds.push(be);
+        owners.push(owner as string | undefined);
+      }
+      previousFree = state === "free";
+      if (be === end) {
+        if (i !== blocks.length - 1) throw bad(`${at} reaches the pool end but ${blocks.length - 1 - i} more block(s) follow`);
+      } else {
+        expected = be + 1n;
+      }
+      if (i === blocks.length - 1 && be !== end) throw bad(`blocks end at ${hex(be)}, leaving ${formatRange(be + 1n, end)} uncovered`);
+    }
+    const allocator = new AddressAllocator(base, end - base + 1n);
+    allocator.#load(starts, ends, gapEnds, owners, leadEnd);
+    return allocator;
+  }
+
+  /**
+   * Verifies every internal invariant and throws an Error naming the first violation: search
+   * order, AVL balance and heights, the gap annotations (plain and per alignment), allocations
+   * and gaps tiling the pool, the running totals and the owner index.
+   */
+  checkValid(): void {
+    const fail = (what: string): never => {
+      throw new Error(`AddressAllocator invariant violated: ${what}`);
+    };
+    const check = (n: number, lo: bigint | undefined, hi: bigint | undefined, depth: number): number => {
+      if (n === NIL) return 0;
+      if (depth > MAX_DEPTH) fail("tree too deep (cycle?)");
+      const s = this.#start[n]!;
+      if ((lo !== undefined && s <= lo) || (hi !== undefined && s >= hi)) fail(`node ${n} is out of search order`);
+      const l = this.#left[n]!;
+      const r = this.#right[n]!;
+      const hl = check(l, lo, s, depth + 1);
+      const hr = check(r, s, hi, depth + 1);
+      if (Math.abs(hl - hr) > 1) fail(`node ${n} is unbalanced (${hl} vs ${hr})`);
+      const h = 1 + Math.max(hl, hr);
+      if (this.#height[n] !== h) fail(`node ${n} height ${this.#height[n]} should be ${h}`);
+      const hasGap = this.#gapEnd[n]! > this.#end[n]!;
+      const g0 = BigInt.asIntN(64, this.#end[n]! + 1n);
+      const own = hasGap ? freeLength(g0, this.#gapEnd[n]!) : MIN;
+      if (this.#maxGap[n] !== max3(own, this.#maxGap[l]!, this.#maxGap[r]!)) fail(`node ${n} largest-gap annotation is stale`);
+      for (const c of this.#classes) {
+        const ownC = hasGap ? usableLength(g0, this.#gapEnd[n]!, c.alignM1, c.negAlign, c.maxStartB) : MIN;
+        if (c.max[n] !== max3(ownC, c.max[l]!, c.max[r]!)) fail(`node ${n} annotation for alignment 2^${c.shift} is stale`);
+      }
+      return h;
+    };
+    check(this.#root, undefined, undefined, 0);
+    for (const c of this.#classes) if (c.max[NIL] !== MIN) fail("NIL annotation changed");
+    if (this.#maxGap[NIL] !== MIN || this.#height[NIL] !== 0) fail("NIL sentinel changed");
+
+    let count = 0;
+    let bytes = 0n;
+    let previousGapEnd: bigint | undefined;
+    const tz = new Int32Array(65);
+    tz[trailingZeros(this.#baseB)]!++;
+    const seenOwners = new Map<number, number>();
+    for (const n of this.#inOrder()) {
+      const s = this.#start[n]!;
+      const e = this.#end[n]!;
+      if (e < s) fail(`allocation at node ${n} is reversed`);
+      if (e > this.#gapEnd[n]! || this.#gapEnd[n]! > this.#endB) fail(`gap of node ${n} is malformed`);
+      if (previousGapEnd === undefined) {
+        if (s < this.#baseB) fail("an allocation starts below the pool");
+        if (this.#hasLead !== s > this.#baseB) fail("leading gap flag is wrong");
+        if (this.#hasLead && this.#leadEndB !== BigInt.asIntN(64, s - 1n)) fail("leading gap end is wrong");
+      } else if (BigInt.asIntN(64, previousGapEnd + 1n) !== s) {
+        fail(`allocation at ${hex(fromStored(s))} does not follow the gap before it`);
+      }
+      previousGapEnd = this.#gapEnd[n]!;
+      if (e < this.#endB) tz[trailingZeros(BigInt.asIntN(64, e + 1n))]!++;
+      count++;
+      bytes += e - s + 1n;
+      const o = this.#owner[n]!;
+      if (o !== NO_OWNER) {
+        if (this.#ownerNames[o] === undefined || !this.#ownerNodes[o]!.has(n)) fail(`owner index misses node ${n}`);
+        seenOwners.set(o, (seenOwners.get(o) ?? 0) + 1);
+      }
+    }
+    if (previousGapEnd === undefined) {
+      if (!this.#hasLead || this.#leadEndB !== this.#endB) fail("an empty pool must be one free gap");
+    } else if (previousGapEnd !== this.#endB) {
+      fail("the last gap does not reach the end of the pool");
+    }
+    for (let t = 0; t < 65; t++) if (tz[t] !== this.#tzCount[t]) fail(`gap-start alignment count for 2^${t} is stale`);
+    if (count !== this.#allocationCount) fail(`allocation count ${this.#allocationCount} should be ${count}`);
+    if (bytes !== this.#allocatedBytes) fail(`allocated size ${this.#allocatedBytes} should be ${bytes}`);
+    for (const [name, index] of this.#ownerIndex) {
+      if (this.#ownerNames[index] !== name) fail(`owner index of ${name} is stale`);
+      const size = this.#ownerNodes[index]!.size;
+      if (size === 0 || (seenOwners.get(index) ?? 0) !== size) fail(`owner ${name} has stale nodes`);
+    }
+    if (seenOwners.size !== this.#ownerIndex.size) fail("owner index has missing owners");
+  }
+
+  // ---- placement -------------------------------------------------------------------------
+
+  /** The annotation that prunes queries at `align`: the plain one when every gap start is aligned. */
+  #annotationFor(align: bigint): BigInt64Array {
+    const shift = bitLength(align) - 1;
+    let misaligned = false;
+    for (let t = 0; t < shift; t++) {
+      if (this.#tzCount[t] !== 0) {
+        misaligned = true;
+        break;
+      }
+    }
+    if (!misaligned) return this.#maxGap;
+    this.#useClock++;
+    for (const c of this.#classes) {
+      if (c.shift === shift) {
+        c.lastUse = this.#useClock;
+        return c.max;
+      }
+    }
+    if (this.#classes.length >= MAX_ALIGNMENT_CLASSES) {
+      let oldest = 0;
+      for (let i = 1; i < this.#classes.length; i++) if (this.#classes[i]!.lastUse < this.#classes[oldest]!.lastUse) oldest = i;
+      this.#classes.splice(oldest, 1);
+    }
+    const alignM1 = align - 1n;
+    const c: AlignmentClass = {
+      shift,
+      alignM1,
+      negAlign: BigInt.asIntN(64, -align),
+      maxStartB: MAX - alignM1,
+      max: new BigInt64Array(this.#start.length),
+      lastUse: this.#useClock,
+    };
+    c.max[NIL] = MIN;
+    this.#classes.push(c);
+    this.#buildClass(this.#root, c);
+    return c.max;
+  }
+
+  #buildClass(n: number, c: AlignmentClass): void {
+    if (n === NIL) return;
+    this.#buildClass(this.#left[n]!, c);
+    this.#buildClass(this.#right[n]!, c);
+    const e = this.#end[n]!;
+    const g = this.#gapEnd[n]!;
+    const own = g > e ? usableLength(BigInt.asIntN(64, e + 1n), g, c.alignM1, c.negAlign, c.maxStartB) : MIN;
+    c.max[n] = max3(own, c.max[this.#left[n]!]!, c.max[this.#right[n]!]!);
+  }
+
+  /** Lowest gap in the subtree that can hold the query; sets qResultB. */
+  #firstFit(n: number): number {
+    if (n === NIL || qAnn[n]! < qSizeB) return NIL;
+    if (this.#start[n]! > qWinMinB) {
+      const found = this.#firstFit(this.#left[n]!);
+      if (found !== NIL) return found;
+    }
+    const g = this.#gapEnd[n]!;
+    const e = this.#end[n]!;
+    if (g > e && fitsFirst(BigInt.asIntN(64, e + 1n), g)) return n;
+    if (g < qWinMaxB) return this.#firstFit(this.#right[n]!);
+    return NIL;
+  }
+
+  /** Highest gap in the subtree that can hold the query; sets qResultB. */
+  #lastFit(n: number): number {
+    if (n === NIL || qAnn[n]! < qSizeB) return NIL;
+    const g = this.#gapEnd[n]!;
+    if (g < qWinMaxB) {
+      const found = this.#lastFit(this.#right[n]!);
+      if (found !== NIL) return found;
+    }
+    const e = this.#end[n]!;
+    if (g > e && fitsLast(BigInt.asIntN(64, e + 1n), g)) return n;
+    if (this.#start[n]! > qWinMinB) return this.#lastFit(this.#left[n]!);
+    return NIL;
+  }
+
+  /** Records allocation [aB, lB] carved from the gap of `target` (a node, or LEAD). */
+  #take(target: number, aB: bigint, lB: bigint, owner: string | undefined): void {
+    const ownerIndex = owner === undefined ? NO_OWNER : this.#ownerFor(owner);
+    let gapEnd: bigint;
+    if (target === LEAD) {
+      gapEnd = this.#leadEndB;
+      if (aB === this.#baseB) this.#hasLead = false;
+      else this.#leadEndB = BigInt.asIntN(64, aB - 1n);
+    } else {
+      // The new node is the in-order successor of `target`, so the insertion path runs through
+      // `target` and its ancestors and refreshes their annotations: no separate refresh needed.
+      gapEnd = this.#gapEnd[target]!;
+      this.#gapEnd[target] = BigInt.asIntN(64, aB - 1n);
+    }
+    const node = this.#newNode(aB, lB, gapEnd, ownerIndex);
+    this.#root = this.#insertAt(this.#root, node, aB);
+    if (lB < this.#endB) this.#tzCount[trailingZeros(BigInt.asIntN(64, lB + 1n))]!++;
+    if (ownerIndex !== NO_OWNER) this.#ownerNodes[ownerIndex]!.add(node);
+    this.#allocationCount++;
+    this.#allocatedBytes += lB - aB + 1n;
+  }
+
+  /** Frees allocation `node`; its space and its gap join the gap before it. */
+  #release(node: number): void {
+    const s = this.#start[node]!;
+    const e = this.#end[node]!;
+    const gapEnd = this.#gapEnd[node]!;
+    const o = this.#owner[node]!;
+    const prev = s > this.#baseB ? this.#containing(BigInt.asIntN(64, s - 1n)) : NIL;
+    this.#root = this.#removeAt(this.#root, s);
+    if (o !== NO_OWNER) this.#dropOwner(o, node);
+    if (e < this.#endB) this.#tzCount[trailingZeros(BigInt.asIntN(64, e + 1n))]!--;
+    this.#allocationCount--;
+    this.#allocatedBytes -= e - s + 1n;
+    if (prev === NIL) {
+      this.#hasLead = true;
+      this.#leadEndB = gapEnd;
+    } else {
+      this.#gapEnd[prev] = gapEnd;
+      this.#refreshPath(this.#start[prev]!);
+    }
+  }
+
+  // ---- lookups -----------------------------------------------------------------------------
+
+  /** The allocation with the largest start <= `aB`, or NIL. */
+  #containing(aB: bigint): number {
+    const start = this.#start;
+    const left = this.#left;
+    const right = this.#right;
+    let n = this.#root;
+    let best = NIL;
+    while (n !== NIL) {
+      if (start[n]! <= aB) {
+        best = n;
+        n = right[n]!;
+      } else {
+        n = left[n]!;
+      }
+    }
+    return best;
+  }
+
+  #checkRange(range: unknown): { startB: bigint; endB: bigint } {
+    if (typeof range !== "object" || range === null) {
+      throw new AllocatorError("InvalidArgument", "range must be a RangeInclusive or { start, end }");
+    }
+    const r = range as { start: unknown; end: unknown };
+    const start = toU64(r.start, "range.start");
+    const end = toU64(r.end, "range.end");
+    if (start > end) throw new AllocatorError("InvalidRange", `invalid range: start ${hex(start)} is above end ${hex(end)}`);
+    const startB = toStored(start);
+    const endB = toStored(end);
+    if (startB < this.#baseB || endB > this.#endB) {
+      throw new AllocatorError("OutOfRange", `${formatRange(start, end)} is outside ${this.#poolText()}`);
+    }
+    return { startB, endB };
+  }
+
+  /** The node that is exactly the allocation [startB, endB], or throws explaining why not. */
+  #liveAllocation(startB: bigint, endB: bigint): number {
+    const n = this.#containing(startB);
+    if (n !== NIL && this.#start[n] === startB && this.#end[n] === endB) return n;
+    const text = formatRange(fromStored(startB), fromStored(endB));
+    let holder = n;
+    if (n === NIL || startB > this.#end[n]!) {
+      const gapEndB = n === NIL ? this.#leadEndB : this.#gapEnd[n]!;
+      if (endB <= gapEndB) {
+        throw new AllocatorError("NeverAllocated", `${text} is not allocated (never allocated, or already freed)`);
+      }
+      holder = this.#containing(BigInt.asIntN(64, gapEndB + 1n));
+    }
+    const held = this.#ownerOfNode(holder);
+    throw new AllocatorError(
+      "InvalidRange",
+      `${text} is not an allocation: it overlaps ${held ?? "the allocation"} ${this.#rangeText(holder)}; free takes exactly a range that allocate returned`,
+      { owner: held },
+    );
+  }
+
+  #rangeOf(n: number): RangeInclusive {
+    return new RangeInclusive(fromStored(this.#start[n]!), fromStored(this.#end[n]!));
+  }
+
+  #rangeText(n: number): string {
+    return formatRange(fromStored(this.#start[n]!), fromStored(this.#end[n]!));
+  }
+
+  #ownerOfNode(n: number): string | undefined {
+    const o = this.#owner[n]!;
+    return o > 0 ? this.#ownerNames[o] : undefined;
+  }
+
+  *#inOrder(): Generator<number> {
+    const stack: number[] = [];
+    let n = this.#root;
+    while (n !== NIL || stack.length > 0) {
+      while (n !== NIL) {
+        stack.push(n);
+        n = this.#left[n]!;
+      }
+      n = stack.pop()!;
+      yield n;
+      n = this.#right[n]!;
+    }
+  }
+
+  #poolText(): string {
+    return `pool ${formatRange(fromStored(this.#baseB), fromStored(this.#endB))}`;
+  }
+
+  // ---- owners --------------------------------------------------------------------------------
+
+  #ownerFor(name: string): number {
+    let index = this.#ownerIndex.get(name);
+    if (index === undefined) {
+      index = this.#recycledOwners.pop() ?? this.#ownerNames.length;
+      this.#ownerNames[index] = name;
+      this.#ownerNodes[index] = new Set();
+      this.#ownerIndex.set(name, index);
+    }
+    return index;
+  }
+
+  #dropOwner(index: number, node: number): void {
+    const nodes = this.#ownerNodes[index]!;
+    nodes.delete(node);
+    if (nodes.size === 0) {
+      this.#ownerIndex.delete(this.#ownerNames[index]!);
+      this.#ownerNames[index] = undefined;
+      this.#ownerNodes[index] = undefined;
+      this.#recycledOwners.push(index);
+    }
+  }
+
+  // ---- the AVL tree --------------------------------------------------------------------------
+
+  #newNode(startB: bigint, endB: bigint, gapEndB: bigint, owner: number): number {
+    let n = this.#recycled;
+    if (n !== NIL) {
+      this.#recycled = this.#left[n]!;
+    } else {
+      if (this.#nextSlot === this.#start.length) this.#grow();
+      n = this.#nextSlot++;
+    }
+    this.#start[n] = startB;
+    this.#end[n] = endB;
+    this.#gapEnd[n] = gapEndB;
+    this.#owner[n] = owner;
+    this.#left[n] = NIL;
+    this.#right[n] = NIL;
+    this.#update(n);
+    return n;
+  }
+
+  #grow(): void {
+    const capacity = this.#start.length + (this.#start.length >> 1) + 8;
+    this.#start = grow64(this.#start, capacity);
+    this.#end = grow64(this.#end, capacity);
+    this.#gapEnd = grow64(this.#gapEnd, capacity);
+    this.#maxGap = grow64(this.#maxGap, capacity);
+    for (const c of this.#classes) c.max = grow64(c.max, capacity);
+    const left = new Int32Array(capacity);
+    left.set(this.#left);
+    this.#left = left;
+    const right = new Int32Array(capacity);
+    right.set(this.#right);
+    this.#right = right;
+    const owner = new Int32Array(capacity);
+    owner.set(this.#owner);
+    this.#owner = owner;
+    const height = new Uint8Array(capacity);
+    height.set(this.#height);
+    this.#height = height;
+  }
+
+  #insertAt(n: number, node: number, key: bigint): number {
+    if (n === NIL) return node;
+    if (key < this.#start[n]!) this.#left[n] = this.#insertAt(this.#left[n]!, node, key);
+    else this.#right[n] = this.#insertAt(this.#right[n]!, node, key);
+    return this.#rebalance(n);
+  }
+
+  #removeAt(n: number, key: bigint): number {
+    const s = this.#start[n]!;
+    if (key < s) {
+      this.#left[n] = this.#removeAt(this.#left[n]!, key);
+    } else if (key > s) {
+      this.#right[n] = this.#removeAt(this.#right[n]!, key);
+    } else {
+      const l = this.#left[n]!;
+      const r = this.#right[n]!;
+      this.#left[n] = this.#recycled;
+      this.#recycled = n;
+      if (l === NIL) return r;
+      if (r === NIL) return l;
+      // Relink the successor in n's place instead of copying it, so the slots of live
+      // allocations never change (the owner index refers to them).
+      const rest = this.#removeMin(r);
+      const m = this.#detached;
+      this.#left[m] = l;
+      this.#right[m] = rest;
+      return this.#rebalance(m);
+    }
+    return this.#rebalance(n);
+  }
+
+  #removeMin(n: number): number {
+    const l = this.#left[n]!;
+    if (l === NIL) {
+      this.#detached = n;
+      return this.#right[n]!;
+    }
+    this.#left[n] = this.#removeMin(l);
+    return this.#rebalance(n);
+  }
+
+  /** Recomputes the annotations from the node keyed `key` up to the root. */
+  #refreshPath(key: bigint): void {
+    const path = this.#path;
+    const start = this.#start;
+    let depth = 0;
+    let n = this.#root;
+    while (n !== NIL) {
+      path[depth++] = n;
+      const s = start[n]!;
+      if (key === s) break;
+      n = key < s ? this.#left[n]! : this.#right[n]!;
+    }
+    while (depth > 0) this.#update(path[--depth]!);
+  }
+
+  #update(n: number): void {
+    const l = this.#left[n]!;
+    const r = this.#right[n]!;
+    const hl = this.#height[l]!;
+    const hr = this.#height[r]!;
+    this.#height[n] = (hl > hr ? hl : hr) + 1;
+    const e = this.#end[n]!;
+    const g = this.#gapEnd[n]!;
+    const hasGap = g > e;
+    const g0 = BigInt.asIntN(64, e + 1n);
+    this.#maxGap[n] = max3(hasGap ? freeLength(g0, g) : MIN, this.#maxGap[l]!, this.#maxGap[r]!);
+    const classes = this.#classes;
+    if (hasGap) {
+      for (let i = 0; i < classes.length; i++) {
+        const c = classes[i]!;
+        c.max[n] = max3(usableLength(g0, g, c.alignM1, c.negAlign, c.maxStartB), c.max[l]!, c.max[r]!);
+      }
+    } else {
+      for (let i = 0; i < classes.length; i++) {
+        const max = classes[i]!.max;
+        const a = max[l]!;
+        const b = max[r]!;
+        max[n] = a > b ? a : b;
+      }
+    }
+  }
+
+  #rebalance(n: number): number {
+    const left = this.#left;
+    const right = this.#right;
+    const height = this.#height;
+    const balance = height[left[n]!]! - height[right[n]!]!;
+    if (balance > 1) {
+      const l = left[n]!;
+      if (height[left[l]!]! < height[right[l]!]!) left[n] = this.#rotateLeft(l);
+      return this.#rotateRight(n);
+    }
+    if (balance < -1) {
+      const r = right[n]!;
+      if (height[right[r]!]! < height[left[r]!]!) right[n] = this.#rotateRight(r);
+      return this.#rotateLeft(n);
+    }
+    this.#update(n);
+    return n;
+  }
+
+  #rotateRight(n: number): number {
+    const l = this.#left[n]!;
+    this.#left[n] = this.#right[l]!;
+    this.#right[l] = n;
+    this.#update(n);
+    this.#update(l);
+    return l;
+  }
+
+  #rotateLeft(n: number): number {
+    const r = this.#right[n]!;
+    this.#right[n] = this.#left[r]!;
+    this.#left[r] = n;
+    this.#update(n);
+    this.#update(r);
+    return r;
+  }
+
+  /** Fills a new, empty allocator with validated snapshot allocations (stored in address order). */
+  #load(
+    starts: readonly bigint[],
+    ends: readonly bigint[],
+    gapEnds: readonly bigint[],
+    owners: readonly (string | undefined)[],
+    leadEnd: bigint | undefined,
+  ): void {
+    const count = starts.length;
+    while (this.#start.length < count + 1) this.#grow();
+    this.#hasLead = leadEnd !== undefined;
+    this.#leadEndB = leadEnd === undefined ? this.#endB : toStored(leadEnd);
+    for (let i = 0; i < count; i++) {
+      const owner = owners[i];
+      const index = owner === undefined ? NO_OWNER : this.#ownerFor(owner);
+      const endB = toStored(ends[i]!);
+      const n = this.#newNode(toStored(starts[i]!), endB, toStored(gapEnds[i]!), index);
+      if (index !== NO_OWNER) this.#ownerNodes[index]!.add(n);
+      if (endB < this.#endB) this.#tzCount[trailingZeros(BigInt.asIntN(64, endB + 1n))]!++;
+      this.#allocationCount++;
+      this.#allocatedBytes += ends[i]! - starts[i]! + 1n;
+    }
+    // Slots 1..count hold the allocations in address order: link them into a balanced tree.
+    const build = (lo: number, hi: number): number => {
+      if (lo > hi) return NIL;
+      const mid = (lo + hi) >>> 1;
+      this.#left[mid] = build(lo, mid - 1);
+      this.#right[mid] = build(mid + 1, hi);
+      this.#update(mid);
+      return mid;
+    };
+    this.#root = build(1, count);
+  }
+}
+
+/** Does [g0, g1], clipped to the query window, hold the query at its lowest aligned start? */
+function fitsFirst(g0: bigint, g1: bigint): boolean {
+  const lo = g0 > qWinMinB ? g0 : qWinMinB;
+  const hi = g1 < qWinMaxB ? g1 : qWinMaxB;
+  if (hi < qMinEndB || lo > qMaxStartB) return false;
+  const x = BigInt.asIntN(64, (lo + qAlignM1) & qNegAlign);
+  if (x > BigInt.asIntN(64, hi - qSizeM1)) return false;
+  qResultB = x;
+  return true;
+}
+
+/** Does [g0, g1], clipped to the query window, hold the query at its highest aligned start? */
+function fitsLast(g0: bigint, g1: bigint): boolean {
+  const lo = g0 > qWinMinB ? g0 : qWinMinB;
+  const hi = g1 < qWinMaxB ? g1 : qWinMaxB;
+  if (hi < qMinEndB) return false;
+  const x = BigInt.asIntN(64, BigInt.asIntN(64, hi - qSizeM1) & qNegAlign);
+  if (x < lo) return false;
+  qResultB = x;
+  return true;
+}
+
+/** Saturated length (stored form) of [g0, g1] from its first start aligned by the given masks; MIN if none. */
+function usableLength(g0: bigint, g1: bigint, alignM1: bigint, negAlign: bigint, maxStartB: bigint): bigint {
+  if (g0 > maxStartB) return MIN;
+  const x = BigInt.asIntN(64, (g0 + alignM1) & negAlign);
+  return x > g1 ? MIN : freeLength(x, g1);
+}
+
+function max3(a: bigint, b: bigint, c: bigint): bigint {
+  const m = a > b ? a : b;
+  return m > c ? m : c;
+}
+
+/** Trailing zero bits of the u64 whose stored form is `b` (64 for 0). */
+function trailingZeros(b: bigint): number {
+  const lo = Number(BigInt.asUintN(32, b));
+  if (lo !== 0) return 31 - Math.clz32(lo & -lo);
+  const hi = Number(BigInt.asUintN(32, b >> 32n)) ^ 0x8000_0000;
+  if (hi !== 0) return 63 - Math.clz32(hi & -hi);
+  return 64;
+}
+
+function bitLength(v: bigint): number {
+  return v.toString(2).length;
+}
+
+function grow64(a: BigInt64Array<ArrayBuffer>, capacity: number): BigInt64Array<ArrayBuffer> {
+  const b = new BigInt64Array(capacity);
+  b.set(a);
+  return b;
+}
+
+/** Saturated length of the segment [sB, eB] in stored form (2^64 is clamped to 2^64-1). */
+function freeLength(sB: bigint, eB: bigint): bigint {
+  const spanB = BigInt.asIntN(64, eB - sB + MIN);
+  return spanB === MAX ? MAX : BigInt.asIntN(64, spanB + 1n);
+}
+
+function policyKind(policy: unknown): AllocPolicy["kind"] {
+  if (typeof policy === "object" && policy !== null) {
+    const kind = (policy as { kind?: unknown }).kind;
+    if (kind === "FirstMatch" || kind === "LastMatch" || kind === "ExactMatch") return kind;
+  }
+  throw new AllocatorError("InvalidArgument", "policy must be AllocPolicy.FirstMatch, AllocPolicy.LastMatch or AllocPolicy.ExactMatch(address)");
+}
+
+function checkOwner(owner: unknown): string | undefined {
+  if (owner === undefined) return undefined;
+  if (typeof owner !== "string" || owner.length === 0) {
+    throw new AllocatorError("InvalidArgument", "owner must be a non-empty string");
+  }
+  return owner;
+}
+
+function checkKeys(
+  object: Record<string, unknown>,
+  allowed: readonly string[],
+  prefix: string,
+  bad: (what: string) => AllocatorError,
+): void {
+  for (const key of Object.keys(object)) {
+    if (!allowed.includes(key)) throw bad(`unknown field ${prefix}${key}`);
+  }
+}
+
+function describeValue(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value);
+  if (typeof value === "number" || typeof value === "boolean") return String(value);
+  return value === null ? "null" : typeof value;
+}

@@ -1,0 +1,955 @@
+/**
+ * Allocation of unsigned 32-bit ids: legacy IRQ lines, MSI/GSI numbers, device instance ids.
+ *
+ * The state is a hierarchical bitmap that is only materialised where ids have been touched, so
+ * an allocator over the whole space [0, 2^32-1] costs a few hundred bytes until it is used:
+ *
+ * - a *word* holds 32 ids (bit set = allocated); a parallel word records "ever allocated" so
+ *   that freeing can tell `NeverAllocated` from `AlreadyReleased`;
+ * - a *page* is 32 words (1024 ids) plus one summary word whose bit i says "word i is full";
+ *   pages live in slots of shared pooled typed arrays (one object per page would cost more in
+ *   headers than the bits themselves);
+ * - a *chunk* covers 1024 pages (2^20 ids): a page -> slot directory, a "page is full" bitmap
+ *   and one word saying which words of that bitmap are full;
+ * - at most 4096 chunks, created on first touch, plus a hint below which every chunk is full.
+ *
+ * Finding the lowest free id is therefore a handful of count-trailing-zeros steps from the
+ * hint, whatever the range. Everything is indexed by the offset `id - first`, so pages do not
+ * depend on the alignment of `first`.
+ *
+ * Owners are kept out of the bitmap: two maps that stay unallocated until an owner is given.
+ */
+import { AllocatorError } from "./errors.js";
+import { formatRange } from "./range.js";
+import type { IdRequest, ResourceAllocator } from "./resource.js";
+import { toU32, type U32Input } from "./u64.js";
+
+const WORD_SHIFT = 5;
+const PAGE_SHIFT = 10;
+const CHUNK_SHIFT = 20;
+const WORDS_PER_PAGE = 32;
+const PAGES_PER_CHUNK = 1024;
+const CHUNK_IDS = 1 << CHUNK_SHIFT;
+
+/** Index of the lowest set bit of a non-zero int32. */
+function ctz(x: number): number {
+  return 31 - Math.clz32(x & -x);
+}
+
+/** The bits [lo, hi] of a word (0 <= lo <= hi <= 31) as an int32 mask. */
+function bitRange(lo: number, hi: number): number {
+  const width = hi - lo + 1;
+  return width === 32 ? -1 : ((1 << width) - 1) << lo;
+}
+
+/** Number of set bits of an int32. */
+function popcount(x: number): number {
+  let v = x - ((x >>> 1) & 0x55555555);
+  v = (v & 0x33333333) + ((v >>> 2) & 0x33333333);
+  return (((v + (v >>> 4)) & 0x0f0f0f0f) * 0x01010101) >>> 24;
+}
+
+const EMPTY = new Int32Array(0);
+
+/** 2^20 ids: which of its pages exist, and which are full. */
+class Chunk {
+  /** Page index -> 1 + its slot in the pool; 0 for a page never touched. */
+  readonly slots: Int32Array;
+  /** Bit (p & 31) of word (p >>> 5) is set when page p is full. */
+  readonly pageFull: Int32Array;
+  /** Bit j is set when pageFull[j] is all ones; -1 means the chunk is full. */
+  fullMask: number;
+
+  constructor(slots: Int32Array, pageFull: Int32Array, fullMask: number) {
+    this.slots = slots;
+    this.pageFull = pageFull;
+    this.fullMask = fullMask;
+  }
+
+  static empty(): Chunk {
+    return new Chunk(new Int32Array(PAGES_PER_CHUNK), new Int32Array(PAGES_PER_CHUNK / 32), 0);
+  }
+
+  clone(): Chunk {
+    return new Chunk(this.slots.slice(), this.pageFull.slice(), this.fullMask);
+  }
+}
+
+/** An inclusive run of ids `[first, last]` in a snapshot. */
+export type IdRun = [first: number, last: number];
+
+/**
+ * The JSON form of an {@link IdAllocator}. Canonical: equal allocators give equal snapshots.
+ *
+ * - `allocated`: the allocated ids as ascending, disjoint, non-adjacent inclusive runs.
+ * - `released`: ids allocated at some point and free now, in the same form. Ids in neither list
+ *   were never allocated, so freeing them reports `NeverAllocated` rather than `AlreadyReleased`.
+ * - `owners`: `[name, runs]` for every owner, ordered by each owner's lowest id; the runs are in
+ *   the same form and inside `allocated`. Allocated ids in no owner's runs have no owner.
+ */
+export interface IdAllocatorSnapshot {
+  format: "vm-allocator/id-allocator";
+  version: 1;
+  first: number;
+  last: number;
+  allocated: IdRun[];
+  released: IdRun[];
+  owners: [owner: string, runs: IdRun[]][];
+}
+
+/** The `format` tag of an {@link IdAllocatorSnapshot}. */
+export const ID_ALLOCATOR_SNAPSHOT_FORMAT = "vm-allocator/id-allocator";
+
+const SNAPSHOT_FIELDS = ["format", "version", "first", "last", "allocated", "released", "owners"] as const;
+
+function checkOwner(owner: unknown): string {
+  if (typeof owner === "string" && owner.length > 0) return owner;
+  const shown = typeof owner === "string" ? '""' : owner === null ? "null" : typeof owner;
+  throw new AllocatorError("InvalidArgument", `owner must be a non-empty string, got ${shown}`);
+}
+
+/** Accumulates ascending offsets or bit runs into merged inclusive runs of ids. */
+class RunBuilder {
+  readonly runs: IdRun[] = [];
+  #start = -1;
+  #end = -2;
+  readonly #base: number;
+
+  constructor(base: number) {
+    this.#base = base;
+  }
+
+  /** Adds offsets [a, b]; calls come in ascending order. */
+  add(a: number, b: number): void {
+    if (a === this.#end + 1) {
+      this.#end = b;
+      return;
+    }
+    this.#flush();
+    this.#start = a;
+    this.#end = b;
+  }
+
+  /** Adds the set bits of `word`, whose bit 0 is offset `offset`. */
+  addWord(offset: number, word: number): void {
+    if (word === -1) {
+      this.add(offset, offset + 31);
+      return;
+    }
+    let w = word;
+    while (w !== 0) {
+      const lo = ctz(w);
+      // Length of the run of ones starting at lo: the lowest zero of w above lo.
+      const rest = ~(w >>> lo);
+      const len = rest === 0 ? 32 - lo : ctz(rest);
+      this.add(offset + lo, offset + lo + len - 1);
+      w &= ~bitRange(lo, lo + len - 1);
+    }
+  }
+
+  finish(): IdRun[] {
+    this.#flush();
+    this.#start = -1;
+    this.#end = -2;
+    return this.runs;
+  }
+
+  #flush(): void {
+    if (this.#start >= 0) this.runs.push([this.#base + this.#start, this.#base + this.#end]);
+  }
+}
+
+/**
+ * Hands out unsigned 32-bit ids from an inclusive range, lowest free id first.
+ *
+ * Memory grows with the ids actually touched (about 2 bits per id in touched 1024-id pages, plus
+ * 4 KiB per touched 2^20-id chunk), never with the size of the range. Every failed call throws an
+ * {@link AllocatorError} and leaves the allocator exactly as it was.
+ *
+ * Ids that have never been allocated since construction (or since the snapshot was taken) are
+ * told apart from ids that were allocated and freed: freeing them reports `NeverAllocated` and
+ * `AlreadyReleased` respectively.
+ */
+export class IdAllocator implements ResourceAllocator<number, IdRequest> {
+  readonly #first: number;
+  readonly #last: number;
+  /** Number of ids in the range, 1 to 2^32. */
+  readonly #size: number;
+
+  #chunks: (Chunk | undefined)[] = [];
+  /** Every chunk below this index exists and is full. */
+  #lowChunk = 0;
+
+  /** Allocated bits, 32 words per slot. */
+  #bits: Int32Array = EMPTY;
+  /** Ever-allocated bits, same layout as #bits. */
+  #ever: Int32Array = EMPTY;
+  /** One word per slot: bit i set when word i of the slot is full. */
+  #wordFull: Int32Array = EMPTY;
+  #slotCount = 0;
+
+  #allocated = 0;
+
+  /** id -> owner, only for ids allocated with an owner; created on first use. */
+  #ownerOf: Map<number, string> | undefined;
+  /** owner -> its ids; never holds an empty set. */
+  #idsByOwner: Map<string, Set<number>> | undefined;
+
+  /**
+   * An allocator over the ids `first..=last`, all free.
+   * @param first Lowest id, a number or bigint in [0, 2^32-1].
+   * @param last Highest id (inclusive), a number or bigint in [first, 2^32-1].
+   * @throws AllocatorError `InvalidArgument` when a bound is not a u32, `InvalidRange` when `first > last`.
+   */
+  constructor(first: U32Input, last: U32Input) {
+    const f = toU32(first, "first");
+    const l = toU32(last, "last");
+    if (f > l) throw new AllocatorError("InvalidRange", `invalid id range: first ${f} is above last ${l}`);
+    this.#first = f + 0; // + 0 turns -0 into 0
+    this.#last = l + 0;
+    this.#size = l - f + 1;
+  }
+
+  /** Lowest id of the range. */
+  get first(): number {
+    return this.#first;
+  }
+
+  /** Highest id of the range (inclusive). */
+  get last(): number {
+    return this.#last;
+  }
+
+  /** Number of ids currently allocated. */
+  get allocatedCount(): number {
+    return this.#allocated;
+  }
+
+  /** Number of ids currently free (up to 2^32). */
+  get availableCount(): number {
+    return this.#size - this.#allocated;
+  }
+
+  /**
+   * Allocates the lowest free id.
+   * @param owner Who holds the id; conflicts and {@link ownerOf} report it. A non-empty string.
+   * @throws AllocatorError `ResourceNotAvailable` when every id is allocated, `InvalidArgument` for a bad owner.
+   */
+  allocateId(owner?: string): number {
+    if (owner !== undefined) checkOwner(owner);
+    const off = this.#takeLowest();
+    if (off < 0) throw this.#exhausted(1);
+    const id = this.#first + off;
+    if (owner !== undefined) this.#setOwner(id, owner);
+    return id;
+  }
+
+  /**
+   * Allocates exactly `id`.
+   * @throws AllocatorError `InvalidArgument` when `id` is not a u32 or the owner is bad, `OutOfRange` when
+   * it lies outside [first, last], `Overlap` when it is already allocated (the message and the
+   * error's `owner` name the holder).
+   */
+  allocateIdAt(id: U32Input, owner?: string): number {
+    const v = this.#checkId(id, "id");
+    if (owner !== undefined) checkOwner(owner);
+    const off = v - this.#first;
+    const chunk = this.#chunks[off >>> CHUNK_SHIFT];
+    const p = (off >>> PAGE_SHIFT) & (PAGES_PER_CHUNK - 1);
+    const s = chunk === undefined ? 0 : chunk.slots[p]!;
+    if (s !== 0 && (this.#bits[((s - 1) << WORD_SHIFT) + ((off >>> WORD_SHIFT) & 31)]! & (1 << (off & 31))) !== 0) {
+      const holder = this.#ownerOf?.get(v);
+      throw new AllocatorError(
+        "Overlap",
+        holder === undefined ? `id ${v} is already allocated` : `id ${v} is already allocated to ${holder}`,
+        { owner: holder },
+      );
+    }
+    this.#setBit(off);
+    if (owner !== undefined) this.#setOwner(v, owner);
+    return v;
+  }
+
+  /**
+   * Allocates the `count` lowest free ids, in ascending order (not necessarily contiguous).
+   * All or nothing: when fewer than `count` ids are free nothing is allocated.
+   * @param count Number of ids, a non-negative integer; 0 returns an empty array.
+   * @throws AllocatorError `InvalidArgument` for a bad count or owner, `ResourceNotAvailable` when fewer are free.
+   */
+  allocateIds(count: U32Input, owner?: string): number[] {
+    const n = toU32(count, "count");
+    if (owner !== undefined) checkOwner(owner);
+    if (n > this.availableCount) throw this.#exhausted(n);
+    const ids = new Array<number>(n);
+    const first = this.#first;
+    for (let i = 0; i < n; i++) ids[i] = first + this.#takeLowest();
+    if (owner !== undefined) for (const id of ids) this.#setOwner(id, owner);
+    return ids;
+  }
+
+  /**
+   * Frees `id` and returns it (as a number).
+   * @throws AllocatorError `InvalidArgument` when `id` is not a u32, `OutOfRange` when outside [first, last],
+   * `NeverAllocated` when it has not been allocated since construction or restore,
+   * `AlreadyReleased` when it was allocated and has been freed since.
+   */
+  freeId(id: U32Input): number {
+    let v: number;
+    // Fast path for the common case; anything unusual goes through the full validation.
+    if (typeof id === "number" && id >= this.#first && id <= this.#last && Number.isInteger(id)) v = id;
+    else v = this.#checkId(id, "id");
+    const off = v - this.#first;
+    const c = off >>> CHUNK_SHIFT;
+    const chunk = this.#chunks[c];
+    if (chunk === undefined) throw this.#notAllocated(v, false);
+    const p = (off >>> PAGE_SHIFT) & (PAGES_PER_CHUNK - 1);
+    const s = chunk.slots[p]!;
+    if (s === 0) throw this.#notAllocated(v, false);
+    const wi = (off >>> WORD_SHIFT) & 31;
+    const idx = ((s - 1) << WORD_SHIFT) + wi;
+    const m = 1 << (off & 31);
+    const word = this.#bits[idx]!;
+    if ((word & m) === 0) throw this.#notAllocated(v, (this.#ever[idx]! & m) !== 0);
+    this.#bits[idx] = word & ~m;
+    if (word === -1) {
+      const wf = this.#wordFull[s - 1]!;
+      this.#wordFull[s - 1] = wf & ~(1 << wi);
+      if (wf === -1) {
+        const j = p >>> 5;
+        const pf = chunk.pageFull[j]!;
+        chunk.pageFull[j] = pf & ~(1 << (p & 31));
+        if (pf === -1) chunk.fullMask &= ~(1 << j);
+      }
+    }
+    if (c < this.#lowChunk) this.#lowChunk = c;
+    this.#allocated--;
+    const owners = this.#ownerOf;
+    if (owners !== undefined && owners.size !== 0) this.#dropOwner(v + 0, owners);
+    return v + 0;
+  }
+
+  /**
+   * True when `id` is allocated. Ids outside [first, last] are never allocated.
+   * @throws AllocatorError `InvalidArgument` when `id` is not a u32.
+   */
+  isAllocated(id: U32Input): boolean {
+    const v = toU32(id, "id");
+    if (v < this.#first || v > this.#last) return false;
+    return this.#test(this.#bits, v - this.#first);
+  }
+
+  /**
+   * The owner `id` was allocated to, or undefined when it is free, has no owner, or is outside the range.
+   * @throws AllocatorError `InvalidArgument` when `id` is not a u32.
+   */
+  ownerOf(id: U32Input): string | undefined {
+    const v = toU32(id, "id");
+    return this.#ownerOf?.get(v + 0);
+  }
+
+  /**
+   * The ids held by `owner`, ascending; empty for an unknown owner.
+   * @throws AllocatorError `InvalidArgument` when `owner` is not a non-empty string.
+   */
+  idsOf(owner: string): number[] {
+    checkOwner(owner);
+    const set = this.#idsByOwner?.get(owner);
+    return set === undefined ? [] : Array.from(set).sort((a, b) => a - b);
+  }
+
+  /**
+   * Frees every id held by `owner` and returns them ascending; empty for an unknown owner.
+   * @throws AllocatorError `InvalidArgument` when `owner` is not a non-empty string.
+   */
+  freeOwner(owner: string): number[] {
+    const ids = this.idsOf(owner);
+    // Cannot fail: every id of an owner is allocated (an invariant checkValid verifies).
+    for (const id of ids) this.freeId(id);
+    return ids;
+  }
+
+  /** The allocated ids in ascending order. Do not modify the allocator while iterating. */
+  *allocatedIds(): Generator<number, void, undefined> {
+    const chunks = this.#chunks;
+    const first = this.#first;
+    for (let c = 0; c < chunks.length; c++) {
+      const chunk = chunks[c];
+      if (chunk === undefined) continue;
+      for (let p = 0; p < PAGES_PER_CHUNK; p++) {
+        const s = chunk.slots[p]!;
+        if (s === 0) continue;
+        const base = (s - 1) << WORD_SHIFT;
+        for (let wi = 0; wi < WORDS_PER_PAGE; wi++) {
+          let w = this.#bits[base + wi]!;
+          const offset = c * CHUNK_IDS + ((p << PAGE_SHIFT) | (wi << WORD_SHIFT));
+          while (w !== 0) {
+            const b = ctz(w);
+            w &= w - 1;
+            yield first + offset + b;
+          }
+        }
+      }
+    }
+  }
+
+  /** An independent copy with the same state, owners and ever-allocated history. */
+  clone(): IdAllocator {
+    const copy = new IdAllocator(this.#first, this.#last);
+    copy.#chunks = this.#chunks.map((chunk) => chunk?.clone());
+    copy.#lowChunk = this.#lowChunk;
+    const words = this.#slotCount * WORDS_PER_PAGE;
+    copy.#bits = this.#bits.slice(0, words);
+    copy.#ever = this.#ever.slice(0, words);
+    copy.#wordFull = this.#wordFull.slice(0, this.#slotCount);
+    copy.#slotCount = this.#slotCount;
+    copy.#allocated = this.#allocated;
+    if (this.#ownerOf !== undefined && this.#idsByOwner !== undefined) {
+      copy.#ownerOf = new Map(this.#ownerOf);
+      copy.#idsByOwner = new Map(Array.from(this.#idsByOwner, ([o, ids]) => [o, new Set(ids)]));
+    }
+    return copy;
+  }
+
+  /** {@link ResourceAllocator} entry point: `fixed` takes that id, otherwise the lowest free one. */
+  allocate(request: IdRequest = {}): number {
+    if (typeof request !== "object" || request === null) {
+      throw new AllocatorError("InvalidArgument", "request must be an object");
+    }
+    const { fixed, owner } = request;
+    return fixed === undefined ? this.allocateId(owner) : this.allocateIdAt(fixed, owner);
+  }
+
+  /** {@link ResourceAllocator} entry point: frees an id returned by {@link allocate}. */
+  free(id: number): void {
+    this.freeId(id);
+  }
+
+  /**
+   * Verifies every internal invariant and throws a plain `Error` describing the first violation.
+   * Linear in the memory in use; meant for tests and debugging.
+   */
+  checkValid(): void {
+    const fail = (what: string): never => {
+      throw new Error(`IdAllocator invariant violated: ${what}`);
+    };
+    const size = this.#size;
+    const chunkCount = Math.ceil(size / CHUNK_IDS);
+    const chunks = this.#chunks;
+    if (chunks.length > chunkCount) fail(`${chunks.length} chunks for a range needing ${chunkCount}`);
+    if (this.#bits.length !== this.#ever.length || this.#bits.length !== this.#wordFull.length * WORDS_PER_PAGE) {
+      fail("pool arrays have inconsistent lengths");
+    }
+    if (this.#slotCount > this.#wordFull.length) fail("slot count exceeds the pool");
+    const slotSeen = new Uint8Array(this.#slotCount);
+    let counted = 0;
+    for (let c = 0; c < chunks.length; c++) {
+      const chunk = chunks[c];
+      if (chunk === undefined) {
+        if (c < this.#lowChunk) fail(`chunk ${c} is below the full-chunk hint ${this.#lowChunk} but does not exist`);
+        continue;
+      }
+      let fullMask = 0;
+      for (let j = 0; j < PAGES_PER_CHUNK / 32; j++) {
+        let pageFull = 0;
+        for (let q = 0; q < 32; q++) {
+          const p = (j << 5) | q;
+          const s = chunk.slots[p]!;
+          if (s === 0) continue;
+          if (s < 0 || s > this.#slotCount) fail(`chunk ${c} page ${p} points at slot ${s - 1} of ${this.#slotCount}`);
+          if (slotSeen[s - 1] !== 0) fail(`slot ${s - 1} is used by two pages`);
+          slotSeen[s - 1] = 1;
+          const base = (s - 1) << WORD_SHIFT;
+          let wordFull = 0;
+          let anyEver = 0;
+          for (let wi = 0; wi < WORDS_PER_PAGE; wi++) {
+            const w = this.#bits[base + wi]!;
+            const e = this.#ever[base + wi]!;
+            anyEver |= e;
+            const offset = c * CHUNK_IDS + ((p << PAGE_SHIFT) | (wi << WORD_SHIFT));
+            if ((w & ~e) !== 0) fail(`offset ${offset}: allocated bits not marked ever-allocated`);
+            if (offset + 32 > size) {
+              const outside = offset >= size ? -1 : ~bitRange(0, size - offset - 1);
+              if (((w | e) & outside) !== 0) fail(`offset ${offset}: bits set beyond the end of the range`);
+            }
+            if (w === -1) wordFull |= 1 << wi;
+            counted += popcount(w);
+          }
+          if (anyEver === 0) fail(`chunk ${c} page ${p} exists but no id in it was ever allocated`);
+          if (this.#wordFull[s - 1] !== wordFull) {
+            fail(`chunk ${c} page ${p}: full-word summary ${this.#wordFull[s - 1]} should be ${wordFull}`);
+          }
+          if (wordFull === -1) pageFull |= 1 << q;
+        }
+        if (chunk.pageFull[j] !== pageFull) fail(`chunk ${c}: full-page word ${j} is ${chunk.pageFull[j]}, should be ${pageFull}`);
+        if (pageFull === -1) fullMask |= 1 << j;
+      }
+      if (chunk.fullMask !== fullMask) fail(`chunk ${c}: full mask ${chunk.fullMask} should be ${fullMask}`);
+      if (c < this.#lowChunk && fullMask !== -1) fail(`chunk ${c} is below the full-chunk hint ${this.#lowChunk} but not full`);
+    }
+    if (this.#lowChunk > chunkCount) fail(`full-chunk hint ${this.#lowChunk} is past the last chunk`);
+    for (let s = 0; s < this.#slotCount; s++) if (slotSeen[s] === 0) fail(`slot ${s} is not used by any page`);
+    for (let i = this.#slotCount * WORDS_PER_PAGE; i < this.#bits.length; i++) {
+      if (this.#bits[i] !== 0 || this.#ever[i] !== 0) fail(`unused pool word ${i} is not zero`);
+    }
+    for (let s = this.#slotCount; s < this.#wordFull.length; s++) if (this.#wordFull[s] !== 0) fail(`unused slot ${s} summary is not zero`);
+    if (counted !== this.#allocated) fail(`allocated count ${this.#allocated} but ${counted} bits are set`);
+
+    const ownerOf = this.#ownerOf;
+    const idsByOwner = this.#idsByOwner;
+    if ((ownerOf === undefined) !== (idsByOwner === undefined)) fail("owner maps exist only half");
+    if (ownerOf !== undefined && idsByOwner !== undefined) {
+      let total = 0;
+      for (const [owner, ids] of idsByOwner) {
+        if (typeof owner !== "string" || owner.length === 0) fail(`owner name ${JSON.stringify(owner)} is not a non-empty string`);
+        if (ids.size === 0) fail(`owner ${owner} has an empty id set`);
+        total += ids.size;
+        for (const id of ids) {
+          if (ownerOf.get(id) !== owner) fail(`id ${id} is listed under ${owner} but owned by ${String(ownerOf.get(id))}`);
+        }
+      }
+      if (total !== ownerOf.size) fail(`${ownerOf.size} owned ids but ${total} in the per-owner sets`);
+      for (const id of ownerOf.keys()) {
+        if (!Number.isInteger(id) || id < this.#first || id > this.#last || Object.is(id, -0)) fail(`owned id ${id} is outside the range`);
+        if (!this.#test(this.#bits, id - this.#first)) fail(`id ${id} has an owner but is not allocated`);
+      }
+    }
+  }
+
+  /** The canonical JSON-safe snapshot; {@link IdAllocator.fromJSON} restores it. */
+  toJSON(): IdAllocatorSnapshot {
+    const allocated = new RunBuilder(this.#first);
+    const released = new RunBuilder(this.#first);
+    const chunks = this.#chunks;
+    for (let c = 0; c < chunks.length; c++) {
+      const chunk = chunks[c];
+      if (chunk === undefined) continue;
+      for (let p = 0; p < PAGES_PER_CHUNK; p++) {
+        const s = chunk.slots[p]!;
+        if (s === 0) continue;
+        const base = (s - 1) << WORD_SHIFT;
+        for (let wi = 0; wi < WORDS_PER_PAGE; wi++) {
+          const w = this.#bits[base + wi]!;
+          const offset = c * CHUNK_IDS + ((p << PAGE_SHIFT) | (wi << WORD_SHIFT));
+          allocated.addWord(offset, w);
+          released.addWord(offset, this.#ever[base + wi]! & ~w);
+        }
+      }
+    }
+    const owners: [string, IdRun[]][] = [];
+    if (this.#idsByOwner !== undefined) {
+      for (const [owner, set] of this.#idsByOwner) {
+        const runs = new RunBuilder(0);
+        for (const id of Array.from(set).sort((a, b) => a - b)) runs.add(id, id);
+        owners.push([owner, runs.finish()]);
+      }
+      owners.sort((a, b) => a[1][0]![0] - b[1][0]![0]);
+    }
+    return {
+      format: ID_ALLOCATOR_SNAPSHOT_FORMAT,
+      version: 1,
+      first: this.#first,
+      last: this.#last,
+      allocated: allocated.finish(),
+      released: released.finish(),
+      owners,
+    };
+  }
+
+  /**
+   * Restores an allocator from {@link toJSON} output (possibly after `JSON.stringify`/`JSON.parse`).
+   * Every field is validated; anything malformed or inconsistent is rejected as a whole.
+   * @throws AllocatorError `InvalidSnapshot` naming the first problem found.
+   */
+  static fromJSON(snapshot: unknown): IdAllocator {
+    let parsed: ParsedSnapshot;
+    try {
+      parsed = parseSnapshot(snapshot);
+    } catch (e) {
+      if (e instanceof AllocatorError && e.code === "InvalidSnapshot") throw e;
+      // A getter or proxy in the input threw; the contract is still a single error type.
+      const why = e instanceof Error ? e.message : String(e);
+      throw new AllocatorError("InvalidSnapshot", `invalid id-allocator snapshot: could not be read (${why})`, { cause: e });
+    }
+    const a = new IdAllocator(parsed.first, parsed.last);
+    const base = parsed.first;
+    for (const [x, y] of parsed.allocated) {
+      a.#markRun(x - base, y - base, true);
+      a.#allocated += y - x + 1;
+    }
+    for (const [x, y] of parsed.released) a.#markRun(x - base, y - base, false);
+    a.#rebuildSummaries();
+    for (const [owner, runs] of parsed.owners) {
+      for (const [x, y] of runs) for (let id = x; id <= y; id++) a.#setOwner(id, owner);
+    }
+    return a;
+  }
+
+  // ---- internals ----
+
+  /** Validates an id argument: u32 (else InvalidArgument), inside the range (else OutOfRange). */
+  #checkId(id: unknown, name: string): number {
+    const v = toU32(id, name) + 0;
+    if (v < this.#first || v > this.#last) {
+      throw new AllocatorError("OutOfRange", `id ${v} is outside ${this.#rangeText()}`);
+    }
+    return v;
+  }
+
+  #rangeText(): string {
+    return formatRange(BigInt(this.#first), BigInt(this.#last), "id");
+  }
+
+  #exhausted(count: number): AllocatorError {
+    const free = this.availableCount;
+    return new AllocatorError(
+      "ResourceNotAvailable",
+      count === 1 ? `no free id in ${this.#rangeText()}` : `cannot allocate ${count} ids: only ${free} free in ${this.#rangeText()}`,
+    );
+  }
+
+  #notAllocated(id: number, released: boolean): AllocatorError {
+    return released
+      ? new AllocatorError("AlreadyReleased", `id ${id} was already released`)
+      : new AllocatorError("NeverAllocated", `id ${id} was never allocated`);
+  }
+
+  /** Allocates the lowest free offset and returns it, or -1 when the range is exhausted. */
+  #takeLowest(): number {
+    const chunks = this.#chunks;
+    let c = this.#lowChunk;
+    let chunk: Chunk | undefined;
+    for (;;) {
+      chunk = chunks[c];
+      if (chunk === undefined) {
+        if (c * CHUNK_IDS >= this.#size) {
+          this.#lowChunk = c;
+          return -1;
+        }
+        chunk = this.#newChunk(c);
+        break;
+      }
+      if (chunk.fullMask !== -1) break;
+      c++;
+    }
+    this.#lowChunk = c;
+    // Every page, word and bit below the lowest non-full one is full, so each level's lowest
+    // clear summary bit leads straight to the lowest free id of the chunk.
+    const j = ctz(~chunk.fullMask);
+    const pf = chunk.pageFull[j]!;
+    const p = (j << 5) | ctz(~pf);
+    let s = chunk.slots[p]!;
+    if (s === 0) {
+      // A range ending exactly on a page boundary leads here once it is full: the page after
+      // the end must not be created, or a failed call would have changed the state.
+      if (c * CHUNK_IDS + (p << PAGE_SHIFT) >= this.#size) return -1;
+      s = this.#newPage(chunk, p);
+    }
+    const slot = s - 1;
+    const wf = this.#wordFull[slot]!;
+    const wi = ctz(~wf);
+    const idx = (slot << WORD_SHIFT) + wi;
+    const word = this.#bits[idx]!;
+    const b = ctz(~word);
+    const off = c * CHUNK_IDS + ((p << PAGE_SHIFT) | (wi << WORD_SHIFT) | b);
+    if (off >= this.#size) return -1; // the free bits left are past the end of a partial chunk
+    const m = 1 << b;
+    const nw = word | m;
+    this.#bits[idx] = nw;
+    this.#ever[idx] = this.#ever[idx]! | m;
+    if (nw === -1) {
+      const nwf = wf | (1 << wi);
+      this.#wordFull[slot] = nwf;
+      if (nwf === -1) {
+        const npf = pf | (1 << (p & 31));
+        chunk.pageFull[j] = npf;
+        if (npf === -1) chunk.fullMask |= 1 << j;
+      }
+    }
+    this.#allocated++;
+    return off;
+  }
+
+  /** Marks a free offset allocated, creating its chunk and page as needed. */
+  #setBit(off: number): void {
+    const c = off >>> CHUNK_SHIFT;
+    const chunk = this.#chunks[c] ?? this.#newChunk(c);
+    const p = (off >>> PAGE_SHIFT) & (PAGES_PER_CHUNK - 1);
+    let s = chunk.slots[p]!;
+    if (s === 0) s = this.#newPage(chunk, p);
+    const slot = s - 1;
+    const wi = (off >>> WORD_SHIFT) & 31;
+    const idx = (slot << WORD_SHIFT) + wi;
+    const m = 1 << (off & 31);
+    const nw = this.#bits[idx]! | m;
+    this.#bits[idx] = nw;
+    this.#ever[idx] = this.#ever[idx]! | m;
+    if (nw === -1) {
+      const nwf = this.#wordFull[slot]! | (1 << wi);
+      this.#wordFull[slot] = nwf;
+      if (nwf === -1) {
+        const j = p >>> 5;
+        const npf = chunk.pageFull[j]! | (1 << (p & 31));
+        chunk.pageFull[j] = npf;
+        if (npf === -1) chunk.fullMask |= 1 << j;
+      }
+    }
+    this.#allocated++;
+  }
+
+  /** Reads bit `off` of `bits` (#bits or #ever); untouched pages read as 0. */
+  #test(bits: Int32Array, off: number): boolean {
+    const chunk = this.#chunks[off >>> CHUNK_SHIFT];
+    if (chunk === undefined) return false;
+    const s = chunk.slots[(off >>> PAGE_SHIFT) & (PAGES_PER_CHUNK - 1)]!;
+    if (s === 0) return false;
+    return (bits[((s - 1) << WORD_SHIFT) + ((off >>> WORD_SHIFT) & 31)]! & (1 << (off & 31))) !== 0;
+  }
+
+  #newChunk(c: number): Chunk {
+    const chunk = Chunk.empty();
+    const chunks = this.#chunks;
+    while (chunks.length < c) chunks.push(undefined);
+    chunks[c] = chunk;
+    return chunk;
+  }
+
+  /** Gives page `p` of `chunk` a zeroed slot and returns 1 + the slot. */
+  #newPage(chunk: Chunk, p: number): number {
+    const slot = this.#slotCount;
+    if (slot === this.#wordFull.length) {
+      // Doubling keeps growth amortised O(1); the first pages stay small for sparse users.
+      const cap = Math.max(4, slot * 2);
+      const bits = new Int32Array(cap * WORDS_PER_PAGE);
+      bits.set(this.#bits);
+      const ever = new Int32Array(cap * WORDS_PER_PAGE);
+      ever.set(this.#ever);
+      const wordFull = new Int32Array(cap);
+      wordFull.set(this.#wordFull);
+      this.#bits = bits;
+      this.#ever = ever;
+      this.#wordFull = wordFull;
+    }
+    this.#slotCount = slot + 1;
+    chunk.slots[p] = slot + 1;
+    return slot + 1;
+  }
+
+  /** Sets the bits of offsets [a, b] in #ever, and in #bits too when `allocated`; summaries are not updated. */
+  #markRun(a: number, b: number, allocated: boolean): void {
+    let o = a;
+    while (o <= b) {
+      const lo = o & 31;
+      const wordStart = o - lo;
+      const hi = Math.min(b - wordStart, 31);
+      const m = bitRange(lo, hi);
+      const c = o >>> CHUNK_SHIFT;
+      const chunk = this.#chunks[c] ?? this.#newChunk(c);
+      const p = (o >>> PAGE_SHIFT) & (PAGES_PER_CHUNK - 1);
+      let s = chunk.slots[p]!;
+      if (s === 0) s = this.#newPage(chunk, p);
+      const idx = ((s - 1) << WORD_SHIFT) + ((o >>> WORD_SHIFT) & 31);
+      this.#ever[idx] = this.#ever[idx]! | m;
+      if (allocated) this.#bits[idx] = this.#bits[idx]! | m;
+      o = wordStart + 32;
+    }
+  }
+
+  /** Recomputes every full-word, full-page and full-chunk summary from the bits. */
+  #rebuildSummaries(): void {
+    for (const chunk of this.#chunks) {
+      if (chunk === undefined) continue;
+      chunk.pageFull.fill(0);
+      chunk.fullMask = 0;
+      for (let p = 0; p < PAGES_PER_CHUNK; p++) {
+        const s = chunk.slots[p]!;
+        if (s === 0) continue;
+        const base = (s - 1) << WORD_SHIFT;
+        let wf = 0;
+        for (let wi = 0; wi < WORDS_PER_PAGE; wi++) if (this.#bits[base + wi] === -1) wf |= 1 << wi;
+        this.#wordFull[s - 1] = wf;
+        if (wf === -1) chunk.pageFull[p >>> 5] = chunk.pageFull[p >>> 5]! | (1 << (p & 31));
+      }
+      for (let j = 0; j < PAGES_PER_CHUNK / 32; j++) if (chunk.pageFull[j] === -1) chunk.fullMask |= 1 << j;
+    }
+    this.#lowChunk = 0;
+  }
+
+  #setOwner(id: number, owner: string): void {
+    if (this.#ownerOf === undefined || this.#idsByOwner === undefined) {
+      this.#ownerOf = new Map();
+      this.#idsByOwner = new Map();
+    }
+    this.#ownerOf.set(id, owner);
+    let ids = this.#idsByOwner.get(owner);
+    if (ids === undefined) {
+      ids = new Set();
+      this.#idsByOwner.set(owner, ids);
+    }
+    ids.add(id);
+  }
+
+  #dropOwner(id: number, ownerOf: Map<number, string>): void {
+    const owner = ownerOf.get(id);
+    if (owner === undefined) return;
+    ownerOf.delete(id);
+    const ids = this.#idsByOwner?.get(owner);
+    if (ids === undefined) return;
+    ids.delete(id);
+    if (ids.size === 0) this.#idsByOwner?.delete(owner);
+  }
+}
+
+// ---- snapshot validation ----
+
+interface ParsedSnapshot {
+  first: number;
+  last: number;
+  allocated: IdRun[];
+  released: IdRun[];
+  owners: [string, IdRun[]][];
+}
+
+function invalidSnapshot(what: string): AllocatorError {
+  return new AllocatorError("InvalidSnapshot", `invalid id-allocator snapshot: ${what}`);
+}
+
+function show(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value);
+  if (typeof value === "number" || typeof value === "boolean") return String(value);
+  if (typeof value === "bigint") return `${value}n`;
+  if (value === null) return "null";
+  if (value === undefined) return "undefined";
+  if (Array.isArray(value)) return "an array";
+  return typeof value;
+}
+
+function isU32(value: unknown): value is number {
+  return typeof value === "number" && Number.isInteger(value) && value >= 0 && value <= 0xffff_ffff && !Object.is(value, -0);
+}
+
+/** Copies `value` into a real array, rejecting non-arrays and holes. */
+function readArray(value: unknown, name: string): unknown[] {
+  if (!Array.isArray(value)) throw invalidSnapshot(`${name} must be an array, got ${show(value)}`);
+  const out: unknown[] = [];
+  const n: number = value.length;
+  for (let i = 0; i < n; i++) {
+    if (!(i in value)) throw invalidSnapshot(`${name}[${i}] is missing (sparse array)`);
+    out.push(value[i]);
+  }
+  return out;
+}
+
+/** Parses ascending, disjoint, non-adjacent inclusive runs inside [first, last]. */
+function readRuns(value: unknown, name: string, first: number, last: number): IdRun[] {
+  const items = readArray(value, name);
+  const runs: IdRun[] = [];
+  let prev: IdRun | undefined;
+  for (let i = 0; i < items.length; i++) {
+    const at = `${name}[${i}]`;
+    const pair = readArray(items[i], at);
+    if (pair.length !== 2) throw invalidSnapshot(`${at} must be a [first, last] pair, got ${pair.length} elements`);
+    const [a, b] = pair;
+    for (const v of [a, b]) {
+      if (!isU32(v)) throw invalidSnapshot(`${at}: ${show(v)} is not an id (an integer from 0 to 2^32-1)`);
+    }
+    const x = a as number;
+    const y = b as number;
+    if (x > y) throw invalidSnapshot(`${at}: run [${x}, ${y}] is reversed`);
+    if (x < first || y > last) throw invalidSnapshot(`${at}: run [${x}, ${y}] is outside [${first}, ${last}]`);
+    if (prev !== undefined) {
+      if (x <= prev[1]) throw invalidSnapshot(`${at}: run [${x}, ${y}] overlaps or precedes the run before it [${prev[0]}, ${prev[1]}]`);
+      if (x === prev[1] + 1) throw invalidSnapshot(`${at}: run [${x}, ${y}] is adjacent to the run before it [${prev[0]}, ${prev[1]}] (runs must be merged)`);
+    }
+    prev = [x, y];
+    runs.push(prev);
+  }
+  return runs;
+}
+
+/** True when [x, y] lies inside one of the sorted disjoint `runs`. */
+function insideRuns(runs: readonly IdRun[], x: number, y: number): boolean {
+  let lo = 0;
+  let hi = runs.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1;
+    const r = runs[mid]!;
+    if (r[1] < x) lo = mid + 1;
+    else if (r[0] > x) hi = mid - 1;
+    else return y <= r[1];
+  }
+  return false;
+}
+
+function parseSnapshot(x: unknown): ParsedSnapshot {
+  if (typeof x !== "object" || x === null || Array.isArray(x)) {
+    throw invalidSnapshot(`expected an object, got ${show(x)}`);
+  }
+  const record = x as Record<string, unknown>;
+  for (const key of Object.keys(record)) {
+    if (!(SNAPSHOT_FIELDS as readonly string[]).includes(key)) throw invalidSnapshot(`unknown field ${JSON.stringify(key)}`);
+  }
+  const fields: Record<string, unknown> = {};
+  for (const key of SNAPSHOT_FIELDS) {
+    if (!Object.prototype.hasOwnProperty.call(record, key)) throw invalidSnapshot(`missing field "${key}"`);
+    fields[key] = record[key];
+  }
+  if (fields["format"] !== ID_ALLOCATOR_SNAPSHOT_FORMAT) {
+    throw invalidSnapshot(`format must be "${ID_ALLOCATOR_SNAPSHOT_FORMAT}", got ${show(fields["format"])}`);
+  }
+  if (fields["version"] !== 1) throw invalidSnapshot(`unsupported version ${show(fields["version"])} (expected 1)`);
+  const first = fields["first"];
+  const last = fields["last"];
+  if (!isU32(first)) throw invalidSnapshot(`first: ${show(first)} is not an id (an integer from 0 to 2^32-1)`);
+  if (!isU32(last)) throw invalidSnapshot(`last: ${show(last)} is not an id (an integer from 0 to 2^32-1)`);
+  if (first > last) throw invalidSnapshot(`first ${first} is above last ${last}`);
+
+  const allocated = readRuns(fields["allocated"], "allocated", first, last);
+  const released = readRuns(fields["released"], "released", first, last);
+  // Both lists are sorted, so one merge pass finds any id in both.
+  let k = 0;
+  for (let i = 0; i < released.length; i++) {
+    const [x, y] = released[i]!;
+    while (k < allocated.length && allocated[k]![1] < x) k++;
+    const r = allocated[k];
+    if (r !== undefined && r[0] <= y) {
+      throw invalidSnapshot(`released[${i}]: run [${x}, ${y}] overlaps allocated run [${r[0]}, ${r[1]}]`);
+    }
+  }
+
+  const ownerItems = readArray(fields["owners"], "owners");
+  const owners: [string, IdRun[]][] = [];
+  const names = new Set<string>();
+  const allOwned: { x: number; y: number; owner: string }[] = [];
+  let prevLowest = -1;
+  for (let i = 0; i < ownerItems.length; i++) {
+    const at = `owners[${i}]`;
+    const entry = readArray(ownerItems[i], at);
+    if (entry.length !== 2) throw invalidSnapshot(`${at} must be an [owner, runs] pair, got ${entry.length} elements`);
+    const [name, runsValue] = entry;
+    if (typeof name !== "string" || name.length === 0) throw invalidSnapshot(`${at}: owner name must be a non-empty string, got ${show(name)}`);
+    if (names.has(name)) throw invalidSnapshot(`${at}: owner ${JSON.stringify(name)} appears twice`);
+    names.add(name);
+    const runs = readRuns(runsValue, `${at}[1]`, first, last);
+    if (runs.length === 0) throw invalidSnapshot(`${at}: owner ${JSON.stringify(name)} has no ids`);
+    for (let r = 0; r < runs.length; r++) {
+      const [x, y] = runs[r]!;
+      if (!insideRuns(allocated, x, y)) {
+        throw invalidSnapshot(`${at}[1][${r}]: owner ${JSON.stringify(name)} holds run [${x}, ${y}] which is not entirely allocated`);
+      }
+      allOwned.push({ x, y, owner: name });
+    }
+    const lowest = runs[0]![0];
+    if (lowest <= prevLowest) throw invalidSnapshot(`${at}: owners must be ordered by their lowest id (${lowest} after ${prevLowest})`);
+    prevLowest = lowest;
+    owners.push([name, runs]);
+  }
+  allOwned.sort((p, q) => p.x - q.x);
+  for (let i = 1; i < allOwned.length; i++) {
+    const p = allOwned[i - 1]!;
+    const q = allOwned[i]!;
+    if (q.x <= p.y) {
+      throw invalidSnapshot(`owners: id ${q.x} is held by both ${JSON.stringify(p.owner)} and ${JSON.stringify(q.owner)}`);
+    }
+  }
+  return { first, last, allocated, released, owners };
+}
