@@ -89,6 +89,8 @@ let qWinMinB = 0n;
 let qWinMaxB = 0n;
 let qAnn: BigInt64Array = new BigInt64Array(1); // the annotation that prunes this query
 let qResultB = 0n; // start of the placement found by the last successful search
+/** Root-to-node path scratch of the iterative tree walks, shared for the same reason. */
+const PATH = new Int32Array(MAX_DEPTH);
 
 const toStored = (u: bigint): bigint => u + MIN;
 const fromStored = (b: bigint): bigint => b - MIN;
@@ -96,9 +98,8 @@ const fromStored = (b: bigint): bigint => b - MIN;
 /** A maintained "largest usable gap at alignment 2^shift" annotation. */
 interface AlignmentClass {
   readonly shift: number;
-  readonly alignM1: bigint;
-  readonly negAlign: bigint;
-  readonly maxStartB: bigint;
+  /** [alignment - 1, -alignment, highest stored start that can be aligned up]; typed so the hot loop reads them unboxed. */
+  readonly params: BigInt64Array<ArrayBuffer>;
   max: BigInt64Array<ArrayBuffer>;
   lastUse: number;
 }
@@ -129,7 +130,6 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
   #nextSlot = 1;
   /** Head of the list of recycled node slots, chained through #left. */
   #recycled = NIL;
-  #path = new Int32Array(MAX_DEPTH);
   #detached = NIL;
 
   /** The gap before the first allocation is [base, #leadEndB] when #hasLead. */
@@ -529,7 +529,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
       const own = hasGap ? freeLength(g0, this.#gapEnd[n]!) : MIN;
       if (this.#maxGap[n] !== max3(own, this.#maxGap[l]!, this.#maxGap[r]!)) fail(`node ${n} largest-gap annotation is stale`);
       for (const c of this.#classes) {
-        const ownC = hasGap ? usableLength(g0, this.#gapEnd[n]!, c.alignM1, c.negAlign, c.maxStartB) : MIN;
+        const ownC = hasGap ? usableLength(g0, this.#gapEnd[n]!, c.params) : MIN;
         if (c.max[n] !== max3(ownC, c.max[l]!, c.max[r]!)) fail(`node ${n} annotation for alignment 2^${c.shift} is stale`);
       }
       return h;
@@ -608,14 +608,11 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
       this.#classes.splice(oldest, 1);
     }
     const alignM1 = align - 1n;
-    const c: AlignmentClass = {
-      shift,
-      alignM1,
-      negAlign: BigInt.asIntN(64, -align),
-      maxStartB: MAX - alignM1,
-      max: new BigInt64Array(this.#start.length),
-      lastUse: this.#useClock,
-    };
+    const params = new BigInt64Array(3);
+    params[0] = alignM1;
+    params[1] = BigInt.asIntN(64, -align);
+    params[2] = MAX - alignM1;
+    const c: AlignmentClass = { shift, params, max: new BigInt64Array(this.#start.length), lastUse: this.#useClock };
     c.max[NIL] = MIN;
     this.#classes.push(c);
     this.#buildClass(this.#root, c);
@@ -628,7 +625,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     this.#buildClass(this.#right[n]!, c);
     const e = this.#end[n]!;
     const g = this.#gapEnd[n]!;
-    const own = g > e ? usableLength(BigInt.asIntN(64, e + 1n), g, c.alignM1, c.negAlign, c.maxStartB) : MIN;
+    const own = g > e ? usableLength(BigInt.asIntN(64, e + 1n), g, c.params) : MIN;
     c.max[n] = max3(own, c.max[this.#left[n]!]!, c.max[this.#right[n]!]!);
   }
 
@@ -675,7 +672,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
       this.#gapEnd[target] = BigInt.asIntN(64, aB - 1n);
     }
     const node = this.#newNode(aB, lB, gapEnd, ownerIndex);
-    this.#root = this.#insertAt(this.#root, node, aB);
+    this.#insertNode(node, aB);
     if (lB < this.#endB) this.#tzCount[trailingZeros(BigInt.asIntN(64, lB + 1n))]!++;
     if (ownerIndex !== NO_OWNER) this.#ownerNodes[ownerIndex]!.add(node);
     this.#allocationCount++;
@@ -856,11 +853,38 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     this.#height = height;
   }
 
-  #insertAt(n: number, node: number, key: bigint): number {
-    if (n === NIL) return node;
-    if (key < this.#start[n]!) this.#left[n] = this.#insertAt(this.#left[n]!, node, key);
-    else this.#right[n] = this.#insertAt(this.#right[n]!, node, key);
-    return this.#rebalance(n);
+  /** Links `node` (keyed `key`) in as a leaf, then rebalances and refreshes its path bottom-up. */
+  #insertNode(node: number, key: bigint): void {
+    const path = PATH;
+    const start = this.#start;
+    const left = this.#left;
+    const right = this.#right;
+    let n = this.#root;
+    if (n === NIL) {
+      this.#root = node;
+      return;
+    }
+    let depth = 0;
+    for (;;) {
+      path[depth++] = n;
+      const next = key < start[n]! ? left[n]! : right[n]!;
+      if (next === NIL) break;
+      n = next;
+    }
+    if (key < start[n]!) left[n] = node;
+    else right[n] = node;
+    for (let i = depth - 1; i >= 0; i--) {
+      const p = path[i]!;
+      const q = this.#rebalance(p);
+      if (q !== p) {
+        if (i === 0) this.#root = q;
+        else {
+          const parent = path[i - 1]!;
+          if (left[parent] === p) left[parent] = q;
+          else right[parent] = q;
+        }
+      }
+    }
   }
 
   #removeAt(n: number, key: bigint): number {
@@ -899,7 +923,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
 
   /** Recomputes the annotations from the node keyed `key` up to the root. */
   #refreshPath(key: bigint): void {
-    const path = this.#path;
+    const path = PATH;
     const start = this.#start;
     let depth = 0;
     let n = this.#root;
@@ -912,6 +936,11 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     while (depth > 0) this.#update(path[--depth]!);
   }
 
+  /*
+   * Hot: runs on every node of every insertion, removal and refresh path. Everything is written
+   * inline on locals because a bigint that crosses a call boundary is boxed on the heap, while
+   * one that stays inside a function lives in a register.
+   */
   #update(n: number): void {
     const l = this.#left[n]!;
     const r = this.#right[n]!;
@@ -920,14 +949,32 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     this.#height[n] = (hl > hr ? hl : hr) + 1;
     const e = this.#end[n]!;
     const g = this.#gapEnd[n]!;
-    const hasGap = g > e;
-    const g0 = BigInt.asIntN(64, e + 1n);
-    this.#maxGap[n] = max3(hasGap ? freeLength(g0, g) : MIN, this.#maxGap[l]!, this.#maxGap[r]!);
+    const maxGap = this.#maxGap;
+    let m = maxGap[l]!;
+    const mr = maxGap[r]!;
+    if (mr > m) m = mr;
     const classes = this.#classes;
-    if (hasGap) {
+    if (g > e) {
+      const span = BigInt.asIntN(64, g - e - 1n + MIN);
+      const own = span === MAX ? MAX : BigInt.asIntN(64, span + 1n);
+      if (own > m) m = own;
+      const g0 = BigInt.asIntN(64, e + 1n);
       for (let i = 0; i < classes.length; i++) {
         const c = classes[i]!;
-        c.max[n] = max3(usableLength(g0, g, c.alignM1, c.negAlign, c.maxStartB), c.max[l]!, c.max[r]!);
+        const max = c.max;
+        const p = c.params;
+        let cm = max[l]!;
+        const cr = max[r]!;
+        if (cr > cm) cm = cr;
+        if (g0 <= p[2]!) {
+          const x = BigInt.asIntN(64, (g0 + p[0]!) & p[1]!);
+          if (x <= g) {
+            const cs = BigInt.asIntN(64, g - x + MIN);
+            const cOwn = cs === MAX ? MAX : BigInt.asIntN(64, cs + 1n);
+            if (cOwn > cm) cm = cOwn;
+          }
+        }
+        max[n] = cm;
       }
     } else {
       for (let i = 0; i < classes.length; i++) {
@@ -937,6 +984,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
         max[n] = a > b ? a : b;
       }
     }
+    maxGap[n] = m;
   }
 
   #rebalance(n: number): number {
@@ -1034,9 +1082,9 @@ function fitsLast(g0: bigint, g1: bigint): boolean {
 }
 
 /** Saturated length (stored form) of [g0, g1] from its first start aligned by the given masks; MIN if none. */
-function usableLength(g0: bigint, g1: bigint, alignM1: bigint, negAlign: bigint, maxStartB: bigint): bigint {
-  if (g0 > maxStartB) return MIN;
-  const x = BigInt.asIntN(64, (g0 + alignM1) & negAlign);
+function usableLength(g0: bigint, g1: bigint, params: BigInt64Array): bigint {
+  if (g0 > params[2]!) return MIN;
+  const x = BigInt.asIntN(64, (g0 + params[0]!) & params[1]!);
   return x > g1 ? MIN : freeLength(x, g1);
 }
 
@@ -1054,8 +1102,12 @@ function trailingZeros(b: bigint): number {
   return 64;
 }
 
+/** Number of bits of a power of two up to 2^63, i.e. log2 + 1. */
 function bitLength(v: bigint): number {
-  return v.toString(2).length;
+  if (v <= 0x20000000000000n) return Math.log2(Number(v)) + 1;
+  let bits = 54;
+  while (v >> BigInt(bits) !== 0n) bits++;
+  return bits;
 }
 
 function grow64(a: BigInt64Array<ArrayBuffer>, capacity: number): BigInt64Array<ArrayBuffer> {
