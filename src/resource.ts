@@ -5,7 +5,7 @@
  * objects, so generic code can allocate and free without knowing which allocator it holds.
  */
 import type { RangeInclusive } from "./range.js";
-import type { U32Input, U64Input } from "./u64.js";
+import { toU64, type U32Input, type U64Input } from "./u64.js";
 
 /** The kinds of guest resources a VMM hands to devices. */
 export type ResourceKind = "pio" | "mmio" | "legacyIrq" | "msi" | "instanceId";
@@ -105,7 +105,7 @@ export const AllocPolicy = {
   LastMatch: { kind: "LastMatch" } as AllocPolicy,
   /** Exactly at `address`, which must be aligned and free for the whole size. */
   ExactMatch(address: U64Input): AllocPolicy {
-    return Object.freeze({ kind: "ExactMatch", address: typeof address === "number" ? BigInt(address) : address }) as AllocPolicy;
+    return Object.freeze({ kind: "ExactMatch", address: toU64(address, "address") }) as AllocPolicy;
   },
 } as const;
 Object.freeze(AllocPolicy.FirstMatch);
