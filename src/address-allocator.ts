@@ -79,7 +79,7 @@ export const MAX_ALIGNMENT_CLASSES = 8;
  * Query scratch, shared by the search routines so the recursive calls carry one argument.
  * JavaScript runs one call at a time and the searches call nothing outside this module.
  */
-let qSizeB = 0n; // size - 2^63: compared with stored saturated gap lengths
+let qLen = 0n; // size, saturated at 2^63-1: compared with the annotations
 let qSizeM1 = 0n; // size - 1
 let qMinEndB = 0n; // lowest stored gap end that can hold the size at all
 let qAlignM1 = 0n; // alignment - 1
@@ -119,7 +119,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
   #end = new BigInt64Array(INITIAL_CAPACITY);
   /** Last free address of the gap after each allocation; equal to #end when there is no gap. */
   #gapEnd = new BigInt64Array(INITIAL_CAPACITY);
-  /** Saturated length (stored form) of the largest gap in the subtree; MIN when none. */
+  /** Length of the largest gap in the subtree, saturated at 2^63-1; 0 when none. */
   #maxGap = new BigInt64Array(INITIAL_CAPACITY);
   #left = new Int32Array(INITIAL_CAPACITY);
   #right = new Int32Array(INITIAL_CAPACITY);
@@ -167,7 +167,6 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     this.#baseB = toStored(b);
     this.#endB = toStored(b + s - 1n);
     this.#leadEndB = this.#endB;
-    this.#maxGap[NIL] = MIN;
     this.#tzCount[trailingZeros(this.#baseB)]!++;
   }
 
@@ -227,7 +226,14 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
   ): RangeInclusive {
     if (typeof sizeOrRequest === "object" && sizeOrRequest !== null) {
       const r = sizeOrRequest;
-      return this.#allocate(r.size, r.alignment ?? 1n, r.policy ?? AllocPolicy.FirstMatch, r.owner, r.window);
+      // Only a missing field takes the default: null is as invalid here as in the positional form.
+      return this.#allocate(
+        r.size,
+        r.alignment === undefined ? 1n : r.alignment,
+        r.policy === undefined ? AllocPolicy.FirstMatch : r.policy,
+        r.owner,
+        r.window,
+      );
     }
     return this.#allocate(sizeOrRequest, alignment, policy, options?.owner, options?.window);
   }
@@ -261,7 +267,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     }
 
     qSizeM1 = size - 1n;
-    qSizeB = BigInt.asIntN(64, size + MIN);
+    qLen = size > MAX ? MAX : size;
     qMinEndB = MIN + qSizeM1;
     qAlignM1 = align - 1n;
     qNegAlign = BigInt.asIntN(64, -align);
@@ -526,17 +532,17 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
       if (this.#height[n] !== h) fail(`node ${n} height ${this.#height[n]} should be ${h}`);
       const hasGap = this.#gapEnd[n]! > this.#end[n]!;
       const g0 = BigInt.asIntN(64, this.#end[n]! + 1n);
-      const own = hasGap ? freeLength(g0, this.#gapEnd[n]!) : MIN;
+      const own = hasGap ? gapLength(g0, this.#gapEnd[n]!) : 0n;
       if (this.#maxGap[n] !== max3(own, this.#maxGap[l]!, this.#maxGap[r]!)) fail(`node ${n} largest-gap annotation is stale`);
       for (const c of this.#classes) {
-        const ownC = hasGap ? usableLength(g0, this.#gapEnd[n]!, c.params) : MIN;
+        const ownC = hasGap ? usableLength(g0, this.#gapEnd[n]!, c.params) : 0n;
         if (c.max[n] !== max3(ownC, c.max[l]!, c.max[r]!)) fail(`node ${n} annotation for alignment 2^${c.shift} is stale`);
       }
       return h;
     };
     check(this.#root, undefined, undefined, 0);
-    for (const c of this.#classes) if (c.max[NIL] !== MIN) fail("NIL annotation changed");
-    if (this.#maxGap[NIL] !== MIN || this.#height[NIL] !== 0) fail("NIL sentinel changed");
+    for (const c of this.#classes) if (c.max[NIL] !== 0n) fail("NIL annotation changed");
+    if (this.#maxGap[NIL] !== 0n || this.#height[NIL] !== 0) fail("NIL sentinel changed");
 
     let count = 0;
     let bytes = 0n;
@@ -613,7 +619,6 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     params[1] = BigInt.asIntN(64, -align);
     params[2] = MAX - alignM1;
     const c: AlignmentClass = { shift, params, max: new BigInt64Array(this.#start.length), lastUse: this.#useClock };
-    c.max[NIL] = MIN;
     this.#classes.push(c);
     this.#buildClass(this.#root, c);
     return c.max;
@@ -625,13 +630,13 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     this.#buildClass(this.#right[n]!, c);
     const e = this.#end[n]!;
     const g = this.#gapEnd[n]!;
-    const own = g > e ? usableLength(BigInt.asIntN(64, e + 1n), g, c.params) : MIN;
+    const own = g > e ? usableLength(BigInt.asIntN(64, e + 1n), g, c.params) : 0n;
     c.max[n] = max3(own, c.max[this.#left[n]!]!, c.max[this.#right[n]!]!);
   }
 
   /** Lowest gap in the subtree that can hold the query; sets qResultB. */
   #firstFit(n: number): number {
-    if (n === NIL || qAnn[n]! < qSizeB) return NIL;
+    if (n === NIL || qAnn[n]! < qLen) return NIL;
     if (this.#start[n]! > qWinMinB) {
       const found = this.#firstFit(this.#left[n]!);
       if (found !== NIL) return found;
@@ -645,7 +650,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
 
   /** Highest gap in the subtree that can hold the query; sets qResultB. */
   #lastFit(n: number): number {
-    if (n === NIL || qAnn[n]! < qSizeB) return NIL;
+    if (n === NIL || qAnn[n]! < qLen) return NIL;
     const g = this.#gapEnd[n]!;
     if (g < qWinMaxB) {
       const found = this.#lastFit(this.#right[n]!);
@@ -955,27 +960,35 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     if (mr > m) m = mr;
     const classes = this.#classes;
     if (g > e) {
-      const span = BigInt.asIntN(64, g - e - 1n + MIN);
-      const own = span === MAX ? MAX : BigInt.asIntN(64, span + 1n);
-      if (own > m) m = own;
-      const g0 = BigInt.asIntN(64, e + 1n);
-      for (let i = 0; i < classes.length; i++) {
-        const c = classes[i]!;
-        const max = c.max;
-        const p = c.params;
-        let cm = max[l]!;
-        const cr = max[r]!;
-        if (cr > cm) cm = cr;
-        if (g0 <= p[2]!) {
-          const x = BigInt.asIntN(64, (g0 + p[0]!) & p[1]!);
-          if (x <= g) {
-            const cs = BigInt.asIntN(64, g - x + MIN);
-            const cOwn = cs === MAX ? MAX : BigInt.asIntN(64, cs + 1n);
-            if (cOwn > cm) cm = cOwn;
-          }
+      // Lengths are kept unbiased and small: V8 keeps small int64 bigints unboxed far more
+      // readily than values near 2^63 (measured: several times faster per update).
+      let own = BigInt.asIntN(64, g - e);
+      if (own < 0n) {
+        // A gap of 2^63 bytes or more (at most two can exist): the exact slow path.
+        own = MAX;
+        const g0 = BigInt.asIntN(64, e + 1n);
+        for (let i = 0; i < classes.length; i++) {
+          const c = classes[i]!;
+          const max = c.max;
+          const u = usableLength(g0, g, c.params);
+          let cm = max[l]!;
+          const cr = max[r]!;
+          if (cr > cm) cm = cr;
+          max[n] = u > cm ? u : cm;
         }
-        max[n] = cm;
+      } else {
+        for (let i = 0; i < classes.length; i++) {
+          const c = classes[i]!;
+          const max = c.max;
+          // Bytes lost to alignment at the gap start: (-(end + 1)) mod alignment.
+          const u = own - BigInt.asIntN(64, (-1n - e) & c.params[0]!);
+          let cm = max[l]!;
+          const cr = max[r]!;
+          if (cr > cm) cm = cr;
+          max[n] = u > cm ? u : cm;
+        }
       }
+      if (own > m) m = own;
     } else {
       for (let i = 0; i < classes.length; i++) {
         const max = classes[i]!.max;
@@ -1081,11 +1094,11 @@ function fitsLast(g0: bigint, g1: bigint): boolean {
   return true;
 }
 
-/** Saturated length (stored form) of [g0, g1] from its first start aligned by the given masks; MIN if none. */
+/** Length of [g0, g1] from its first start aligned by `params`, saturated at 2^63-1; 0 if none. */
 function usableLength(g0: bigint, g1: bigint, params: BigInt64Array): bigint {
-  if (g0 > params[2]!) return MIN;
+  if (g0 > params[2]!) return 0n;
   const x = BigInt.asIntN(64, (g0 + params[0]!) & params[1]!);
-  return x > g1 ? MIN : freeLength(x, g1);
+  return x > g1 ? 0n : gapLength(x, g1);
 }
 
 function max3(a: bigint, b: bigint, c: bigint): bigint {
@@ -1116,10 +1129,10 @@ function grow64(a: BigInt64Array<ArrayBuffer>, capacity: number): BigInt64Array<
   return b;
 }
 
-/** Saturated length of the segment [sB, eB] in stored form (2^64 is clamped to 2^64-1). */
-function freeLength(sB: bigint, eB: bigint): bigint {
-  const spanB = BigInt.asIntN(64, eB - sB + MIN);
-  return spanB === MAX ? MAX : BigInt.asIntN(64, spanB + 1n);
+/** Length of [g0, g1] (stored form) saturated at 2^63-1. */
+function gapLength(g0: bigint, g1: bigint): bigint {
+  const len = g1 - g0 + 1n;
+  return len > MAX ? MAX : len;
 }
 
 function policyKind(policy: unknown): AllocPolicy["kind"] {
