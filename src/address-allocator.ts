@@ -64,6 +64,7 @@ const SNAPSHOT_VERSION = 1;
 /** Bias between u64 values and their stored int64 form. */
 const MIN = -(1n << 63n);
 const MAX = (1n << 63n) - 1n;
+const TWO63 = 1n << 63n;
 const NIL = 0;
 /** Placement target meaning "the gap before the first allocation". */
 const LEAD = -1;
@@ -79,7 +80,7 @@ export const MAX_ALIGNMENT_CLASSES = 8;
  * Query scratch, shared by the search routines so the recursive calls carry one argument.
  * JavaScript runs one call at a time and the searches call nothing outside this module.
  */
-let qLen = 0n; // size, saturated at 2^63-1: compared with the annotations
+let qLen = 0; // size as a number, saturated at 2^53: compared with the annotations
 let qSizeM1 = 0n; // size - 1
 let qMinEndB = 0n; // lowest stored gap end that can hold the size at all
 let qAlignM1 = 0n; // alignment - 1
@@ -87,10 +88,12 @@ let qNegAlign = 0n; // -alignment, the mask that rounds down
 let qMaxStartB = 0n; // highest stored start that can be rounded up without passing 2^64-1
 let qWinMinB = 0n;
 let qWinMaxB = 0n;
-let qAnn: BigInt64Array = new BigInt64Array(1); // the annotation that prunes this query
+let qAnn: Float32Array = new Float32Array(1); // the annotation that prunes this query
 let qResultB = 0n; // start of the placement found by the last successful search
 /** Root-to-node path scratch of the iterative tree walks, shared for the same reason. */
 const PATH = new Int32Array(MAX_DEPTH);
+/** Annotation values saved while refreshing a path, one per alignment class. */
+const SAVED = new Float32Array(MAX_ALIGNMENT_CLASSES);
 
 const toStored = (u: bigint): bigint => u + MIN;
 const fromStored = (b: bigint): bigint => b - MIN;
@@ -98,9 +101,11 @@ const fromStored = (b: bigint): bigint => b - MIN;
 /** A maintained "largest usable gap at alignment 2^shift" annotation. */
 interface AlignmentClass {
   readonly shift: number;
-  /** [alignment - 1, -alignment, highest stored start that can be aligned up]; typed so the hot loop reads them unboxed. */
+  /** alignment - 1 when the alignment is at most 2^31 (computed on 32-bit integers), else -1. */
+  readonly mask: number;
+  /** [alignment - 1, -alignment, highest stored start that can be aligned up], for the exact path. */
   readonly params: BigInt64Array<ArrayBuffer>;
-  max: BigInt64Array<ArrayBuffer>;
+  max: Float32Array<ArrayBuffer>;
   lastUse: number;
 }
 
@@ -119,8 +124,15 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
   #end = new BigInt64Array(INITIAL_CAPACITY);
   /** Last free address of the gap after each allocation; equal to #end when there is no gap. */
   #gapEnd = new BigInt64Array(INITIAL_CAPACITY);
-  /** Length of the largest gap in the subtree, saturated at 2^63-1; 0 when none. */
-  #maxGap = new BigInt64Array(INITIAL_CAPACITY);
+  /** Gap length after each allocation as a number, saturated at 2^53; 0 when there is no gap. */
+  #gapLen = new Float64Array(INITIAL_CAPACITY);
+  /** Low 32 bits of each gap's first address, enough to compute alignment waste up to 2^31. */
+  #gapLo = new Int32Array(INITIAL_CAPACITY);
+  /**
+   * Upper bound of the largest gap length in the subtree, in float32 (rounded up, see up32);
+   * 0 when none. Pruning with an upper bound never skips a fit, and float32 halves the memory.
+   */
+  #maxGap = new Float32Array(INITIAL_CAPACITY);
   #left = new Int32Array(INITIAL_CAPACITY);
   #right = new Int32Array(INITIAL_CAPACITY);
   #height = new Uint8Array(INITIAL_CAPACITY);
@@ -242,7 +254,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     const size = toU64(sizeIn, "size");
     const align = toU64(alignIn, "alignment");
     if (size === 0n) throw new AllocatorError("InvalidSize", "cannot allocate 0 bytes");
-    if (!isPowerOfTwo(align) || align > 1n << 63n) {
+    if (!isPowerOfTwo(align) || align > TWO63) {
       throw new AllocatorError("InvalidAlignment", `alignment ${hex(align)} is not a power of two from 0x1 to 0x8000000000000000`);
     }
     const kind = policyKind(policy);
@@ -267,7 +279,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     }
 
     qSizeM1 = size - 1n;
-    qLen = size > MAX ? MAX : size;
+    qLen = size >= 0x20000000000000n ? TWO53 : Number(size);
     qMinEndB = MIN + qSizeM1;
     qAlignM1 = align - 1n;
     qNegAlign = BigInt.asIntN(64, -align);
@@ -293,7 +305,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
       );
     }
     const startB = qResultB;
-    this.#take(target, startB, BigInt.asIntN(64, startB + qSizeM1), ownerName);
+    this.#take(target, startB, BigInt.asIntN(64, startB + qSizeM1), size, ownerName);
     const start = fromStored(startB);
     return new RangeInclusive(start, start + qSizeM1);
   }
@@ -332,7 +344,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     } else {
       const gapEndB = p === NIL ? this.#leadEndB : this.#gapEnd[p]!;
       if (lB <= gapEndB) {
-        this.#take(p === NIL ? LEAD : p, aB, lB, owner);
+        this.#take(p === NIL ? LEAD : p, aB, lB, size, owner);
         return new RangeInclusive(address, last);
       }
       holder = this.#containing(BigInt.asIntN(64, gapEndB + 1n));
@@ -530,19 +542,27 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
       if (Math.abs(hl - hr) > 1) fail(`node ${n} is unbalanced (${hl} vs ${hr})`);
       const h = 1 + Math.max(hl, hr);
       if (this.#height[n] !== h) fail(`node ${n} height ${this.#height[n]} should be ${h}`);
-      const hasGap = this.#gapEnd[n]! > this.#end[n]!;
-      const g0 = BigInt.asIntN(64, this.#end[n]! + 1n);
-      const own = hasGap ? gapLength(g0, this.#gapEnd[n]!) : 0n;
-      if (this.#maxGap[n] !== max3(own, this.#maxGap[l]!, this.#maxGap[r]!)) fail(`node ${n} largest-gap annotation is stale`);
+      const e = this.#end[n]!;
+      const g = this.#gapEnd[n]!;
+      if (this.#gapLen[n] !== lengthAsNumber(e, g)) fail(`node ${n} gap length is stale`);
+      if (this.#gapLo[n] !== Number(BigInt.asIntN(32, e + 1n))) fail(`node ${n} gap start bits are stale`);
+      const own = this.#gapLen[n]!;
+      if (this.#maxGap[n] !== Math.fround(Math.max(up32(own), this.#maxGap[l]!, this.#maxGap[r]!))) {
+        fail(`node ${n} largest-gap annotation is stale`);
+      }
       for (const c of this.#classes) {
-        const ownC = hasGap ? usableLength(g0, this.#gapEnd[n]!, c.params) : 0n;
-        if (c.max[n] !== max3(ownC, c.max[l]!, c.max[r]!)) fail(`node ${n} annotation for alignment 2^${c.shift} is stale`);
+        const u = this.#classOwn(n, c);
+        const expected = Math.fround(Math.max(u > 0 ? up32(u) : 0, c.max[l]!, c.max[r]!));
+        if (c.max[n] !== expected) fail(`node ${n} annotation for alignment 2^${c.shift} is stale`);
+        if (own > 0 && own < TWO53 && Math.max(u, 0) !== Number(usableLength(BigInt.asIntN(64, e + 1n), g, c.params))) {
+          fail(`node ${n} usable length at alignment 2^${c.shift} is wrong`);
+        }
       }
       return h;
     };
     check(this.#root, undefined, undefined, 0);
-    for (const c of this.#classes) if (c.max[NIL] !== 0n) fail("NIL annotation changed");
-    if (this.#maxGap[NIL] !== 0n || this.#height[NIL] !== 0) fail("NIL sentinel changed");
+    for (const c of this.#classes) if (c.max[NIL] !== 0) fail("NIL annotation changed");
+    if (this.#maxGap[NIL] !== 0 || this.#gapLen[NIL] !== 0 || this.#height[NIL] !== 0) fail("NIL sentinel changed");
 
     let count = 0;
     let bytes = 0n;
@@ -591,7 +611,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
   // ---- placement -------------------------------------------------------------------------
 
   /** The annotation that prunes queries at `align`: the plain one when every gap start is aligned. */
-  #annotationFor(align: bigint): BigInt64Array {
+  #annotationFor(align: bigint): Float32Array {
     const shift = bitLength(align) - 1;
     let misaligned = false;
     for (let t = 0; t < shift; t++) {
@@ -618,7 +638,13 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     params[0] = alignM1;
     params[1] = BigInt.asIntN(64, -align);
     params[2] = MAX - alignM1;
-    const c: AlignmentClass = { shift, params, max: new BigInt64Array(this.#start.length), lastUse: this.#useClock };
+    const c: AlignmentClass = {
+      shift,
+      mask: shift <= 31 ? Number(alignM1) : -1,
+      params,
+      max: new Float32Array(this.#start.length),
+      lastUse: this.#useClock,
+    };
     this.#classes.push(c);
     this.#buildClass(this.#root, c);
     return c.max;
@@ -628,10 +654,8 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     if (n === NIL) return;
     this.#buildClass(this.#left[n]!, c);
     this.#buildClass(this.#right[n]!, c);
-    const e = this.#end[n]!;
-    const g = this.#gapEnd[n]!;
-    const own = g > e ? usableLength(BigInt.asIntN(64, e + 1n), g, c.params) : 0n;
-    c.max[n] = max3(own, c.max[this.#left[n]!]!, c.max[this.#right[n]!]!);
+    const u = this.#classOwn(n, c);
+    c.max[n] = Math.max(u > 0 ? up32(u) : 0, c.max[this.#left[n]!]!, c.max[this.#right[n]!]!);
   }
 
   /** Lowest gap in the subtree that can hold the query; sets qResultB. */
@@ -663,7 +687,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
   }
 
   /** Records allocation [aB, lB] carved from the gap of `target` (a node, or LEAD). */
-  #take(target: number, aB: bigint, lB: bigint, owner: string | undefined): void {
+  #take(target: number, aB: bigint, lB: bigint, size: bigint, owner: string | undefined): void {
     const ownerIndex = owner === undefined ? NO_OWNER : this.#ownerFor(owner);
     let gapEnd: bigint;
     if (target === LEAD) {
@@ -674,14 +698,14 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
       // The new node is the in-order successor of `target`, so the insertion path runs through
       // `target` and its ancestors and refreshes their annotations: no separate refresh needed.
       gapEnd = this.#gapEnd[target]!;
-      this.#gapEnd[target] = BigInt.asIntN(64, aB - 1n);
+      this.#setGapEnd(target, BigInt.asIntN(64, aB - 1n));
     }
     const node = this.#newNode(aB, lB, gapEnd, ownerIndex);
     this.#insertNode(node, aB);
-    if (lB < this.#endB) this.#tzCount[trailingZeros(BigInt.asIntN(64, lB + 1n))]!++;
+    if (lB < this.#endB) this.#tzCount[gapStartZeros(this.#gapLo[node]!, lB)]!++;
     if (ownerIndex !== NO_OWNER) this.#ownerNodes[ownerIndex]!.add(node);
     this.#allocationCount++;
-    this.#allocatedBytes += lB - aB + 1n;
+    this.#allocatedBytes += size;
   }
 
   /** Frees allocation `node`; its space and its gap join the gap before it. */
@@ -691,16 +715,16 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     const gapEnd = this.#gapEnd[node]!;
     const o = this.#owner[node]!;
     const prev = s > this.#baseB ? this.#containing(BigInt.asIntN(64, s - 1n)) : NIL;
+    if (e < this.#endB) this.#tzCount[gapStartZeros(this.#gapLo[node]!, e)]!--;
     this.#root = this.#removeAt(this.#root, s);
     if (o !== NO_OWNER) this.#dropOwner(o, node);
-    if (e < this.#endB) this.#tzCount[trailingZeros(BigInt.asIntN(64, e + 1n))]!--;
     this.#allocationCount--;
     this.#allocatedBytes -= e - s + 1n;
     if (prev === NIL) {
       this.#hasLead = true;
       this.#leadEndB = gapEnd;
     } else {
-      this.#gapEnd[prev] = gapEnd;
+      this.#setGapEnd(prev, gapEnd);
       this.#refreshPath(this.#start[prev]!);
     }
   }
@@ -830,6 +854,8 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     this.#start[n] = startB;
     this.#end[n] = endB;
     this.#gapEnd[n] = gapEndB;
+    this.#gapLen[n] = lengthAsNumber(endB, gapEndB);
+    this.#gapLo[n] = Number(BigInt.asIntN(32, endB + 1n));
     this.#owner[n] = owner;
     this.#left[n] = NIL;
     this.#right[n] = NIL;
@@ -842,8 +868,14 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     this.#start = grow64(this.#start, capacity);
     this.#end = grow64(this.#end, capacity);
     this.#gapEnd = grow64(this.#gapEnd, capacity);
-    this.#maxGap = grow64(this.#maxGap, capacity);
-    for (const c of this.#classes) c.max = grow64(c.max, capacity);
+    const gapLen = new Float64Array(capacity);
+    gapLen.set(this.#gapLen);
+    this.#gapLen = gapLen;
+    const gapLo = new Int32Array(capacity);
+    gapLo.set(this.#gapLo);
+    this.#gapLo = gapLo;
+    this.#maxGap = grow32f(this.#maxGap, capacity);
+    for (const c of this.#classes) c.max = grow32f(c.max, capacity);
     const left = new Int32Array(capacity);
     left.set(this.#left);
     this.#left = left;
@@ -926,7 +958,10 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     return this.#rebalance(n);
   }
 
-  /** Recomputes the annotations from the node keyed `key` up to the root. */
+  /**
+   * Recomputes the annotations from the node keyed `key` up towards the root, stopping at the
+   * first ancestor whose annotations come out unchanged: nothing above it can change either.
+   */
   #refreshPath(key: bigint): void {
     const path = PATH;
     const start = this.#start;
@@ -938,7 +973,19 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
       if (key === s) break;
       n = key < s ? this.#left[n]! : this.#right[n]!;
     }
-    while (depth > 0) this.#update(path[--depth]!);
+    this.#update(path[--depth]!);
+    const maxGap = this.#maxGap;
+    const classes = this.#classes;
+    while (depth > 0) {
+      const p = path[--depth]!;
+      const before = maxGap[p];
+      let same = true;
+      for (let i = 0; i < classes.length; i++) SAVED[i] = classes[i]!.max[p]!;
+      this.#update(p);
+      if (maxGap[p] !== before) same = false;
+      for (let i = 0; same && i < classes.length; i++) if (classes[i]!.max[p] !== SAVED[i]) same = false;
+      if (same) return;
+    }
   }
 
   /*
@@ -952,52 +999,46 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     const hl = this.#height[l]!;
     const hr = this.#height[r]!;
     this.#height[n] = (hl > hr ? hl : hr) + 1;
-    const e = this.#end[n]!;
-    const g = this.#gapEnd[n]!;
+    const own = this.#gapLen[n]!;
     const maxGap = this.#maxGap;
     let m = maxGap[l]!;
     const mr = maxGap[r]!;
     if (mr > m) m = mr;
+    const ownUp = own < FLOAT32_EXACT ? own : own * UP32;
+    maxGap[n] = ownUp > m ? ownUp : m;
     const classes = this.#classes;
-    if (g > e) {
-      // Lengths are kept unbiased and small: V8 keeps small int64 bigints unboxed far more
-      // readily than values near 2^63 (measured: several times faster per update).
-      let own = BigInt.asIntN(64, g - e);
-      if (own < 0n) {
-        // A gap of 2^63 bytes or more (at most two can exist): the exact slow path.
-        own = MAX;
-        const g0 = BigInt.asIntN(64, e + 1n);
-        for (let i = 0; i < classes.length; i++) {
-          const c = classes[i]!;
-          const max = c.max;
-          const u = usableLength(g0, g, c.params);
-          let cm = max[l]!;
-          const cr = max[r]!;
-          if (cr > cm) cm = cr;
-          max[n] = u > cm ? u : cm;
-        }
-      } else {
-        for (let i = 0; i < classes.length; i++) {
-          const c = classes[i]!;
-          const max = c.max;
-          // Bytes lost to alignment at the gap start: (-(end + 1)) mod alignment.
-          const u = own - BigInt.asIntN(64, (-1n - e) & c.params[0]!);
-          let cm = max[l]!;
-          const cr = max[r]!;
-          if (cr > cm) cm = cr;
-          max[n] = u > cm ? u : cm;
+    if (classes.length === 0) return;
+    const lo = this.#gapLo[n]!;
+    for (let i = 0; i < classes.length; i++) {
+      const c = classes[i]!;
+      const max = c.max;
+      let cm = max[l]!;
+      const cr = max[r]!;
+      if (cr > cm) cm = cr;
+      if (own !== 0) {
+        const u = own >= TWO53 ? TWO53 : c.mask >= 0 ? own - (-lo & c.mask) : this.#classOwn(n, c);
+        if (u > 0) {
+          const uUp = u < FLOAT32_EXACT ? u : u * UP32;
+          if (uUp > cm) cm = uUp;
         }
       }
-      if (own > m) m = own;
-    } else {
-      for (let i = 0; i < classes.length; i++) {
-        const max = classes[i]!.max;
-        const a = max[l]!;
-        const b = max[r]!;
-        max[n] = a > b ? a : b;
-      }
+      max[n] = cm;
     }
-    maxGap[n] = m;
+  }
+
+  /** Usable length of node `n`'s gap at the alignment of `c`, as #update computes it (may be <= 0). */
+  #classOwn(n: number, c: AlignmentClass): number {
+    const own = this.#gapLen[n]!;
+    if (own === 0) return 0;
+    if (own >= TWO53) return TWO53;
+    if (c.mask >= 0) return own - (-this.#gapLo[n]! & c.mask);
+    return Number(usableLength(BigInt.asIntN(64, this.#end[n]! + 1n), this.#gapEnd[n]!, c.params));
+  }
+
+  /** Sets the end of node `n`'s gap and its cached length. */
+  #setGapEnd(n: number, gapEndB: bigint): void {
+    this.#gapEnd[n] = gapEndB;
+    this.#gapLen[n] = lengthAsNumber(this.#end[n]!, gapEndB);
   }
 
   #rebalance(n: number): number {
@@ -1101,12 +1142,12 @@ function usableLength(g0: bigint, g1: bigint, params: BigInt64Array): bigint {
   return x > g1 ? 0n : gapLength(x, g1);
 }
 
-function max3(a: bigint, b: bigint, c: bigint): bigint {
-  const m = a > b ? a : b;
-  return m > c ? m : c;
+/** Trailing zero bits of the u64 whose stored form is `b` (64 for 0). */
+/** Trailing zeros of the gap start after an allocation ending at `eB`, from its cached low 32 bits when they suffice. */
+function gapStartZeros(lo: number, eB: bigint): number {
+  return lo !== 0 ? 31 - Math.clz32(lo & -lo) : trailingZeros(BigInt.asIntN(64, eB + 1n));
 }
 
-/** Trailing zero bits of the u64 whose stored form is `b` (64 for 0). */
 function trailingZeros(b: bigint): number {
   const lo = Number(BigInt.asUintN(32, b));
   if (lo !== 0) return 31 - Math.clz32(lo & -lo);
@@ -1125,6 +1166,30 @@ function bitLength(v: bigint): number {
 
 function grow64(a: BigInt64Array<ArrayBuffer>, capacity: number): BigInt64Array<ArrayBuffer> {
   const b = new BigInt64Array(capacity);
+  b.set(a);
+  return b;
+}
+
+const TWO53 = 2 ** 53;
+/** Integers below 2^24 are exact in float32. */
+const FLOAT32_EXACT = 2 ** 24;
+/** Scaling above 1 + 2^-22, so that a value rounded to the nearest float32 is still >= the original. */
+const UP32 = 1.0000003;
+
+/** An upper bound of `x` that stays an upper bound when stored in a Float32Array. */
+function up32(x: number): number {
+  return x < FLOAT32_EXACT ? x : x * UP32;
+}
+
+/** Length of the gap after an allocation ending at `eB` up to `gB` (stored forms), saturated at 2^53; 0 if none. */
+function lengthAsNumber(eB: bigint, gB: bigint): number {
+  if (gB <= eB) return 0;
+  const d = BigInt.asIntN(64, gB - eB);
+  return d < 0n || d >= 0x20000000000000n ? TWO53 : Number(d);
+}
+
+function grow32f(a: Float32Array<ArrayBuffer>, capacity: number): Float32Array<ArrayBuffer> {
+  const b = new Float32Array(capacity);
   b.set(a);
   return b;
 }
