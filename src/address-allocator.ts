@@ -90,6 +90,8 @@ let qWinMinB = 0n;
 let qWinMaxB = 0n;
 let qAnn: Float32Array = new Float32Array(1); // the annotation that prunes this query
 let qResultB = 0n; // start of the placement found by the last successful search
+/** alignment - 1 when a gap can be judged on numbers alone (no window, small size and alignment), else -1. */
+let qMask = -1;
 /** Root-to-node path scratch of the iterative tree walks, shared for the same reason. */
 const PATH = new Int32Array(MAX_DEPTH);
 /** Annotation values saved while refreshing a path, one per alignment class. */
@@ -287,6 +289,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     qWinMinB = winMinB;
     qWinMaxB = winMaxB;
     qAnn = this.#annotationFor(align);
+    qMask = align <= 0x8000_0000n && size < 0x20000000000000n && window === undefined ? Number(qAlignM1) : -1;
     let target = NIL;
     if (winMinB <= winMaxB) {
       if (kind === "FirstMatch") {
@@ -665,10 +668,19 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
       const found = this.#firstFit(this.#left[n]!);
       if (found !== NIL) return found;
     }
-    const g = this.#gapEnd[n]!;
-    const e = this.#end[n]!;
-    if (g > e && fitsFirst(BigInt.asIntN(64, e + 1n), g)) return n;
-    if (g < qWinMaxB) return this.#firstFit(this.#right[n]!);
+    const own = this.#gapLen[n]!;
+    if (own !== 0) {
+      if (qMask >= 0 && own < TWO53) {
+        // Judged on numbers: the usable length after the alignment waste at the gap start.
+        if (own - (-this.#gapLo[n]! & qMask) >= qLen) {
+          qResultB = BigInt.asIntN(64, (this.#end[n]! + 1n + qAlignM1) & qNegAlign);
+          return n;
+        }
+      } else if (fitsFirst(BigInt.asIntN(64, this.#end[n]! + 1n), this.#gapEnd[n]!)) {
+        return n;
+      }
+    }
+    if (this.#gapEnd[n]! < qWinMaxB) return this.#firstFit(this.#right[n]!);
     return NIL;
   }
 
@@ -680,8 +692,20 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
       const found = this.#lastFit(this.#right[n]!);
       if (found !== NIL) return found;
     }
-    const e = this.#end[n]!;
-    if (g > e && fitsLast(BigInt.asIntN(64, e + 1n), g)) return n;
+    const own = this.#gapLen[n]!;
+    if (own !== 0) {
+      if (qMask >= 0 && own < TWO53) {
+        // The highest aligned start is (gap end - size + 1) rounded down; it fits if the
+        // rounding does not take it below the gap start.
+        const slack = own - qLen;
+        if (slack >= 0 && slack >= ((this.#gapLo[n]! + slack) & qMask)) {
+          qResultB = BigInt.asIntN(64, (g - qSizeM1) & qNegAlign);
+          return n;
+        }
+      } else if (fitsLast(BigInt.asIntN(64, this.#end[n]! + 1n), g)) {
+        return n;
+      }
+    }
     if (this.#start[n]! > qWinMinB) return this.#lastFit(this.#left[n]!);
     return NIL;
   }
