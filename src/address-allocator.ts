@@ -92,6 +92,8 @@ let qAnn: Float32Array = new Float32Array(1); // the annotation that prunes this
 let qResultB = 0n; // start of the placement found by the last successful search
 /** alignment - 1 when a gap can be judged on numbers alone (no window, small size and alignment), else -1. */
 let qMask = -1;
+/** Predecessor found by the last #locate. */
+let qPrev = NIL;
 /** Root-to-node path scratch of the iterative tree walks, shared for the same reason. */
 const PATH = new Int32Array(MAX_DEPTH);
 /** Annotation values saved while refreshing a path, one per alignment class. */
@@ -144,7 +146,6 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
   #nextSlot = 1;
   /** Head of the list of recycled node slots, chained through #left. */
   #recycled = NIL;
-  #detached = NIL;
 
   /** The gap before the first allocation is [base, #leadEndB] when #hasLead. */
   #hasLead = true;
@@ -374,7 +375,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
   /** Frees every allocation of `owner` and returns their ranges in address order. */
   releaseOwner(owner: string): RangeInclusive[] {
     const ranges = this.allocationsOf(owner);
-    for (const r of ranges) this.#release(this.#containing(toStored(r.start)));
+    for (const r of ranges) this.#release(this.#locate(toStored(r.start)));
     return ranges;
   }
 
@@ -733,14 +734,15 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
   }
 
   /** Frees allocation `node`; its space and its gap join the gap before it. */
+  /** Frees allocation `node`, which the last #locate found (its predecessor is in qPrev). */
   #release(node: number): void {
+    const prev = qPrev;
     const s = this.#start[node]!;
     const e = this.#end[node]!;
     const gapEnd = this.#gapEnd[node]!;
     const o = this.#owner[node]!;
-    const prev = s > this.#baseB ? this.#containing(BigInt.asIntN(64, s - 1n)) : NIL;
     if (e < this.#endB) this.#tzCount[gapStartZeros(this.#gapLo[node]!, e)]!--;
-    this.#root = this.#removeAt(this.#root, s);
+    this.#removeNode(s);
     if (o !== NO_OWNER) this.#dropOwner(o, node);
     this.#allocationCount--;
     this.#allocatedBytes -= e - s + 1n;
@@ -773,6 +775,35 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     return best;
   }
 
+  /**
+   * Like #containing, and also leaves in qPrev the allocation with the largest start below
+   * `aB` (the predecessor that a free merges into), in the same descent.
+   */
+  #locate(aB: bigint): number {
+    const start = this.#start;
+    const left = this.#left;
+    const right = this.#right;
+    let n = this.#root;
+    let best = NIL;
+    let found = NIL;
+    let prev = NIL;
+    while (n !== NIL) {
+      const s = start[n]!;
+      if (s < aB) {
+        prev = n;
+        if (found === NIL) best = n;
+        n = right[n]!;
+      } else if (s > aB) {
+        n = left[n]!;
+      } else {
+        found = n;
+        n = left[n]!;
+      }
+    }
+    qPrev = prev;
+    return found !== NIL ? found : best;
+  }
+
   #checkRange(range: unknown): { startB: bigint; endB: bigint } {
     if (typeof range !== "object" || range === null) {
       throw new AllocatorError("InvalidArgument", "range must be a RangeInclusive or { start, end }");
@@ -791,7 +822,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
 
   /** The node that is exactly the allocation [startB, endB], or throws explaining why not. */
   #liveAllocation(startB: bigint, endB: bigint): number {
-    const n = this.#containing(startB);
+    const n = this.#locate(startB);
     if (n !== NIL && this.#start[n] === startB && this.#end[n] === endB) return n;
     const text = formatRange(fromStored(startB), fromStored(endB));
     let holder = n;
@@ -948,38 +979,65 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     }
   }
 
-  #removeAt(n: number, key: bigint): number {
-    const s = this.#start[n]!;
-    if (key < s) {
-      this.#left[n] = this.#removeAt(this.#left[n]!, key);
-    } else if (key > s) {
-      this.#right[n] = this.#removeAt(this.#right[n]!, key);
+  /** Unlinks the allocation keyed `key`, then rebalances and refreshes its path bottom-up. */
+  #removeNode(key: bigint): void {
+    const path = PATH;
+    const start = this.#start;
+    const left = this.#left;
+    const right = this.#right;
+    let depth = 0;
+    let n = this.#root;
+    for (;;) {
+      path[depth++] = n;
+      const s = start[n]!;
+      if (key === s) break;
+      n = key < s ? left[n]! : right[n]!;
+    }
+    const at = depth - 1;
+    const l = left[n]!;
+    const r = right[n]!;
+    let replacement: number;
+    if (l === NIL || r === NIL) {
+      replacement = l === NIL ? r : l;
+      depth = at;
     } else {
-      const l = this.#left[n]!;
-      const r = this.#right[n]!;
-      this.#left[n] = this.#recycled;
-      this.#recycled = n;
-      if (l === NIL) return r;
-      if (r === NIL) return l;
       // Relink the successor in n's place instead of copying it, so the slots of live
       // allocations never change (the owner index refers to them).
-      const rest = this.#removeMin(r);
-      const m = this.#detached;
-      this.#left[m] = l;
-      this.#right[m] = rest;
-      return this.#rebalance(m);
+      let m = r;
+      path[depth++] = m;
+      while (left[m] !== NIL) {
+        m = left[m]!;
+        path[depth++] = m;
+      }
+      depth--;
+      if (m !== r) {
+        left[path[depth - 1]!] = right[m]!;
+        right[m] = r;
+      }
+      left[m] = l;
+      path[at] = m;
+      replacement = m;
     }
-    return this.#rebalance(n);
-  }
-
-  #removeMin(n: number): number {
-    const l = this.#left[n]!;
-    if (l === NIL) {
-      this.#detached = n;
-      return this.#right[n]!;
+    if (at === 0) this.#root = replacement;
+    else {
+      const parent = path[at - 1]!;
+      if (left[parent] === n) left[parent] = replacement;
+      else right[parent] = replacement;
     }
-    this.#left[n] = this.#removeMin(l);
-    return this.#rebalance(n);
+    left[n] = this.#recycled;
+    this.#recycled = n;
+    for (let i = depth - 1; i >= 0; i--) {
+      const p = path[i]!;
+      const q = this.#rebalance(p);
+      if (q !== p) {
+        if (i === 0) this.#root = q;
+        else {
+          const parent = path[i - 1]!;
+          if (left[parent] === p) left[parent] = q;
+          else right[parent] = q;
+        }
+      }
+    }
   }
 
   /**
