@@ -1,0 +1,259 @@
+/**
+ * What a device looks like to the buses and the device manager, and the resource requests a
+ * device makes when it is registered.
+ *
+ * Requests are plain objects so that a device can return a literal from `resourceRequest()`;
+ * {@link normalizeResourceRequests} checks them once, up front, so that a malformed request never
+ * reaches an allocator callback.
+ */
+import { AllocatorError } from "./errors.js";
+import { hex, isPowerOfTwo, toU32, toU64, U64_MAX, type U32Input, type U64Input } from "./u64.js";
+
+/**
+ * An emulated device the buses dispatch guest accesses to.
+ *
+ * `base` is the first address of the mapping the access hit (a device mapped at several ranges
+ * can tell them apart by it) and `offset` is the distance of the access from `base`. An access
+ * always lies entirely inside the mapping: the bus rejects one that runs past its end before
+ * calling the device.
+ */
+export interface Device {
+  /** Fills `data` with `data.length` bytes read at `base + offset`. */
+  read(base: bigint, offset: bigint, data: Uint8Array): void;
+  /** Consumes `data.length` bytes written at `base + offset`. */
+  write(base: bigint, offset: bigint, data: Uint8Array): void;
+  /** Short name used in owner strings and error messages (`virtio-blk`). Defaults to `device`. */
+  readonly name?: string;
+  /** The resources the device needs; used by `DeviceManager.fullRegisterDevice` when no list is passed. */
+  resourceRequest?(): readonly ResourceRequest[];
+}
+
+/** An inclusive address window a placement must stay inside. */
+export interface RequestWindow {
+  readonly min: U64Input;
+  readonly max: U64Input;
+}
+
+/** A range of port-I/O space. */
+export interface PioRequest {
+  readonly kind: "pio";
+  /** Number of ports, at least 1. */
+  readonly size: U64Input;
+  /** Power of two from 1 to 2^63; defaults to 1. */
+  readonly alignment?: U64Input;
+  /** Firmware-assigned base: mapped as is, without calling the allocator. */
+  readonly fixed?: U64Input;
+  /** The range must lie inside [min, max]. */
+  readonly window?: RequestWindow;
+}
+
+/** A range of memory-mapped I/O space. */
+export interface MmioRequest {
+  readonly kind: "mmio";
+  /** Number of bytes, at least 1. */
+  readonly size: U64Input;
+  /** Power of two from 1 to 2^63; defaults to 1. */
+  readonly alignment?: U64Input;
+  /** Firmware-assigned base: mapped as is, without calling the allocator. */
+  readonly fixed?: U64Input;
+  /** The range must lie inside [min, max]. */
+  readonly window?: RequestWindow;
+  /** Place in 64-bit MMIO space rather than below 4 GiB. */
+  readonly mmio64?: boolean;
+  /** With `mmio64`: fall back to 32-bit space when 64-bit space is full. */
+  readonly allowFallback?: boolean;
+}
+
+/** One legacy (pin-based) interrupt line. */
+export interface IrqRequest {
+  readonly kind: "irq";
+  /** Firmware-assigned line: recorded as is, without calling the allocator. */
+  readonly fixed?: U32Input;
+}
+
+/** `count` message-signalled interrupts (GSIs). */
+export interface MsiRequest {
+  readonly kind: "msi";
+  /** Number of vectors, from 1 to {@link MAX_MSI_VECTORS}. */
+  readonly count: U32Input;
+  /** Firmware-assigned GSIs, exactly `count` distinct values: recorded as is. */
+  readonly fixed?: readonly U32Input[];
+}
+
+/** The device's instance id. One is always assigned, whether requested or not. */
+export interface InstanceIdRequest {
+  readonly kind: "instanceId";
+  /** Use exactly this id instead of asking the device-id allocator. */
+  readonly fixed?: U32Input;
+}
+
+/** Any resource request. */
+export type ResourceRequest = PioRequest | MmioRequest | IrqRequest | MsiRequest | InstanceIdRequest;
+
+/** The largest MSI `count`: an MSI-X table holds at most 2048 entries. */
+export const MAX_MSI_VECTORS = 2048;
+
+/** A validated address request; every number is an exact bigint. */
+export interface NormalizedAddressRequest {
+  readonly kind: "pio" | "mmio";
+  /** Position in the caller's list, for messages. */
+  readonly index: number;
+  readonly size: bigint;
+  readonly alignment: bigint | undefined;
+  readonly fixed: bigint | undefined;
+  readonly window: { readonly min: bigint; readonly max: bigint } | undefined;
+  readonly mmio64: boolean;
+  readonly allowFallback: boolean;
+}
+
+/** A validated IRQ or instance-id request. */
+export interface NormalizedIdRequest {
+  readonly kind: "irq" | "instanceId";
+  readonly index: number;
+  readonly fixed: number | undefined;
+}
+
+/** A validated MSI request. */
+export interface NormalizedMsiRequest {
+  readonly kind: "msi";
+  readonly index: number;
+  readonly count: number;
+  readonly fixed: readonly number[] | undefined;
+}
+
+/** A request after {@link normalizeResourceRequests}. */
+export type NormalizedResourceRequest = NormalizedAddressRequest | NormalizedIdRequest | NormalizedMsiRequest;
+
+const KNOWN_KEYS: Readonly<Record<ResourceRequest["kind"], readonly string[]>> = {
+  pio: ["kind", "size", "alignment", "fixed", "window"],
+  mmio: ["kind", "size", "alignment", "fixed", "window", "mmio64", "allowFallback"],
+  irq: ["kind", "fixed"],
+  msi: ["kind", "count", "fixed"],
+  instanceId: ["kind", "fixed"],
+};
+
+function invalidArgument(message: string): AllocatorError {
+  return new AllocatorError("InvalidArgument", message);
+}
+
+function optionalBoolean(value: unknown, name: string): boolean {
+  if (value === undefined) return false;
+  if (typeof value !== "boolean") throw invalidArgument(`${name} must be a boolean, got ${typeof value}`);
+  return value;
+}
+
+function normalizeAddress(req: Record<string, unknown>, kind: "pio" | "mmio", index: number, at: string): NormalizedAddressRequest {
+  const size = toU64(req["size"], `${at}.size`);
+  if (size === 0n) throw new AllocatorError("InvalidSize", `${at}.size must be at least 1`);
+  let alignment: bigint | undefined;
+  if (req["alignment"] !== undefined) {
+    alignment = toU64(req["alignment"], `${at}.alignment`);
+    if (!isPowerOfTwo(alignment)) {
+      throw new AllocatorError("InvalidAlignment", `${at}.alignment must be a power of two from 1 to 2^63, got ${hex(alignment)}`);
+    }
+  }
+  let window: { min: bigint; max: bigint } | undefined;
+  const w = req["window"];
+  if (w !== undefined) {
+    if (typeof w !== "object" || w === null) throw invalidArgument(`${at}.window must be an object { min, max }`);
+    const min = toU64((w as Record<string, unknown>)["min"], `${at}.window.min`);
+    const max = toU64((w as Record<string, unknown>)["max"], `${at}.window.max`);
+    if (min > max) throw new AllocatorError("InvalidRange", `${at}.window: min ${hex(min)} is above max ${hex(max)}`);
+    window = { min, max };
+  }
+  let fixed: bigint | undefined;
+  if (req["fixed"] !== undefined) {
+    fixed = toU64(req["fixed"], `${at}.fixed`);
+    if (alignment !== undefined && fixed % alignment !== 0n) {
+      throw new AllocatorError("UnalignedAddress", `${at}.fixed ${hex(fixed)} is not a multiple of the alignment ${hex(alignment)}`);
+    }
+    if (size - 1n > U64_MAX - fixed) {
+      throw new AllocatorError("Overflow", `${at}: range at ${hex(fixed)} of size ${hex(size)} would end past 0xffffffffffffffff`);
+    }
+    if (window !== undefined && (fixed < window.min || fixed + size - 1n > window.max)) {
+      throw new AllocatorError(
+        "OutOfRange",
+        `${at}.fixed ${hex(fixed)} of size ${hex(size)} is outside the window ${hex(window.min)}-${hex(window.max)}`,
+      );
+    }
+  }
+  let mmio64 = false;
+  let allowFallback = false;
+  if (kind === "mmio") {
+    mmio64 = optionalBoolean(req["mmio64"], `${at}.mmio64`);
+    allowFallback = optionalBoolean(req["allowFallback"], `${at}.allowFallback`);
+    // A fallback from 64-bit space means nothing without 64-bit space; saying it is a mistake.
+    if (allowFallback && !mmio64) throw invalidArgument(`${at}.allowFallback requires mmio64: true`);
+  }
+  return { kind, index, size, alignment, fixed, window, mmio64, allowFallback };
+}
+
+/**
+ * Checks a list of {@link ResourceRequest}s and returns it with every number converted to its
+ * exact form. Unknown properties are rejected so that a typo (`fixd`) cannot silently turn a
+ * firmware-assigned resource into an allocated one.
+ *
+ * @param requests the list; anything else is rejected.
+ * @param name how the list is named in messages (`requests[2].size must be ...`).
+ * @throws AllocatorError `InvalidArgument` (wrong type, unknown kind or property, a second
+ *   instanceId request, a repeated MSI GSI), `InvalidSize` (size or count of 0),
+ *   `InvalidAlignment`, `UnalignedAddress` (fixed base not aligned), `Overflow` (fixed range past
+ *   2^64-1), `InvalidRange` (window min above max), `OutOfRange` (fixed range outside its window).
+ */
+export function normalizeResourceRequests(requests: unknown, name = "requests"): NormalizedResourceRequest[] {
+  if (!Array.isArray(requests)) throw invalidArgument(`${name} must be an array of resource requests`);
+  const out: NormalizedResourceRequest[] = [];
+  let sawInstanceId = false;
+  const msiGsis = new Set<number>();
+  for (let index = 0; index < requests.length; index++) {
+    const at = `${name}[${index}]`;
+    const req: unknown = requests[index];
+    if (typeof req !== "object" || req === null) throw invalidArgument(`${at} must be a resource request object`);
+    const r = req as Record<string, unknown>;
+    const kind = r["kind"];
+    if (typeof kind !== "string" || !Object.hasOwn(KNOWN_KEYS, kind)) {
+      throw invalidArgument(`${at}.kind must be one of "pio", "mmio", "irq", "msi", "instanceId", got ${typeof kind === "string" ? JSON.stringify(kind) : typeof kind}`);
+    }
+    const k = kind as ResourceRequest["kind"];
+    for (const key of Object.keys(r)) {
+      if (!KNOWN_KEYS[k].includes(key)) throw invalidArgument(`${at} (${k}) has unknown property ${JSON.stringify(key)}`);
+    }
+    switch (k) {
+      case "pio":
+      case "mmio":
+        out.push(normalizeAddress(r, k, index, at));
+        break;
+      case "irq":
+      case "instanceId": {
+        if (k === "instanceId") {
+          if (sawInstanceId) throw invalidArgument(`${at} is a second instanceId request; a device has one instance id`);
+          sawInstanceId = true;
+        }
+        const fixed = r["fixed"] === undefined ? undefined : toU32(r["fixed"], `${at}.fixed`);
+        out.push({ kind: k, index, fixed });
+        break;
+      }
+      case "msi": {
+        const count = toU32(r["count"], `${at}.count`);
+        if (count === 0) throw new AllocatorError("InvalidSize", `${at}.count must be at least 1`);
+        if (count > MAX_MSI_VECTORS) throw invalidArgument(`${at}.count must be at most ${MAX_MSI_VECTORS}, got ${count}`);
+        let fixed: number[] | undefined;
+        const f = r["fixed"];
+        if (f !== undefined) {
+          if (!Array.isArray(f)) throw invalidArgument(`${at}.fixed must be an array of ${count} GSIs`);
+          if (f.length !== count) throw invalidArgument(`${at}.fixed must hold count (${count}) GSIs, got ${f.length}`);
+          fixed = [];
+          for (let j = 0; j < f.length; j++) {
+            const gsi = toU32(f[j], `${at}.fixed[${j}]`);
+            if (msiGsis.has(gsi)) throw invalidArgument(`${at}.fixed[${j}] repeats GSI ${gsi}`);
+            msiGsis.add(gsi);
+            fixed.push(gsi);
+          }
+        }
+        out.push({ kind: "msi", index, count, fixed });
+        break;
+      }
+    }
+  }
+  return out;
+}

@@ -1,0 +1,22 @@
+/**
+ * The shape of a system allocator as the device manager sees it: a source of allocation
+ * callbacks. It is structural on purpose, so that the device manager never depends on a concrete
+ * allocator class; any object with these four methods will do.
+ */
+import type { AddrAllocateFunc, IdAllocateFunc } from "./allocation-callbacks.js";
+
+/**
+ * Something that can hand out the allocation callbacks a device manager needs. A method returns
+ * undefined when the system has no allocator for that resource; requests for it must then carry
+ * fixed values.
+ */
+export interface SystemAllocator {
+  /** Allocates and frees device instance ids. */
+  deviceIdCallback(): IdAllocateFunc | undefined;
+  /** Allocates and frees interrupt lines: legacy IRQs (`pool: "legacy"`) and MSI GSIs (`pool: "msi"`). */
+  irqCallback(): IdAllocateFunc | undefined;
+  /** Allocates and frees port-I/O ranges. */
+  pioAddressCallback(): AddrAllocateFunc | undefined;
+  /** Allocates and frees MMIO ranges. */
+  mmioAddressCallback(): AddrAllocateFunc | undefined;
+}
