@@ -81,15 +81,23 @@ export const MAX_ALIGNMENT_CLASSES = 8;
  * JavaScript runs one call at a time and the searches call nothing outside this module.
  */
 let qLen = 0; // size as a number, saturated at 2^53: compared with the annotations
-let qSizeM1 = 0n; // size - 1
-let qMinEndB = 0n; // lowest stored gap end that can hold the size at all
-let qAlignM1 = 0n; // alignment - 1
-let qNegAlign = 0n; // -alignment, the mask that rounds down
-let qMaxStartB = 0n; // highest stored start that can be rounded up without passing 2^64-1
-let qWinMinB = 0n;
-let qWinMaxB = 0n;
+/*
+ * The bigint query parameters live in a typed array rather than in variables: V8 keeps a bigint
+ * read from or written to a BigInt64Array unboxed, while one kept in a variable is a heap object.
+ * Slots: size - 1; lowest stored gap end that can hold the size; alignment - 1; -alignment (the
+ * rounding-down mask); highest stored start that can be aligned up without passing 2^64-1; the
+ * window's stored bounds; and the start found by the last successful search.
+ */
+const Q = new BigInt64Array(8);
+const SIZE_M1 = 0;
+const MIN_END = 1;
+const ALIGN_M1 = 2;
+const NEG_ALIGN = 3;
+const MAX_START = 4;
+const WIN_MIN = 5;
+const WIN_MAX = 6;
+const RESULT = 7;
 let qAnn: Float32Array = new Float32Array(1); // the annotation that prunes this query
-let qResultB = 0n; // start of the placement found by the last successful search
 /** alignment - 1 when a gap can be judged on numbers alone (no window, small size and alignment), else -1. */
 let qMask = -1;
 /** Predecessor found by the last #locate. */
@@ -281,16 +289,16 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
       return this.#allocateAt(address, size, align, winMinB, winMaxB, window !== undefined, ownerName);
     }
 
-    qSizeM1 = size - 1n;
+    Q[SIZE_M1] = BigInt.asIntN(64, size - 1n); // wrapped above 2^63: only used in wrapping arithmetic
     qLen = size >= 0x20000000000000n ? TWO53 : Number(size);
-    qMinEndB = MIN + qSizeM1;
-    qAlignM1 = align - 1n;
-    qNegAlign = BigInt.asIntN(64, -align);
-    qMaxStartB = MAX - qAlignM1;
-    qWinMinB = winMinB;
-    qWinMaxB = winMaxB;
+    Q[MIN_END] = MIN + (size - 1n);
+    Q[ALIGN_M1] = align - 1n;
+    Q[NEG_ALIGN] = BigInt.asIntN(64, -align);
+    Q[MAX_START] = MAX - Q[ALIGN_M1]!;
+    Q[WIN_MIN] = winMinB;
+    Q[WIN_MAX] = winMaxB;
     qAnn = this.#annotationFor(align);
-    qMask = align <= 0x8000_0000n && size < 0x20000000000000n && window === undefined ? Number(qAlignM1) : -1;
+    qMask = align <= 0x8000_0000n && size < 0x20000000000000n && window === undefined ? Number(Q[ALIGN_M1]!) : -1;
     let target = NIL;
     if (winMinB <= winMaxB) {
       if (kind === "FirstMatch") {
@@ -308,10 +316,10 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
         `no free space for ${hex(size)} bytes aligned to ${hex(align)} in ${this.#poolText()}${where}`,
       );
     }
-    const startB = qResultB;
-    this.#take(target, startB, BigInt.asIntN(64, startB + qSizeM1), size, ownerName);
+    const startB = Q[RESULT]!;
+    this.#take(target, startB, BigInt.asIntN(64, startB + Q[SIZE_M1]!), size, ownerName);
     const start = fromStored(startB);
-    return new RangeInclusive(start, start + qSizeM1);
+    return new RangeInclusive(start, start + size - 1n);
   }
 
   #allocateAt(
@@ -662,10 +670,10 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     c.max[n] = Math.max(u > 0 ? up32(u) : 0, c.max[this.#left[n]!]!, c.max[this.#right[n]!]!);
   }
 
-  /** Lowest gap in the subtree that can hold the query; sets qResultB. */
+  /** Lowest gap in the subtree that can hold the query; sets Q[RESULT]. */
   #firstFit(n: number): number {
     if (n === NIL || qAnn[n]! < qLen) return NIL;
-    if (this.#start[n]! > qWinMinB) {
+    if (this.#start[n]! > Q[WIN_MIN]!) {
       const found = this.#firstFit(this.#left[n]!);
       if (found !== NIL) return found;
     }
@@ -674,22 +682,22 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
       if (qMask >= 0 && own < TWO53) {
         // Judged on numbers: the usable length after the alignment waste at the gap start.
         if (own - (-this.#gapLo[n]! & qMask) >= qLen) {
-          qResultB = BigInt.asIntN(64, (this.#end[n]! + 1n + qAlignM1) & qNegAlign);
+          Q[RESULT] = BigInt.asIntN(64, (this.#end[n]! + 1n + Q[ALIGN_M1]!) & Q[NEG_ALIGN]!);
           return n;
         }
       } else if (fitsFirst(BigInt.asIntN(64, this.#end[n]! + 1n), this.#gapEnd[n]!)) {
         return n;
       }
     }
-    if (this.#gapEnd[n]! < qWinMaxB) return this.#firstFit(this.#right[n]!);
+    if (this.#gapEnd[n]! < Q[WIN_MAX]!) return this.#firstFit(this.#right[n]!);
     return NIL;
   }
 
-  /** Highest gap in the subtree that can hold the query; sets qResultB. */
+  /** Highest gap in the subtree that can hold the query; sets Q[RESULT]. */
   #lastFit(n: number): number {
     if (n === NIL || qAnn[n]! < qLen) return NIL;
     const g = this.#gapEnd[n]!;
-    if (g < qWinMaxB) {
+    if (g < Q[WIN_MAX]!) {
       const found = this.#lastFit(this.#right[n]!);
       if (found !== NIL) return found;
     }
@@ -700,14 +708,14 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
         // rounding does not take it below the gap start.
         const slack = own - qLen;
         if (slack >= 0 && slack >= ((this.#gapLo[n]! + slack) & qMask)) {
-          qResultB = BigInt.asIntN(64, (g - qSizeM1) & qNegAlign);
+          Q[RESULT] = BigInt.asIntN(64, (g - Q[SIZE_M1]!) & Q[NEG_ALIGN]!);
           return n;
         }
       } else if (fitsLast(BigInt.asIntN(64, this.#end[n]! + 1n), g)) {
         return n;
       }
     }
-    if (this.#start[n]! > qWinMinB) return this.#lastFit(this.#left[n]!);
+    if (this.#start[n]! > Q[WIN_MIN]!) return this.#lastFit(this.#left[n]!);
     return NIL;
   }
 
@@ -1197,23 +1205,23 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
 
 /** Does [g0, g1], clipped to the query window, hold the query at its lowest aligned start? */
 function fitsFirst(g0: bigint, g1: bigint): boolean {
-  const lo = g0 > qWinMinB ? g0 : qWinMinB;
-  const hi = g1 < qWinMaxB ? g1 : qWinMaxB;
-  if (hi < qMinEndB || lo > qMaxStartB) return false;
-  const x = BigInt.asIntN(64, (lo + qAlignM1) & qNegAlign);
-  if (x > BigInt.asIntN(64, hi - qSizeM1)) return false;
-  qResultB = x;
+  const lo = g0 > Q[WIN_MIN]! ? g0 : Q[WIN_MIN]!;
+  const hi = g1 < Q[WIN_MAX]! ? g1 : Q[WIN_MAX]!;
+  if (hi < Q[MIN_END]! || lo > Q[MAX_START]!) return false;
+  const x = BigInt.asIntN(64, (lo + Q[ALIGN_M1]!) & Q[NEG_ALIGN]!);
+  if (x > BigInt.asIntN(64, hi - Q[SIZE_M1]!)) return false;
+  Q[RESULT] = x;
   return true;
 }
 
 /** Does [g0, g1], clipped to the query window, hold the query at its highest aligned start? */
 function fitsLast(g0: bigint, g1: bigint): boolean {
-  const lo = g0 > qWinMinB ? g0 : qWinMinB;
-  const hi = g1 < qWinMaxB ? g1 : qWinMaxB;
-  if (hi < qMinEndB) return false;
-  const x = BigInt.asIntN(64, BigInt.asIntN(64, hi - qSizeM1) & qNegAlign);
+  const lo = g0 > Q[WIN_MIN]! ? g0 : Q[WIN_MIN]!;
+  const hi = g1 < Q[WIN_MAX]! ? g1 : Q[WIN_MAX]!;
+  if (hi < Q[MIN_END]!) return false;
+  const x = BigInt.asIntN(64, BigInt.asIntN(64, hi - Q[SIZE_M1]!) & Q[NEG_ALIGN]!);
   if (x < lo) return false;
-  qResultB = x;
+  Q[RESULT] = x;
   return true;
 }
 
