@@ -88,7 +88,7 @@ let qLen = 0; // size as a number, saturated at 2^53: compared with the annotati
  * rounding-down mask); highest stored start that can be aligned up without passing 2^64-1; the
  * window's stored bounds; and the start found by the last successful search.
  */
-const Q = new BigInt64Array(8);
+const Q = new BigInt64Array(10);
 const SIZE_M1 = 0;
 const MIN_END = 1;
 const ALIGN_M1 = 2;
@@ -97,6 +97,8 @@ const MAX_START = 4;
 const WIN_MIN = 5;
 const WIN_MAX = 6;
 const RESULT = 7;
+const ARG_START = 8;
+const ARG_END = 9;
 let qAnn: Float32Array = new Float32Array(1); // the annotation that prunes this query
 /** alignment - 1 when a gap can be judged on numbers alone (no window, small size and alignment), else -1. */
 let qMask = -1;
@@ -376,8 +378,8 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
    *   several), `InvalidArgument` (not a range).
    */
   free(range: RangeInclusive | { readonly start: U64Input; readonly end: U64Input }): void {
-    const { startB, endB } = this.#checkRange(range);
-    this.#release(this.#liveAllocation(startB, endB));
+    this.#checkRange(range);
+    this.#release(this.#liveAllocation(Q[ARG_START]!, Q[ARG_END]!));
   }
 
   /** Frees every allocation of `owner` and returns their ranges in address order. */
@@ -812,7 +814,8 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     return found !== NIL ? found : best;
   }
 
-  #checkRange(range: unknown): { startB: bigint; endB: bigint } {
+  /** Validates a range argument and leaves its stored bounds in Q[ARG_START] and Q[ARG_END]. */
+  #checkRange(range: unknown): void {
     if (typeof range !== "object" || range === null) {
       throw new AllocatorError("InvalidArgument", "range must be a RangeInclusive or { start, end }");
     }
@@ -820,12 +823,11 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     const start = toU64(r.start, "range.start");
     const end = toU64(r.end, "range.end");
     if (start > end) throw new AllocatorError("InvalidRange", `invalid range: start ${hex(start)} is above end ${hex(end)}`);
-    const startB = toStored(start);
-    const endB = toStored(end);
-    if (startB < this.#baseB || endB > this.#endB) {
+    Q[ARG_START] = start + MIN;
+    Q[ARG_END] = end + MIN;
+    if (Q[ARG_START]! < this.#baseB || Q[ARG_END]! > this.#endB) {
       throw new AllocatorError("OutOfRange", `${formatRange(start, end)} is outside ${this.#poolText()}`);
     }
-    return { startB, endB };
   }
 
   /** The node that is exactly the allocation [startB, endB], or throws explaining why not. */
