@@ -8,10 +8,10 @@
  *
  * Run: `node dist/examples/01-lightweight-vmm.js`
  */
-import type { Device } from "../src/device.js";
-import { DeviceManager } from "../src/device-manager.js";
-import { IdAllocator } from "../src/id-allocator.js";
-import { RangeInclusive } from "../src/range.js";
+import type { Device } from "../src/index.js";
+import { DeviceManager } from "../src/index.js";
+import { IdAllocator } from "../src/index.js";
+import { RangeInclusive } from "../src/index.js";
 import { hex } from "../src/u64.js";
 
 /** Answers config reads for one host bridge: vendor 0x8086, device 0x29c0 at bus 0, device 0, function 0, register 0. */

@@ -5,10 +5,10 @@
  *
  * Run: `node dist/examples/02-full-vmm.js`
  */
-import type { Device, ResourceRequest } from "../src/device.js";
-import { DeviceManager, type DeviceResources } from "../src/device-manager.js";
-import { getLayout } from "../src/layouts.js";
-import { DefaultSystemAllocator, type Holding } from "../src/system-allocator.js";
+import type { Device, ResourceRequest } from "../src/index.js";
+import { DeviceManager, type DeviceResources } from "../src/index.js";
+import { getLayout } from "../src/index.js";
+import { DefaultSystemAllocator, type Holding } from "../src/index.js";
 
 /** A device that only records that it was reached. */
 class Stub implements Device {

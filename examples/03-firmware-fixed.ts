@@ -8,11 +8,11 @@
  *
  * Run: `node dist/examples/03-firmware-fixed.js`
  */
-import type { Device, ResourceRequest } from "../src/device.js";
-import { DeviceManager } from "../src/device-manager.js";
-import { isAllocatorError } from "../src/errors.js";
-import { getLayout } from "../src/layouts.js";
-import { DefaultSystemAllocator } from "../src/system-allocator.js";
+import type { Device, ResourceRequest } from "../src/index.js";
+import { DeviceManager } from "../src/index.js";
+import { isAllocatorError } from "../src/index.js";
+import { getLayout } from "../src/index.js";
+import { DefaultSystemAllocator } from "../src/index.js";
 
 class Stub implements Device {
   constructor(readonly name: string) {}

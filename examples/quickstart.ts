@@ -4,9 +4,9 @@
  *
  * Run: `npm start` or `node dist/examples/quickstart.js`
  */
-import type { Device, ResourceRequest } from "../src/device.js";
-import { DeviceManager } from "../src/device-manager.js";
-import { DefaultSystemAllocator } from "../src/system-allocator.js";
+import type { Device, ResourceRequest } from "../src/index.js";
+import { DeviceManager } from "../src/index.js";
+import { DefaultSystemAllocator } from "../src/index.js";
 import { hex } from "../src/u64.js";
 
 const device = (name: string): Device => ({ name, read: (_b, _o, data) => data.fill(0), write: () => {} });
