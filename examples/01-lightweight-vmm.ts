@@ -12,7 +12,7 @@ import type { Device } from "../src/index.js";
 import { DeviceManager } from "../src/index.js";
 import { IdAllocator } from "../src/index.js";
 import { RangeInclusive } from "../src/index.js";
-import { hex } from "../src/u64.js";
+import { hex } from "../src/index.js";
 
 /** Answers config reads for one host bridge: vendor 0x8086, device 0x29c0 at bus 0, device 0, function 0, register 0. */
 class PciConfigPorts implements Device {

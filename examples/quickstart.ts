@@ -7,7 +7,7 @@
 import type { Device, ResourceRequest } from "../src/index.js";
 import { DeviceManager } from "../src/index.js";
 import { DefaultSystemAllocator } from "../src/index.js";
-import { hex } from "../src/u64.js";
+import { hex } from "../src/index.js";
 
 const device = (name: string): Device => ({ name, read: (_b, _o, data) => data.fill(0), write: () => {} });
 

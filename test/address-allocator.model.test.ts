@@ -26,6 +26,10 @@ const P53 = 1n << 53n;
 const P32 = 1n << 32n;
 const SEED = process.env["FC_SEED"] === undefined ? 0x5eed_a110 : Number(process.env["FC_SEED"]);
 
+/** FC_QUICK=1 stops at the first failure without shrinking (for quick mutation checks). */
+const QUICK = process.env["FC_QUICK"] === "1";
+const params = (numRuns: number, seedOffset: number) => ({ numRuns, seed: SEED + seedOffset, includeErrorInReport: true, endOnFailure: QUICK });
+
 let opsExecuted = 0;
 /** How often each kind of outcome happened, to show the generators reach every rule. */
 const outcomes = new Map<string, number>();
@@ -58,6 +62,9 @@ const POOLS: readonly Pool[] = [
   { name: "[1, 2^64-1]", base: 1n, size: U64_MAX },
   { name: "[0, 2^64-2]", base: 0n, size: U64_MAX },
   { name: "upper half", base: P63, size: P63 },
+  // Gap lengths beyond float32 (2^24) and float64 (2^53) precision, with odd starts.
+  { name: "32 MiB + 3 at an odd base", base: 0x7n, size: (1n << 25n) + 3n },
+  { name: "2^54 + 5 at base 3", base: 3n, size: (1n << 54n) + 5n },
 ];
 
 const randomPool: fc.Arbitrary<Pool> = fc
@@ -511,7 +518,7 @@ describe("AddressAllocator against the reference model", () => {
           fc.property(fc.array(rawOpArb(), { maxLength: 450, size: "max" }), (raws) => {
             runSequence(pool, raws);
           }),
-          { numRuns: 26, seed: SEED + i, includeErrorInReport: true },
+          params(26, i),
         );
       }),
     );
@@ -525,7 +532,7 @@ describe("AddressAllocator against the reference model", () => {
         fc.property(randomPool, fc.array(rawOpArb(), { maxLength: 150, size: "max" }), (pool, raws) => {
           runSequence(pool, raws);
         }),
-        { numRuns: 150, seed: SEED + 100, includeErrorInReport: true },
+        params(150, 100),
       );
     }),
   );
@@ -542,7 +549,7 @@ describe("AddressAllocator against the reference model", () => {
             runSequence(pool, raws);
           },
         ),
-        { numRuns: 60, seed: SEED + 200, includeErrorInReport: true },
+        params(60, 200),
       );
     }),
   );
@@ -567,7 +574,7 @@ describe("many alignments (annotations per alignment and their eviction) against
           fc.property(fc.array(rawOpArb({ alignModes: 40, allocWeight: 14 }), { maxLength: 400, size: "max" }), (raws) => {
             runSequence(pool, raws, SHIFTS);
           }),
-          { numRuns: 20, seed: SEED + 300 + i, includeErrorInReport: true },
+          params(20, 300 + i),
         );
       }),
     );
@@ -603,6 +610,60 @@ describe("many alignments (annotations per alignment and their eviction) against
           if (ctx.model.isAllocated(victim.start, victim.end)) doStep({ t: "free", range: { start: victim.start, end: victim.end }, asRange: k % 2 === 0 });
         }
         if (round % 10 === 9) doStep({ t: "release", owner: "rr" });
+      }
+    }),
+  );
+});
+
+describe("tight fits at the float32 / float64 precision edges against the model", () => {
+  // Gaps of length L-1, L+1 and L (low to high) with misaligned starts; requests of L-1, L and
+  // L+1 bytes at several alignments must land exactly where the model says (or fail the same).
+  const LENGTHS = [
+    (1n << 24n) - 1n, 1n << 24n, (1n << 24n) + 1n, (1n << 24n) + 3n, (1n << 25n) + 1n, 3n * (1n << 24n) + 1n,
+    (1n << 31n) + 1n, (1n << 32n) + 5n, (1n << 52n) + 1n, P53 - 1n, P53, P53 + 1n, P53 + 2n, P53 + 3n,
+    (1n << 54n) + 3n, (1n << 60n) + 1n, (1n << 62n) + 1n, P63 - 1n, P63, P63 + 1n, U64_MAX - 9n,
+  ];
+  const ALIGNS = [1n, 2n, 8n, 1n << 12n, 1n << 20n, 1n << 31n, 1n << 32n, 1n << 40n];
+  const name = "requests of L-1, L, L+1 bytes among gaps of L-1, L, L+1 bytes";
+  it(
+    name,
+    counted(name, () => {
+      for (const L of LENGTHS) {
+        for (const sep of [1n, 6n]) {
+          // Lay the gaps out from address 5 upwards, separated by `sep`-byte allocations,
+          // dropping the smallest ones when they do not fit in the space.
+          let lengths = [L - 1n, L + 1n, L];
+          const total = (ls: bigint[]) => 5n + ls.reduce((x, y) => x + y + sep, 0n);
+          while (lengths.length > 1 && total(lengths) > TWO64) lengths = lengths.slice(1);
+          if (total(lengths) > TWO64) lengths = [U64_MAX - 5n];
+          let a = new AddressAllocator(0n, TWO64);
+          const ctx: Context = { model: new AddressModel(0n, TWO64), freed: [], alignShifts: [] };
+          const exact = (start: bigint, end: bigint): Op => ({ t: "alloc", size: end - start + 1n, alignment: 1n, policy: { kind: "ExactMatch", address: start }, owner: "wall", window: undefined, form: 0 });
+          let at = 0n;
+          const walls: [bigint, bigint][] = [[0n, 4n]];
+          at = 5n;
+          for (const len of lengths) {
+            at += len;
+            const wallEnd = at + sep - 1n > U64_MAX ? U64_MAX : at + sep - 1n;
+            if (at <= U64_MAX) walls.push([at, wallEnd]);
+            at = wallEnd + 1n;
+          }
+          if (at <= U64_MAX) walls.push([at, U64_MAX]);
+          for (const [s0, e0] of walls) a = step(a, ctx, exact(s0, e0), `L=${L} wall`);
+          for (const align of ALIGNS) {
+            for (const size of [L - 1n, L, L + 1n]) {
+              if (size > U64_MAX) continue;
+              for (const kind of ["FirstMatch", "LastMatch"] as const) {
+                const what = `L=${L} sep=${sep} size=${size} align=${align} ${kind}`;
+                const op: Op = { t: "alloc", size, alignment: align, policy: { kind }, owner: undefined, window: undefined, form: 0 };
+                a = step(a, ctx, op, what);
+                // Give the space back so every request sees the same gaps.
+                const placed = ctx.model.allocations().find((x) => x.owner === undefined);
+                if (placed !== undefined) a = step(a, ctx, { t: "free", range: placed, asRange: true }, `${what} free`);
+              }
+            }
+          }
+        }
       }
     }),
   );
@@ -658,7 +719,7 @@ describe("snapshots: round trips", () => {
             assert.equal(finals[2], finals[0]);
           },
         ),
-        { numRuns: 120, seed: SEED + 400, includeErrorInReport: true },
+        params(120, 400),
       );
     }),
   );
@@ -876,7 +937,7 @@ describe("snapshots: fuzzing fromJSON", () => {
             });
           },
         ),
-        { numRuns: 4000, seed: SEED + 500, includeErrorInReport: true },
+        params(4000, 500),
       );
       assert.ok(accepted > 200, `the fuzzer should also produce valid snapshots (accepted ${accepted})`);
       assert.ok(rejected > 2000, `rejected ${rejected}`);
