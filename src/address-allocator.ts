@@ -183,7 +183,8 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
   constructor(base: U64Input, size: U64Input) {
     const b = toU64(base, "base");
     let s: bigint;
-    if (typeof size === "bigint" && size === 1n << 64n && b === 0n) s = size;
+    // 2^64 is the one size above u64 that makes sense: the whole space from 0 (else Overflow below).
+    if (typeof size === "bigint" && size === 1n << 64n) s = size;
     else s = toU64(size, "size");
     if (s === 0n) throw new AllocatorError("InvalidSize", "an address pool needs a size of at least 1");
     if (s - 1n > U64_MAX - b) {
@@ -415,6 +416,9 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
 
   /** True when `range` is exactly a live allocation. */
   isAllocated(range: RangeInclusive | { readonly start: U64Input; readonly end: U64Input }): boolean {
+    if (typeof range !== "object" || range === null) {
+      throw new AllocatorError("InvalidArgument", "range must be a RangeInclusive or { start, end }");
+    }
     const s = toStored(toU64(range.start, "range.start"));
     const e = toStored(toU64(range.end, "range.end"));
     const n = this.#containing(s);

@@ -61,8 +61,12 @@ export function isPowerOfTwo(value: bigint): boolean {
   return value > 0n && (value & (value - 1n)) === 0n;
 }
 
-/** Parses a snapshot's `"0x..."` string into a u64, or returns undefined when it is not one. */
+/**
+ * Parses a snapshot's `"0x..."` string into a u64, or returns undefined when it is not one.
+ * Only the canonical form that {@link hex} writes is accepted (lower case, no leading zeros), so
+ * that a snapshot which restores also serializes back to exactly the same text.
+ */
 export function parseHexU64(text: unknown): bigint | undefined {
-  if (typeof text !== "string" || !/^0x[0-9a-f]{1,16}$/.test(text)) return undefined;
+  if (typeof text !== "string" || !/^0x(?:0|[1-9a-f][0-9a-f]{0,15})$/.test(text)) return undefined;
   return BigInt(text);
 }

@@ -639,9 +639,8 @@ describe("tight fits at the float32 / float64 precision edges against the model"
           let a = new AddressAllocator(0n, TWO64);
           const ctx: Context = { model: new AddressModel(0n, TWO64), freed: [], alignShifts: [] };
           const exact = (start: bigint, end: bigint): Op => ({ t: "alloc", size: end - start + 1n, alignment: 1n, policy: { kind: "ExactMatch", address: start }, owner: "wall", window: undefined, form: 0 });
-          let at = 0n;
           const walls: [bigint, bigint][] = [[0n, 4n]];
-          at = 5n;
+          let at = 5n;
           for (const len of lengths) {
             at += len;
             const wallEnd = at + sep - 1n > U64_MAX ? U64_MAX : at + sep - 1n;
@@ -707,7 +706,7 @@ describe("snapshots: round trips", () => {
                 t.checkValid();
                 return out.ok ? show(out.value) : `${out.error.code}: ${out.error.message} / ${String(out.error.owner)}`;
               });
-              opsExecuted += 2;
+              opsExecuted++;
               assert.equal(results[1], results[0], `restored differs at later op ${i} ${show(op)}`);
               assert.equal(results[2], results[0], `clone differs at later op ${i} ${show(op)}`);
               // Keep the model in step, and check the original against it.

@@ -41,7 +41,7 @@ describe("hex and parseHexU64", () => {
     for (const v of [0n, 1n, 1n << 32n, 1n << 53n, 1n << 63n, U64_MAX]) assert.equal(parseHexU64(hex(v)), v);
   });
   it("reject malformed text", () => {
-    for (const bad of ["", "0x", "12", "0X10", "0x10000000000000000", "0x-1", " 0x1", "0x1 ", "0xG", 5, null]) {
+    for (const bad of ["", "0x", "12", "0X10", "0x10000000000000000", "0x-1", " 0x1", "0x1 ", "0xG", "0x00", "0x0010", "0xA", 5, null]) {
       assert.equal(parseHexU64(bad), undefined, String(bad));
     }
   });
