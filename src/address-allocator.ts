@@ -104,10 +104,12 @@ let qAnn: Float32Array = new Float32Array(1); // the annotation that prunes this
 let qMask = -1;
 /** Predecessor found by the last #locate. */
 let qPrev = NIL;
+/** Length of the root-to-node path the last #locate left in PATH (0 when no node starts there). */
+let qDepth = 0;
 /** Root-to-node path scratch of the iterative tree walks, shared for the same reason. */
 const PATH = new Int32Array(MAX_DEPTH);
-/** Annotation values saved while refreshing a path, one per alignment class. */
-const SAVED = new Float32Array(MAX_ALIGNMENT_CLASSES);
+/** Scratch for #refreshRightSpine. */
+const SPINE = new Int32Array(MAX_DEPTH);
 
 const toStored = (u: bigint): bigint => u + MIN;
 const fromStored = (b: bigint): bigint => b - MIN;
@@ -753,20 +755,34 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     const prev = qPrev;
     const s = this.#start[node]!;
     const e = this.#end[node]!;
-    const gapEnd = this.#gapEnd[node]!;
     const o = this.#owner[node]!;
     if (e < this.#endB) this.#tzCount[gapStartZeros(this.#gapLo[node]!, e)]!--;
-    this.#removeNode(s);
     if (o !== NO_OWNER) this.#dropOwner(o, node);
     this.#allocationCount--;
     this.#allocatedBytes -= e - s + 1n;
+    // The freed space and its gap join the predecessor's gap (or the leading gap). The
+    // predecessor is either an ancestor on the removal path, refreshed by the removal itself, or
+    // the last node of the left subtree's right spine, refreshed here first.
     if (prev === NIL) {
       this.#hasLead = true;
-      this.#leadEndB = gapEnd;
+      this.#leadEndB = this.#gapEnd[node]!;
     } else {
-      this.#setGapEnd(prev, gapEnd);
-      this.#refreshPath(this.#start[prev]!);
+      this.#setGapEnd(prev, this.#gapEnd[node]!);
+      const l = this.#left[node]!;
+      if (l !== NIL) this.#refreshRightSpine(l);
     }
+    this.#removeAt(qDepth);
+  }
+
+  /** Recomputes the annotations of the right spine of subtree `n`, bottom-up. */
+  #refreshRightSpine(n: number): void {
+    const spine = SPINE;
+    let depth = 0;
+    while (n !== NIL) {
+      spine[depth++] = n;
+      n = this.#right[n]!;
+    }
+    while (depth > 0) this.#update(spine[--depth]!);
   }
 
   // ---- lookups -----------------------------------------------------------------------------
@@ -791,18 +807,22 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
 
   /**
    * Like #containing, and also leaves in qPrev the allocation with the largest start below
-   * `aB` (the predecessor that a free merges into), in the same descent.
+   * `aB` (the predecessor that a free merges into) and, when a node starts exactly at `aB`, the
+   * root-to-node path in PATH[0 .. qDepth-1], all in the same descent.
    */
   #locate(aB: bigint): number {
     const start = this.#start;
     const left = this.#left;
     const right = this.#right;
+    const path = PATH;
     let n = this.#root;
     let best = NIL;
     let found = NIL;
     let prev = NIL;
+    let depth = 0;
     while (n !== NIL) {
       const s = start[n]!;
+      if (found === NIL) path[depth++] = n;
       if (s < aB) {
         prev = n;
         if (found === NIL) best = n;
@@ -815,6 +835,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
       }
     }
     qPrev = prev;
+    qDepth = found !== NIL ? depth : 0;
     return found !== NIL ? found : best;
   }
 
@@ -993,21 +1014,17 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     }
   }
 
-  /** Unlinks the allocation keyed `key`, then rebalances and refreshes its path bottom-up. */
-  #removeNode(key: bigint): void {
+  /**
+   * Unlinks the node at the end of the root-to-node path PATH[0 .. depth-1] (as #locate left it),
+   * then rebalances and refreshes the path bottom-up.
+   */
+  #removeAt(pathLength: number): void {
     const path = PATH;
-    const start = this.#start;
     const left = this.#left;
     const right = this.#right;
-    let depth = 0;
-    let n = this.#root;
-    for (;;) {
-      path[depth++] = n;
-      const s = start[n]!;
-      if (key === s) break;
-      n = key < s ? left[n]! : right[n]!;
-    }
+    let depth = pathLength;
     const at = depth - 1;
+    const n = path[at]!;
     const l = left[n]!;
     const r = right[n]!;
     let replacement: number;
@@ -1051,36 +1068,6 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
           else right[parent] = q;
         }
       }
-    }
-  }
-
-  /**
-   * Recomputes the annotations from the node keyed `key` up towards the root, stopping at the
-   * first ancestor whose annotations come out unchanged: nothing above it can change either.
-   */
-  #refreshPath(key: bigint): void {
-    const path = PATH;
-    const start = this.#start;
-    let depth = 0;
-    let n = this.#root;
-    while (n !== NIL) {
-      path[depth++] = n;
-      const s = start[n]!;
-      if (key === s) break;
-      n = key < s ? this.#left[n]! : this.#right[n]!;
-    }
-    this.#update(path[--depth]!);
-    const maxGap = this.#maxGap;
-    const classes = this.#classes;
-    while (depth > 0) {
-      const p = path[--depth]!;
-      const before = maxGap[p];
-      let same = true;
-      for (let i = 0; i < classes.length; i++) SAVED[i] = classes[i]!.max[p]!;
-      this.#update(p);
-      if (maxGap[p] !== before) same = false;
-      for (let i = 0; same && i < classes.length; i++) if (classes[i]!.max[p] !== SAVED[i]) same = false;
-      if (same) return;
     }
   }
 
