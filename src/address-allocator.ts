@@ -308,9 +308,9 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     if (winMinB <= winMaxB) {
       if (kind === "FirstMatch") {
         if (this.#hasLead && fitsFirst(this.#baseB, this.#leadEndB)) target = LEAD;
-        else target = this.#firstFit(this.#root);
+        else target = this.#firstFit(this.#root, 0);
       } else {
-        target = this.#lastFit(this.#root);
+        target = this.#lastFit(this.#root, 0);
         if (target === NIL && this.#hasLead && fitsLast(this.#baseB, this.#leadEndB)) target = LEAD;
       }
     }
@@ -354,7 +354,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
         `${formatRange(address, last)} is outside window ${formatRange(fromStored(winMinB), fromStored(winMaxB))}`,
       );
     }
-    const p = this.#containing(aB);
+    const p = this.#floorPath(aB);
     let holder: number;
     if (p !== NIL && aB <= this.#end[p]!) {
       holder = p;
@@ -678,13 +678,15 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     c.max[n] = Math.max(u > 0 ? up32(u) : 0, c.max[this.#left[n]!]!, c.max[this.#right[n]!]!);
   }
 
-  /** Lowest gap in the subtree that can hold the query; sets Q[RESULT]. */
-  #firstFit(n: number): number {
+  /** Lowest gap in the subtree that can hold the query; sets Q[RESULT], and the path to it in PATH[0 .. qDepth-1]. */
+  #firstFit(n: number, depth: number): number {
     if (n === NIL || qAnn[n]! < qLen) return NIL;
+    PATH[depth] = n;
     if (this.#start[n]! > Q[WIN_MIN]!) {
-      const found = this.#firstFit(this.#left[n]!);
+      const found = this.#firstFit(this.#left[n]!, depth + 1);
       if (found !== NIL) return found;
     }
+    qDepth = depth + 1;
     const own = this.#gapLen[n]!;
     if (own !== 0) {
       if (qMask >= 0 && own < TWO53) {
@@ -697,18 +699,20 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
         return n;
       }
     }
-    if (this.#gapEnd[n]! < Q[WIN_MAX]!) return this.#firstFit(this.#right[n]!);
+    if (this.#gapEnd[n]! < Q[WIN_MAX]!) return this.#firstFit(this.#right[n]!, depth + 1);
     return NIL;
   }
 
-  /** Highest gap in the subtree that can hold the query; sets Q[RESULT]. */
-  #lastFit(n: number): number {
+  /** Highest gap in the subtree that can hold the query; sets Q[RESULT], and the path to it in PATH[0 .. qDepth-1]. */
+  #lastFit(n: number, depth: number): number {
     if (n === NIL || qAnn[n]! < qLen) return NIL;
+    PATH[depth] = n;
     const g = this.#gapEnd[n]!;
     if (g < Q[WIN_MAX]!) {
-      const found = this.#lastFit(this.#right[n]!);
+      const found = this.#lastFit(this.#right[n]!, depth + 1);
       if (found !== NIL) return found;
     }
+    qDepth = depth + 1;
     const own = this.#gapLen[n]!;
     if (own !== 0) {
       if (qMask >= 0 && own < TWO53) {
@@ -723,11 +727,12 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
         return n;
       }
     }
-    if (this.#start[n]! > Q[WIN_MIN]!) return this.#lastFit(this.#left[n]!);
+    if (this.#start[n]! > Q[WIN_MIN]!) return this.#lastFit(this.#left[n]!, depth + 1);
     return NIL;
   }
 
   /** Records allocation [aB, lB] carved from the gap of `target` (a node, or LEAD). */
+  /** `target` was found by a search that left the path to it in PATH[0 .. qDepth-1]. */
   #take(target: number, aB: bigint, lB: bigint, size: bigint, owner: string | undefined): void {
     const ownerIndex = owner === undefined ? NO_OWNER : this.#ownerFor(owner);
     let gapEnd: bigint;
@@ -736,13 +741,13 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
       if (aB === this.#baseB) this.#hasLead = false;
       else this.#leadEndB = BigInt.asIntN(64, aB - 1n);
     } else {
-      // The new node is the in-order successor of `target`, so the insertion path runs through
-      // `target` and its ancestors and refreshes their annotations: no separate refresh needed.
+      // The new node becomes the in-order successor of `target`, so the insertion path runs
+      // through `target` and its ancestors and refreshes their annotations.
       gapEnd = this.#gapEnd[target]!;
       this.#setGapEnd(target, BigInt.asIntN(64, aB - 1n));
     }
     const node = this.#newNode(aB, lB, gapEnd, ownerIndex);
-    this.#insertNode(node, aB);
+    this.#insertAfter(target, node);
     if (lB < this.#endB) this.#tzCount[gapStartZeros(this.#gapLo[node]!, lB)]!++;
     if (ownerIndex !== NO_OWNER) this.#ownerNodes[ownerIndex]!.add(node);
     this.#allocationCount++;
@@ -802,6 +807,28 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
         n = left[n]!;
       }
     }
+    return best;
+  }
+
+  /** #containing that also leaves the root-to-node path in PATH[0 .. qDepth-1]. */
+  #floorPath(aB: bigint): number {
+    const path = PATH;
+    const start = this.#start;
+    let n = this.#root;
+    let best = NIL;
+    let depth = 0;
+    let bestDepth = 0;
+    while (n !== NIL) {
+      path[depth++] = n;
+      if (start[n]! <= aB) {
+        best = n;
+        bestDepth = depth;
+        n = this.#right[n]!;
+      } else {
+        n = this.#left[n]!;
+      }
+    }
+    qDepth = bestDepth;
     return best;
   }
 
@@ -980,26 +1007,45 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     this.#height = height;
   }
 
-  /** Links `node` (keyed `key`) in as a leaf, then rebalances and refreshes its path bottom-up. */
-  #insertNode(node: number, key: bigint): void {
+  /**
+   * Links `node` in as the in-order successor of `target` (the first node when `target` is LEAD),
+   * continuing the root-to-target path in PATH[0 .. qDepth-1] instead of searching again, then
+   * rebalances and refreshes the path bottom-up.
+   */
+  #insertAfter(target: number, node: number): void {
     const path = PATH;
-    const start = this.#start;
     const left = this.#left;
     const right = this.#right;
-    let n = this.#root;
-    if (n === NIL) {
-      this.#root = node;
-      return;
-    }
-    let depth = 0;
-    for (;;) {
+    let depth: number;
+    let n: number;
+    if (target === LEAD) {
+      n = this.#root;
+      if (n === NIL) {
+        this.#root = node;
+        return;
+      }
+      depth = 0;
       path[depth++] = n;
-      const next = key < start[n]! ? left[n]! : right[n]!;
-      if (next === NIL) break;
-      n = next;
+      while (left[n] !== NIL) {
+        n = left[n]!;
+        path[depth++] = n;
+      }
+      left[n] = node;
+    } else {
+      depth = qDepth;
+      const r = right[target]!;
+      if (r === NIL) {
+        right[target] = node;
+      } else {
+        n = r;
+        path[depth++] = n;
+        while (left[n] !== NIL) {
+          n = left[n]!;
+          path[depth++] = n;
+        }
+        left[n] = node;
+      }
     }
-    if (key < start[n]!) left[n] = node;
-    else right[n] = node;
     for (let i = depth - 1; i >= 0; i--) {
       const p = path[i]!;
       const q = this.#rebalance(p);
