@@ -106,10 +106,14 @@ let qMask = -1;
 let qPrev = NIL;
 /** Length of the root-to-node path the last #locate left in PATH (0 when no node starts there). */
 let qDepth = 0;
+/** Index in PATH of qPrev when it is an ancestor of the node #locate found, else -1. */
+let qPrevIndex = -1;
 /** Root-to-node path scratch of the iterative tree walks, shared for the same reason. */
 const PATH = new Int32Array(MAX_DEPTH);
 /** Scratch for #refreshRightSpine. */
 const SPINE = new Int32Array(MAX_DEPTH);
+/** Annotation values saved by #retrace, one per alignment class. */
+const SAVED = new Float32Array(MAX_ALIGNMENT_CLASSES);
 
 const toStored = (u: bigint): bigint => u + MIN;
 const fromStored = (b: bigint): bigint => b - MIN;
@@ -776,7 +780,9 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
       const l = this.#left[node]!;
       if (l !== NIL) this.#refreshRightSpine(l);
     }
-    this.#removeAt(qDepth);
+    // Nothing at or below the replaced node, nor the predecessor when it is an ancestor, may
+    // be skipped by the early stop of the retrace.
+    this.#removeAt(qDepth, prev !== NIL && this.#left[node] === NIL ? qPrevIndex : qDepth - 1);
   }
 
   /** Recomputes the annotations of the right spine of subtree `n`, bottom-up. */
@@ -846,13 +852,19 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     let best = NIL;
     let found = NIL;
     let prev = NIL;
+    let prevIndex = -1;
     let depth = 0;
     while (n !== NIL) {
       const s = start[n]!;
       if (found === NIL) path[depth++] = n;
       if (s < aB) {
         prev = n;
-        if (found === NIL) best = n;
+        if (found === NIL) {
+          best = n;
+          prevIndex = depth - 1;
+        } else {
+          prevIndex = -1;
+        }
         n = right[n]!;
       } else if (s > aB) {
         n = left[n]!;
@@ -862,6 +874,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
       }
     }
     qPrev = prev;
+    qPrevIndex = prevIndex;
     qDepth = found !== NIL ? depth : 0;
     return found !== NIL ? found : best;
   }
@@ -1046,8 +1059,32 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
         left[n] = node;
       }
     }
+    this.#retrace(depth, target === LEAD ? depth : qDepth - 1);
+  }
+
+  /**
+   * Rebalances and refreshes PATH[0 .. depth-1] bottom-up after a structural change at its end.
+   * Above index `dirty` (a node whose own gap changed) the walk stops at the first node whose
+   * height and annotations come out unchanged without a rotation: nothing above can change.
+   */
+  #retrace(depth: number, dirty: number): void {
+    const path = PATH;
+    const left = this.#left;
+    const right = this.#right;
+    const height = this.#height;
+    const maxGap = this.#maxGap;
+    const classes = this.#classes;
+    const saved = SAVED;
     for (let i = depth - 1; i >= 0; i--) {
       const p = path[i]!;
+      const canStop = i < dirty;
+      let h = 0;
+      let g = 0;
+      if (canStop) {
+        h = height[p]!;
+        g = maxGap[p]!;
+        for (let c = 0; c < classes.length; c++) saved[c] = classes[c]!.max[p]!;
+      }
       const q = this.#rebalance(p);
       if (q !== p) {
         if (i === 0) this.#root = q;
@@ -1056,6 +1093,15 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
           if (left[parent] === p) left[parent] = q;
           else right[parent] = q;
         }
+      } else if (canStop && height[p] === h && maxGap[p] === g) {
+        let same = true;
+        for (let c = 0; c < classes.length; c++) {
+          if (classes[c]!.max[p] !== saved[c]) {
+            same = false;
+            break;
+          }
+        }
+        if (same) return;
       }
     }
   }
@@ -1064,7 +1110,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
    * Unlinks the node at the end of the root-to-node path PATH[0 .. depth-1] (as #locate left it),
    * then rebalances and refreshes the path bottom-up.
    */
-  #removeAt(pathLength: number): void {
+  #removeAt(pathLength: number, dirty: number): void {
     const path = PATH;
     const left = this.#left;
     const right = this.#right;
@@ -1103,18 +1149,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     }
     left[n] = this.#recycled;
     this.#recycled = n;
-    for (let i = depth - 1; i >= 0; i--) {
-      const p = path[i]!;
-      const q = this.#rebalance(p);
-      if (q !== p) {
-        if (i === 0) this.#root = q;
-        else {
-          const parent = path[i - 1]!;
-          if (left[parent] === p) left[parent] = q;
-          else right[parent] = q;
-        }
-      }
-    }
+    this.#retrace(depth, dirty < at ? dirty : at);
   }
 
   /*
