@@ -173,7 +173,11 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
   #tzCount = new Int32Array(65);
 
   #allocationCount = 0;
-  #allocatedBytes = 0n;
+  /**
+   * Allocated bytes modulo 2^64, kept in a typed array so updates stay unboxed; the only
+   * ambiguous value, 0 with live allocations, means the whole 2^64 space.
+   */
+  #bytes = new BigInt64Array(1);
 
   #ownerNames: (string | undefined)[] = [undefined];
   #ownerIndex = new Map<string, number>();
@@ -229,12 +233,17 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
 
   /** Total bytes held by live allocations. */
   get allocatedSize(): bigint {
-    return this.#allocatedBytes;
+    return this.#allocatedBytesExact();
   }
 
   /** Total free bytes. */
   get availableSize(): bigint {
-    return this.size - this.#allocatedBytes;
+    return this.size - this.#allocatedBytesExact();
+  }
+
+  #allocatedBytesExact(): bigint {
+    const bytes = BigInt.asUintN(64, this.#bytes[0]!);
+    return bytes === 0n && this.#allocationCount > 0 ? 1n << 64n : bytes;
   }
 
   /**
@@ -623,7 +632,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     }
     for (let t = 0; t < 65; t++) if (tz[t] !== this.#tzCount[t]) fail(`gap-start alignment count for 2^${t} is stale`);
     if (count !== this.#allocationCount) fail(`allocation count ${this.#allocationCount} should be ${count}`);
-    if (bytes !== this.#allocatedBytes) fail(`allocated size ${this.#allocatedBytes} should be ${bytes}`);
+    if (bytes !== this.#allocatedBytesExact()) fail(`allocated size ${this.#allocatedBytesExact()} should be ${bytes}`);
     for (const [name, index] of this.#ownerIndex) {
       if (this.#ownerNames[index] !== name) fail(`owner index of ${name} is stale`);
       const size = this.#ownerNodes[index]!.size;
@@ -755,7 +764,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     if (lB < this.#endB) this.#tzCount[gapStartZeros(this.#gapLo[node]!, lB)]!++;
     if (ownerIndex !== NO_OWNER) this.#ownerNodes[ownerIndex]!.add(node);
     this.#allocationCount++;
-    this.#allocatedBytes += size;
+    this.#bytes[0] = BigInt.asIntN(64, this.#bytes[0]! + size);
   }
 
   /** Frees allocation `node`; its space and its gap join the gap before it. */
@@ -768,7 +777,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     if (e < this.#endB) this.#tzCount[gapStartZeros(this.#gapLo[node]!, e)]!--;
     if (o !== NO_OWNER) this.#dropOwner(o, node);
     this.#allocationCount--;
-    this.#allocatedBytes -= e - s + 1n;
+    this.#bytes[0] = BigInt.asIntN(64, this.#bytes[0]! - e + s - 1n);
     // The freed space and its gap join the predecessor's gap (or the leading gap). The
     // predecessor is either an ancestor on the removal path, refreshed by the removal itself, or
     // the last node of the left subtree's right spine, refreshed here first.
@@ -1262,7 +1271,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
       if (index !== NO_OWNER) this.#ownerNodes[index]!.add(n);
       if (endB < this.#endB) this.#tzCount[trailingZeros(BigInt.asIntN(64, endB + 1n))]!++;
       this.#allocationCount++;
-      this.#allocatedBytes += ends[i]! - starts[i]! + 1n;
+      this.#bytes[0] = BigInt.asIntN(64, this.#bytes[0]! + ends[i]! - starts[i]! + 1n);
     }
     // Slots 1..count hold the allocations in address order: link them into a balanced tree.
     const build = (lo: number, hi: number): number => {
