@@ -335,7 +335,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
       );
     }
     const startB = Q[RESULT]!;
-    this.#take(target, startB, BigInt.asIntN(64, startB + Q[SIZE_M1]!), size, ownerName);
+    this.#take(target, size, ownerName);
     const start = fromStored(startB);
     return new RangeInclusive(start, start + size - 1n);
   }
@@ -374,7 +374,9 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     } else {
       const gapEndB = p === NIL ? this.#leadEndB : this.#gapEnd[p]!;
       if (lB <= gapEndB) {
-        this.#take(p === NIL ? LEAD : p, aB, lB, size, owner);
+        Q[RESULT] = aB;
+        Q[SIZE_M1] = BigInt.asIntN(64, size - 1n);
+        this.#take(p === NIL ? LEAD : p, size, owner);
         return new RangeInclusive(address, last);
       }
       holder = this.#containing(BigInt.asIntN(64, gapEndB + 1n));
@@ -746,7 +748,11 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
 
   /** Records allocation [aB, lB] carved from the gap of `target` (a node, or LEAD). */
   /** `target` was found by a search that left the path to it in PATH[0 .. qDepth-1]. */
-  #take(target: number, aB: bigint, lB: bigint, size: bigint, owner: string | undefined): void {
+  #take(target: number, size: bigint, owner: string | undefined): void {
+    // Written out inline, with inputs from Q: a bigint handed to another method is boxed on the
+    // heap, and this runs once per allocation.
+    const aB = Q[RESULT]!;
+    const lB = BigInt.asIntN(64, aB + Q[SIZE_M1]!);
     const ownerIndex = owner === undefined ? NO_OWNER : this.#ownerFor(owner);
     let gapEnd: bigint;
     if (target === LEAD) {
@@ -757,15 +763,31 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
       // The new node becomes the in-order successor of `target`, so the insertion path runs
       // through `target` and its ancestors and refreshes their annotations.
       gapEnd = this.#gapEnd[target]!;
-      this.#setGapEnd(target, BigInt.asIntN(64, aB - 1n));
+      const targetGapEnd = BigInt.asIntN(64, aB - 1n);
+      this.#gapEnd[target] = targetGapEnd;
+      const e = this.#end[target]!;
+      const d = BigInt.asIntN(64, targetGapEnd - e);
+      this.#gapLen[target] = targetGapEnd <= e ? 0 : d < 0n || d >= 0x20000000000000n ? TWO53 : Number(d);
     }
-    const node = this.#newNode(aB, lB, gapEnd, ownerIndex);
-    this.#insertAfter(target, node);
-    if (lB < this.#endB) this.#tzCount[gapStartZeros(this.#gapLo[node]!, lB)]!++;
-    if (ownerIndex !== NO_OWNER) this.#ownerNodes[ownerIndex]!.add(node);
+    const n = this.#slot();
+    this.#start[n] = aB;
+    this.#end[n] = lB;
+    this.#gapEnd[n] = gapEnd;
+    const len = BigInt.asIntN(64, gapEnd - lB);
+    this.#gapLen[n] = gapEnd <= lB ? 0 : len < 0n || len >= 0x20000000000000n ? TWO53 : Number(len);
+    const lo = Number(BigInt.asIntN(32, lB + 1n));
+    this.#gapLo[n] = lo;
+    this.#owner[n] = ownerIndex;
+    this.#left[n] = NIL;
+    this.#right[n] = NIL;
+    this.#update(n);
+    this.#insertAfter(target, n);
+    if (lB < this.#endB) this.#tzCount[lo !== 0 ? 31 - Math.clz32(lo & -lo) : trailingZeros(BigInt.asIntN(64, lB + 1n))]!++;
+    if (ownerIndex !== NO_OWNER) this.#ownerNodes[ownerIndex]!.add(n);
     this.#allocationCount++;
     this.#bytes[0] = BigInt.asIntN(64, this.#bytes[0]! + size);
   }
+
 
   /** Frees allocation `node`; its space and its gap join the gap before it. */
   /** Frees allocation `node`, which the last #locate found (its predecessor is in qPrev). */
@@ -982,7 +1004,8 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
 
   // ---- the AVL tree --------------------------------------------------------------------------
 
-  #newNode(startB: bigint, endB: bigint, gapEndB: bigint, owner: number): number {
+  /** A free node slot: a recycled one, or the next never-used one (growing the arrays). */
+  #slot(): number {
     let n = this.#recycled;
     if (n !== NIL) {
       this.#recycled = this.#left[n]!;
@@ -990,6 +1013,11 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
       if (this.#nextSlot === this.#start.length) this.#grow();
       n = this.#nextSlot++;
     }
+    return n;
+  }
+
+  #newNode(startB: bigint, endB: bigint, gapEndB: bigint, owner: number): number {
+    const n = this.#slot();
     this.#start[n] = startB;
     this.#end[n] = endB;
     this.#gapEnd[n] = gapEndB;
