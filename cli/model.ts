@@ -1,0 +1,120 @@
+/**
+ * The neutral description of a plan that every renderer draws from. It is built from a plan
+ * snapshot (see `snapshot.ts`), never from live allocator objects, so `plan` and `show` print the
+ * same thing by construction and a renderer cannot depend on allocator internals.
+ */
+
+/** Why a range or id is held. */
+export type Origin =
+  /** Allocated by the system allocator for a device request. */
+  | "allocated"
+  /** A device request with a `fixed` value (firmware- or user-assigned). */
+  | "fixed"
+  /** Reserved by the layout's `reserved` list (firmware, platform devices, holes). */
+  | "reserved";
+
+/** A held range of an address space. */
+export interface Region {
+  readonly start: bigint;
+  /** Inclusive. */
+  readonly end: bigint;
+  readonly owner: string;
+  readonly origin: Origin;
+}
+
+/**
+ * One tile of an address space: a held range or a free gap. Tiles cover the pool in order.
+ *
+ * A device whose fixed range lies inside a reservation (a serial port at 0x3f8 inside the ISA
+ * port block) is not a tile of its own: the allocator only knows the reservation, so the device
+ * is listed as one of the reservation's `children`, the way /proc/ioports nests it.
+ */
+export interface Segment {
+  readonly start: bigint;
+  /** Inclusive. */
+  readonly end: bigint;
+  /** Who holds it; undefined for free space. */
+  readonly owner: string | undefined;
+  /** Undefined for free space. */
+  readonly origin: Origin | undefined;
+  /** Fixed device ranges inside this held range, in address order. */
+  readonly children: readonly Region[];
+}
+
+/** A pool of addresses (`pio`, `mmio32`, `mmio64`). */
+export interface AddressSpaceView {
+  /** The pool's name in the system allocator. */
+  readonly name: string;
+  /** A few words for people (`Port I/O`). */
+  readonly title: string;
+  /** Linux resource type: ports or memory. */
+  readonly kind: "io" | "mem";
+  readonly start: bigint;
+  /** Inclusive. */
+  readonly end: bigint;
+  readonly segments: readonly Segment[];
+}
+
+/** One id handed out from an id pool (or fixed outside it). */
+export interface IdAssignment {
+  readonly id: number;
+  readonly owner: string;
+  readonly origin: Origin;
+  /** True for a fixed id the pool does not cover (an ISA IRQ below a microVM's IRQ pool). */
+  readonly outsidePool: boolean;
+  /**
+   * For a fixed legacy line the pool holds under another owner (a platform reservation, or the
+   * first device that fixed it): that owner. Such an entry is a second user of the line, not a
+   * second id, so it is not counted as held.
+   */
+  readonly sharedWith: string | undefined;
+}
+
+/** A pool of ids (`legacyIrq`, `msi`, `instanceId`). */
+export interface IdSpaceView {
+  readonly name: string;
+  readonly title: string;
+  readonly first: number;
+  /** Inclusive. */
+  readonly last: number;
+  /** Sorted by id. */
+  readonly assignments: readonly IdAssignment[];
+}
+
+/** A range a device is mapped at. */
+export interface DeviceRange {
+  readonly start: bigint;
+  readonly end: bigint;
+  readonly fixed: boolean;
+}
+
+/** A registered device and what it holds. */
+export interface DeviceView {
+  readonly instanceId: number;
+  readonly name: string;
+  /** `name@instanceId`: the owner of its ranges and interrupts. */
+  readonly owner: string;
+  readonly pio: readonly DeviceRange[];
+  readonly mmio: readonly DeviceRange[];
+  readonly irqs: readonly { readonly irq: number; readonly fixed: boolean }[];
+  readonly msi: readonly { readonly gsi: number; readonly fixed: boolean }[];
+}
+
+/** Everything a renderer needs. */
+export interface PlanView {
+  /** Where the plan came from (`built-in default`, a file name), for headings. */
+  readonly source: string;
+  /** The layout's own description, if it has one. */
+  readonly description: string | undefined;
+  /** The preset the system allocator was built from, when known. */
+  readonly preset: string | undefined;
+  readonly addressSpaces: readonly AddressSpaceView[];
+  /**
+   * Fixed device ranges that no pool covers (a device at a fixed address the allocator does not
+   * manage), in address order, ports first.
+   */
+  readonly unpooled: readonly (Region & { readonly kind: "io" | "mem" })[];
+  readonly idSpaces: readonly IdSpaceView[];
+  /** Sorted by instance id. */
+  readonly devices: readonly DeviceView[];
+}

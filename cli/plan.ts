@@ -1,0 +1,404 @@
+/**
+ * Planning: turns a validated layout into allocations, through the library exactly as a VMM
+ * would use it: a `DefaultSystemAllocator` built from the layout, and a `DeviceManager` on top of
+ * it that registers each device with `fullRegisterDevice`.
+ *
+ * **Fixed resources.** The device manager maps a request with a `fixed` value without asking the
+ * allocator. Left at that, a later allocation could hand the same space to another device, so
+ * before any device is registered every fixed resource is checked against the pools:
+ *
+ * - inside free space of a pool, it is reserved for the device (the allocator then never hands
+ *   it out);
+ * - inside a reservation of the layout (a serial port inside the ISA port block, a device on an
+ *   IRQ line the platform set aside), it is used as is: the platform reserved it for such devices;
+ * - outside every pool (Firecracker's serial IRQ 4, below its IRQ pool), it is only mapped;
+ * - anything else is a conflict, reported with both field paths.
+ *
+ * Legacy IRQ lines may be shared by devices that ask for them fixed (Firecracker puts COM1 and
+ * COM3 on IRQ 4), but an allocated line, an MSI GSI, an instance id or a range never is. Doing
+ * this for all devices first means a fixed resource of a late device is never taken by an
+ * allocation for an earlier one: the file's order only decides the order of allocations.
+ *
+ * **Errors** carry the field path of the request that failed: the device manager calls the
+ * allocator callbacks in a documented order (instance id, IRQs, MSI vectors, PIO, MMIO, each in
+ * request order), so counting the calls through a thin wrapper tells which request a failing
+ * call served.
+ */
+import type { AddrAllocateFunc, IdAllocateFunc } from "../src/allocation-callbacks.js";
+import type { Device, NormalizedAddressRequest } from "../src/device.js";
+import { DeviceManager } from "../src/device-manager.js";
+import { AddressAllocator } from "../src/address-allocator.js";
+import { isAllocatorError, type AllocatorError } from "../src/errors.js";
+import { AllocPolicy } from "../src/resource.js";
+import { layoutToJSON, type AddressPoolName, type IdPoolName, type SystemLayout } from "../src/layouts.js";
+import { DefaultSystemAllocator, type AddressPoolView, type IdPoolView } from "../src/system-allocator.js";
+import type { SystemAllocator } from "../src/system-allocator-interface.js";
+import { field, item, type Problem } from "./diagnostics.js";
+import type { DeviceSpec, LayoutFile } from "./layout-file.js";
+import { PLAN_FORMAT, PLAN_VERSION, type PlanDevice, type PlanSnapshot } from "./snapshot.js";
+
+/** What planning produced: a snapshot when everything was allocated, and every problem found. */
+export interface PlanOutcome {
+  readonly snapshot: PlanSnapshot | undefined;
+  readonly problems: readonly Problem[];
+}
+
+/** Options of {@link planLayout}. */
+export interface PlanOptions {
+  /** Where the layout came from, recorded in the snapshot for headings. */
+  readonly source: string;
+  /**
+   * Keep going after a failure to find more problems (`check`): a device that fails is skipped
+   * and the others are still planned. Without it planning stops at the first device that
+   * cannot be registered (the fixed resources of all devices are still checked first).
+   */
+  readonly keepGoing?: boolean;
+}
+
+/** Dummy device: the CLI plans resources and never dispatches accesses. */
+function placeholder(name: string): Device {
+  return { name, read: () => undefined, write: () => undefined };
+}
+
+const hex = (v: bigint): string => `0x${v.toString(16)}`;
+
+type CallKind = "deviceId" | "legacy" | "msi" | "pio" | "mmio";
+
+/** Counts allocate calls per kind so a failure can be traced to the request it served. */
+class CallTracker {
+  counts: Record<CallKind, number> = { deviceId: 0, legacy: 0, msi: 0, pio: 0, mmio: 0 };
+  failed: { kind: CallKind; index: number } | undefined;
+
+  reset(): void {
+    this.counts = { deviceId: 0, legacy: 0, msi: 0, pio: 0, mmio: 0 };
+    this.failed = undefined;
+  }
+
+  wrapId(cb: IdAllocateFunc | undefined, irq: boolean): IdAllocateFunc | undefined {
+    if (cb === undefined) return undefined;
+    return (params) => {
+      if (params.action !== "allocate") return cb(params);
+      const kind: CallKind = irq ? (params.pool === "msi" ? "msi" : "legacy") : "deviceId";
+      return this.#count(kind, () => cb(params));
+    };
+  }
+
+  wrapAddress(cb: AddrAllocateFunc | undefined, kind: "pio" | "mmio"): AddrAllocateFunc | undefined {
+    if (cb === undefined) return undefined;
+    return (params) => (params.action === "allocate" ? this.#count(kind, () => cb(params)) : cb(params));
+  }
+
+  #count<T>(kind: CallKind, call: () => T): T {
+    const index = this.counts[kind]++;
+    try {
+      return call();
+    } catch (error) {
+      this.failed ??= { kind, index };
+      throw error;
+    }
+  }
+}
+
+/**
+ * Which request the `index`-th allocate call of `kind` served: its path, and which part of it
+ * when that is not plain (one vector of an MSI block, an instance id nobody requested).
+ */
+function requestOf(device: DeviceSpec, kind: CallKind, index: number): { path: string; what: string | undefined } {
+  const requests = field(device.path, "requests");
+  const reqs = device.normalized;
+  if (kind === "deviceId") {
+    const r = reqs.find((q) => q.kind === "instanceId");
+    return r === undefined ? { path: device.path, what: "cannot allocate an instance id" } : { path: item(requests, r.index), what: undefined };
+  }
+  if (kind === "msi") {
+    let left = index;
+    for (const r of reqs) {
+      if (r.kind !== "msi" || r.fixed !== undefined) continue;
+      if (left < r.count) return { path: item(requests, r.index), what: `vector ${left + 1} of ${r.count}` };
+      left -= r.count;
+    }
+    return { path: device.path, what: "an MSI vector" };
+  }
+  const wanted = kind === "legacy" ? "irq" : kind;
+  const r = reqs.filter((q) => q.kind === wanted && q.fixed === undefined)[index];
+  return r === undefined ? { path: device.path, what: kind } : { path: item(requests, r.index), what: undefined };
+}
+
+/** A fixed resource reserved for a device before its instance id (and so its owner) is known. */
+interface Pending {
+  readonly pool: AddressPoolName | IdPoolName;
+  readonly start: bigint;
+  readonly end: bigint;
+}
+
+/**
+ * Plans `layout`. Never throws for bad input: every problem is returned with its field path.
+ * @throws Error only for an internal error (a bug), never for an `AllocatorError`.
+ */
+export function planLayout(layout: LayoutFile, options: PlanOptions): PlanOutcome {
+  const problems: Problem[] = [];
+  const keepGoing = options.keepGoing === true;
+  const sys = new DefaultSystemAllocator(layoutToJSON(layout.system) as SystemLayout);
+  const tracker = new CallTracker();
+  const wrapped: SystemAllocator = {
+    deviceIdCallback: () => tracker.wrapId(sys.deviceIdCallback(), false),
+    irqCallback: () => tracker.wrapId(sys.irqCallback(), true),
+    pioAddressCallback: () => tracker.wrapAddress(sys.pioAddressCallback(), "pio"),
+    mmioAddressCallback: () => tracker.wrapAddress(sys.mmioAddressCallback(), "mmio"),
+  };
+  const dm = DeviceManager.fromSystemAllocator(wrapped);
+  const fixed = new FixedResources(sys, layout);
+
+  // Phase 1: every fixed resource of every device, before anything is allocated.
+  const skip = new Set<number>();
+  layout.devices.forEach((device, i) => {
+    const found = fixed.claim(device);
+    if (found.length > 0) {
+      problems.push(...found);
+      skip.add(i);
+    }
+  });
+  if (problems.length > 0 && !keepGoing) return { snapshot: undefined, problems };
+
+  // Phase 2: register the devices in file order; the allocator fills in everything not fixed.
+  const devices: PlanDevice[] = [];
+  layout.devices.forEach((device, i) => {
+    if (skip.has(i) || (problems.length > 0 && !keepGoing)) return;
+    tracker.reset();
+    let id: number;
+    try {
+      id = dm.fullRegisterDevice(placeholder(device.name), device.requests);
+    } catch (error) {
+      if (!isAllocatorError(error)) throw error;
+      const failed = tracker.failed;
+      if (failed === undefined) {
+        problems.push({ path: device.path, message: `cannot register ${device.name}: ${error.message}` });
+      } else {
+        const { path, what } = requestOf(device, failed.kind, failed.index);
+        problems.push({ path, message: what === undefined ? error.message : `${what}: ${error.message}` });
+      }
+      return;
+    }
+    const held = dm.resourcesOf(id);
+    fixed.adopt(device, held.owner);
+    devices.push({
+      instanceId: held.instanceId,
+      name: held.name,
+      owner: held.owner,
+      instanceIdFixed: !held.instanceIdAllocated,
+      pio: held.pio.map((r) => ({ start: hex(r.range.start), end: hex(r.range.end), fixed: !r.allocated })),
+      mmio: held.mmio.map((r) => ({ start: hex(r.range.start), end: hex(r.range.end), fixed: !r.allocated })),
+      irqs: held.irqs.map((q) => ({ irq: q.irq, fixed: !q.allocated })),
+      msi: held.msi.map((m) => ({ gsi: m.gsi, fixed: !m.allocated })),
+    });
+  });
+  if (problems.length > 0) return { snapshot: undefined, problems };
+  devices.sort((a, b) => a.instanceId - b.instanceId);
+  const snapshot: PlanSnapshot = {
+    format: PLAN_FORMAT,
+    version: PLAN_VERSION,
+    source: options.source,
+    ...(layout.description === undefined ? {} : { description: layout.description }),
+    preset: layout.preset,
+    system: sys.toJSON(),
+    devices,
+  };
+  return { snapshot, problems };
+}
+
+/**
+ * The fixed resources of all devices: checks them against the pools and each other, reserves
+ * those in free space, and hands the reservations to each device's owner once it is known.
+ */
+class FixedResources {
+  readonly #sys: DefaultSystemAllocator;
+  /** Owners of the layout's reservations -> their paths, for messages. */
+  readonly #platform = new Map<string, string>();
+  /** Device owners (placeholders, `name@id`, and names as instance-id owners) -> device paths. */
+  readonly #devices = new Map<string, string>();
+  readonly #pending = new Map<string, Pending[]>();
+  /** Fixed ranges outside every pool, per kind, held under their device's placeholder owner. */
+  readonly #unpooled: { pio?: AddressAllocator; mmio?: AddressAllocator } = {};
+  /** Devices that hold a fixed instance id, by name (the owner instance ids are held under). */
+  readonly #instanceOwners = new Map<string, string>();
+  /** Fixed ids outside their pool: `pool:id` -> path. */
+  readonly #outsideIds = new Map<string, string>();
+
+  constructor(sys: DefaultSystemAllocator, layout: LayoutFile) {
+    this.#sys = sys;
+    for (const r of layout.reserved) if (!this.#platform.has(r.owner)) this.#platform.set(r.owner, r.path);
+  }
+
+  /** The owner the device's fixed resources are reserved under until it is registered. */
+  static placeholderOwner(device: DeviceSpec): string {
+    const id = device.normalized.find((r) => r.kind === "instanceId")?.fixed;
+    return id === undefined ? `${device.name}@?` : `${device.name}@${id}`;
+  }
+
+  /** Checks and reserves the fixed resources of one device; returns its problems. */
+  claim(device: DeviceSpec): Problem[] {
+    const owner = FixedResources.placeholderOwner(device);
+    this.#devices.set(owner, device.path);
+    const problems: Problem[] = [];
+    const pending: Pending[] = [];
+    this.#pending.set(device.name, pending);
+    for (const r of device.normalized) {
+      if (r.fixed === undefined) continue;
+      const at = field(item(field(device.path, "requests"), r.index), "fixed");
+      try {
+        if (r.kind === "pio" || r.kind === "mmio") {
+          const a = r as NormalizedAddressRequest & { fixed: bigint };
+          this.#claimRange(a.kind, a.fixed, a.fixed + a.size - 1n, owner, at, pending, problems);
+        } else if (r.kind === "msi") {
+          r.fixed.forEach((gsi, k) => this.#claimGsi(gsi, owner, item(at, k), pending, problems));
+        } else if (r.kind === "instanceId") {
+          this.#claimInstanceId(r.fixed as number, device, at, problems);
+        } else {
+          this.#claimIrq(r.fixed as number, owner, at, pending, problems);
+        }
+      } catch (error) {
+        if (!isAllocatorError(error)) throw error;
+        problems.push({ path: at, message: error.message });
+      }
+    }
+    return problems;
+  }
+
+  /** Moves a registered device's reservations from the placeholder to its real owner. */
+  adopt(device: DeviceSpec, owner: string): void {
+    if (FixedResources.placeholderOwner(device) === owner) return;
+    for (const p of this.#pending.get(device.name) ?? []) {
+      const target = { start: p.start, end: p.end };
+      this.#sys.unreserve(p.pool, target);
+      this.#sys.reserve(p.pool, target, owner);
+    }
+    this.#devices.set(owner, device.path);
+  }
+
+  /** `owner (path)` for an owner the layout or a device introduced, else just the owner. */
+  #describe(owner: string | undefined): string {
+    if (owner === undefined) return "an unnamed owner";
+    const path = this.#devices.get(owner) ?? this.#platform.get(owner);
+    const shown = owner.endsWith("@?") ? owner.slice(0, -2) : owner;
+    return path === undefined ? shown : `${shown} (${path})`;
+  }
+
+  #claimInstanceId(id: number, device: DeviceSpec, at: string, problems: Problem[]): void {
+    const pool = this.#sys.instanceId;
+    if (id < pool.first || id > pool.last) {
+      const key = `instanceId:${id}`;
+      const other = this.#outsideIds.get(key);
+      if (other !== undefined) problems.push({ path: at, message: `instance id ${id} is already fixed by ${other}` });
+      else this.#outsideIds.set(key, at);
+      return;
+    }
+    if (pool.isAllocated(id)) {
+      const holder = pool.ownerOf(id);
+      const who = holder !== undefined && this.#instanceOwners.has(holder) ? `${holder} (${this.#instanceOwners.get(holder)!})` : this.#describe(holder);
+      problems.push({ path: at, message: `instance id ${id} is already held by ${who}` });
+      return;
+    }
+    this.#instanceOwners.set(device.name, device.path);
+    // The device manager allocates instance ids under the device name, so reserve it under that.
+    this.#sys.reserve("instanceId", id, device.name);
+  }
+
+  #claimIrq(irq: number, owner: string, at: string, pending: Pending[], problems: Problem[]): void {
+    const msi = this.#sys.msi;
+    if (irq >= msi.first && irq <= msi.last) {
+      problems.push({ path: at, message: `[irq ${irq}] is inside the MSI pool [irq ${msi.first}-${msi.last}]; legacy IRQs and MSI GSIs share one GSI space` });
+      return;
+    }
+    const pool = this.#sys.legacyIrq;
+    if (irq < pool.first || irq > pool.last) return; // outside the pool: legacy lines may be shared
+    if (pool.isAllocated(irq)) return; // a layout reservation or another fixed user: shared
+    this.#sys.reserve("legacyIrq", irq, owner);
+    pending.push({ pool: "legacyIrq", start: BigInt(irq), end: BigInt(irq) });
+  }
+
+  #claimGsi(gsi: number, owner: string, at: string, pending: Pending[], problems: Problem[]): void {
+    const legacy = this.#sys.legacyIrq;
+    if (gsi >= legacy.first && gsi <= legacy.last) {
+      problems.push({ path: at, message: `GSI ${gsi} is inside the legacy IRQ pool [irq ${legacy.first}-${legacy.last}]; legacy IRQs and MSI GSIs share one GSI space` });
+      return;
+    }
+    const pool: IdPoolView = this.#sys.msi;
+    if (gsi < pool.first || gsi > pool.last) {
+      const key = `msi:${gsi}`;
+      const other = this.#outsideIds.get(key);
+      if (other !== undefined) problems.push({ path: at, message: `MSI GSI ${gsi} is already fixed by ${other}` });
+      else this.#outsideIds.set(key, at);
+      return;
+    }
+    if (pool.isAllocated(gsi)) {
+      problems.push({ path: at, message: `MSI GSI ${gsi} is already held by ${this.#describe(pool.ownerOf(gsi))}; MSI GSIs are never shared` });
+      return;
+    }
+    this.#sys.reserve("msi", gsi, owner);
+    pending.push({ pool: "msi", start: BigInt(gsi), end: BigInt(gsi) });
+  }
+
+  #claimRange(
+    kind: "pio" | "mmio",
+    start: bigint,
+    end: bigint,
+    owner: string,
+    at: string,
+    pending: Pending[],
+    problems: Problem[],
+  ): void {
+    const label = kind === "pio" ? "io" : "mem";
+    const shown = `[${label} ${hex(start)}-${hex(end)}]`;
+    const candidates: AddressPoolName[] = kind === "pio" ? ["pio"] : ["mmio32", "mmio64"];
+    let pool: { name: AddressPoolName; view: AddressPoolView } | undefined;
+    for (const name of candidates) {
+      const view = this.#sys.pool(name);
+      if (view === undefined || end < view.base || start > view.end) continue;
+      if (start < view.base || end > view.end) {
+        problems.push({ path: at, message: `${shown} straddles the edge of the ${name} pool [${label} ${hex(view.base)}-${hex(view.end)}]` });
+        return;
+      }
+      pool = { name, view };
+    }
+    if (pool === undefined) {
+      // Outside every pool only the bus will know it; an allocator over the whole space finds
+      // overlaps among such ranges in O(log n).
+      const space = (this.#unpooled[kind] ??= new AddressAllocator(0n, 1n << 64n));
+      try {
+        space.allocate(end - start + 1n, 1n, AllocPolicy.ExactMatch(start), { owner });
+      } catch (error) {
+        if (!isAllocatorError(error, "Overlap")) throw error;
+        problems.push({ path: at, message: this.#conflict(error, label) });
+      }
+      return;
+    }
+    const holder = pool.view.find(start);
+    if (holder !== undefined) {
+      // In phase 1 the pools hold only the layout's reservations and devices' fixed ranges.
+      const platform = holder.owner !== undefined && !this.#isDevice(holder.owner);
+      if (platform && holder.range.start <= start && end <= holder.range.end) return; // nested in a platform reservation
+      problems.push({ path: at, message: `${shown} conflicts with ${this.#describe(holder.owner)} ${holder.range.toString(label)}` });
+      return;
+    }
+    try {
+      this.#sys.reserve(pool.name, { start, end }, owner);
+    } catch (error) {
+      if (!isAllocatorError(error, "Overlap")) throw error;
+      problems.push({ path: at, message: this.#conflict(error, label) });
+      return;
+    }
+    pending.push({ pool: pool.name, start, end });
+  }
+
+  /** An `Overlap` error's message with its holder described for people (`uart-a (devices[5])`). */
+  #conflict(error: AllocatorError, label: "io" | "mem"): string {
+    const message = label === "io" ? error.message.replaceAll("[mem ", "[io ") : error.message;
+    const holder = error.owner;
+    return holder === undefined ? message : message.replace(`conflicts with ${holder} `, `conflicts with ${this.#describe(holder)} `);
+  }
+
+  /** True for an owner that is a device (a placeholder or a registered `name@id`). */
+  #isDevice(owner: string): boolean {
+    return this.#devices.has(owner);
+  }
+}

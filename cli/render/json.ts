@@ -1,0 +1,57 @@
+/**
+ * The `json` format: the plan for programs. Addresses and sizes are u64 and go out as `"0x..."`
+ * strings (a JSON number above 2^53 would be rounded by most readers); ids and IRQs are 32-bit
+ * and go out as numbers. Free space is listed as segments without owner so a reader sees each
+ * pool tiled in order. This is a report and may gain fields; to restore a plan, use the snapshot
+ * written by `plan --save`.
+ */
+import type { DeviceRange, Origin, PlanView, Region } from "../model.js";
+
+/** `format` of the JSON report. */
+export const REPORT_FORMAT = "vm-allocator/plan-report";
+
+const hex = (v: bigint) => `0x${v.toString(16)}`;
+
+/** Renders `view` as pretty-printed JSON. */
+export function renderJson(view: PlanView): string {
+  const region = (r: Region) => ({ start: hex(r.start), end: hex(r.end), size: hex(r.end - r.start + 1n), owner: r.owner, origin: r.origin });
+  const range = (r: DeviceRange) => ({ start: hex(r.start), end: hex(r.end), size: hex(r.end - r.start + 1n), fixed: r.fixed });
+  const report = {
+    format: REPORT_FORMAT,
+    version: 1,
+    source: view.source,
+    description: view.description ?? null,
+    preset: view.preset ?? null,
+    addressSpaces: view.addressSpaces.map((s) => ({
+      name: s.name,
+      title: s.title,
+      kind: s.kind,
+      start: hex(s.start),
+      end: hex(s.end),
+      size: hex(s.end - s.start + 1n),
+      segments: s.segments.map((g) => {
+        const base = { start: hex(g.start), end: hex(g.end), size: hex(g.end - g.start + 1n) };
+        if (g.owner === undefined) return { ...base, state: "free" };
+        return { ...base, state: "held", owner: g.owner, origin: g.origin satisfies Origin | undefined, children: g.children.map(region) };
+      }),
+    })),
+    unpooled: view.unpooled.map((r) => ({ kind: r.kind, ...region(r) })),
+    idSpaces: view.idSpaces.map((s) => ({
+      name: s.name,
+      title: s.title,
+      first: s.first,
+      last: s.last,
+      assignments: s.assignments.map((a) => ({ id: a.id, owner: a.owner, origin: a.origin, outsidePool: a.outsidePool, sharedWith: a.sharedWith ?? null })),
+    })),
+    devices: view.devices.map((d) => ({
+      instanceId: d.instanceId,
+      name: d.name,
+      owner: d.owner,
+      pio: d.pio.map(range),
+      mmio: d.mmio.map(range),
+      irqs: d.irqs.map((q) => ({ irq: q.irq, fixed: q.fixed })),
+      msi: d.msi.map((m) => ({ gsi: m.gsi, fixed: m.fixed })),
+    })),
+  };
+  return `${JSON.stringify(report, null, 2)}\n`;
+}

@@ -1,0 +1,432 @@
+/**
+ * The plan snapshot that `plan --save` writes and `show` and `check` read: the whole allocator
+ * state plus what each device holds.
+ *
+ * ```json
+ * {
+ *   "format": "vm-allocator/plan",
+ *   "version": 1,
+ *   "source": "examples/layouts/microvm.json",
+ *   "preset": "firecracker-x86_64",
+ *   "system": { ...DefaultSystemAllocator.toJSON()... },
+ *   "devices": [
+ *     { "instanceId": 0, "name": "serial0", "owner": "serial0@0", "instanceIdFixed": false,
+ *       "pio": [ { "start": "0x3f8", "end": "0x3ff", "fixed": true } ], "mmio": [],
+ *       "irqs": [ { "irq": 4, "fixed": true } ], "msi": [] }
+ *   ]
+ * }
+ * ```
+ *
+ * Addresses are `"0x..."` strings (exact u64); ids are numbers. `fixed` says whether the layout
+ * fixed a resource or the allocator chose it. Reading validates everything, the system part by
+ * `DefaultSystemAllocator.fromJSON` and the devices against it, and records every problem found.
+ */
+import { AddressAllocator } from "../src/address-allocator.js";
+import { isAllocatorError } from "../src/errors.js";
+import { IdAllocator } from "../src/id-allocator.js";
+import { layoutNames, resolveLayout, type AddressPoolName, type IdPoolName } from "../src/layouts.js";
+import { DefaultSystemAllocator, type SystemAllocatorSnapshot } from "../src/system-allocator.js";
+import { parseHexU64 } from "../src/u64.js";
+import { describeJson, field, item, Problems } from "./diagnostics.js";
+import { isJsonObject, type JsonObject } from "./json-source.js";
+
+/** `format` of a plan snapshot. */
+export const PLAN_FORMAT = "vm-allocator/plan";
+/** The only `version` this release reads and writes. */
+export const PLAN_VERSION = 1;
+
+/** A range a device holds. */
+export interface PlanRange {
+  readonly start: string;
+  readonly end: string;
+  readonly fixed: boolean;
+}
+
+/** A device of a plan and what it holds. */
+export interface PlanDevice {
+  readonly instanceId: number;
+  readonly name: string;
+  /** `name@instanceId`: the owner of everything it holds but its instance id (held under `name`). */
+  readonly owner: string;
+  readonly instanceIdFixed: boolean;
+  readonly pio: readonly PlanRange[];
+  readonly mmio: readonly PlanRange[];
+  readonly irqs: readonly { readonly irq: number; readonly fixed: boolean }[];
+  readonly msi: readonly { readonly gsi: number; readonly fixed: boolean }[];
+}
+
+/** A saved plan. */
+export interface PlanSnapshot {
+  readonly format: typeof PLAN_FORMAT;
+  readonly version: typeof PLAN_VERSION;
+  /** Where the layout came from (a file name, or `built-in default`). */
+  readonly source: string;
+  readonly description?: string;
+  /** The preset the layout started from. */
+  readonly preset: string;
+  readonly system: SystemAllocatorSnapshot;
+  /** Sorted by instance id. */
+  readonly devices: readonly PlanDevice[];
+}
+
+/** A validated snapshot and the system allocator restored from it. */
+export interface LoadedPlan {
+  readonly snapshot: PlanSnapshot;
+  readonly sys: DefaultSystemAllocator;
+}
+
+const TOP_KEYS = ["format", "version", "source", "description", "preset", "system", "devices"];
+const DEVICE_KEYS = ["instanceId", "name", "owner", "instanceIdFixed", "pio", "mmio", "irqs", "msi"];
+
+/** True when `value` looks like a plan snapshot rather than a layout (it says it is one). */
+export function isPlanSnapshot(value: unknown): boolean {
+  return isJsonObject(value) && value["format"] === PLAN_FORMAT;
+}
+
+/**
+ * Validates a parsed snapshot, recording every problem found in `problems`.
+ * @returns the plan, or undefined when there was any problem.
+ */
+export function readPlanSnapshot(value: unknown, problems: Problems): LoadedPlan | undefined {
+  const before = problems.list.length;
+  if (!isJsonObject(value)) {
+    problems.add("", `a plan snapshot must be a JSON object, got ${describeJson(value)}`);
+    return undefined;
+  }
+  for (const key of Object.keys(value)) if (!TOP_KEYS.includes(key)) problems.add(key, `unknown field (expected one of: ${TOP_KEYS.join(", ")})`);
+  if (value["format"] !== PLAN_FORMAT) problems.add("format", `must be "${PLAN_FORMAT}", got ${describeJson(value["format"])}`);
+  if (value["version"] !== PLAN_VERSION) {
+    problems.add("version", `unsupported version ${describeJson(value["version"])}; this vm-allocator reads version ${PLAN_VERSION}`);
+    return undefined; // another version may mean anything; checking its fields would only mislead
+  }
+  if (typeof value["source"] !== "string") problems.add("source", `must be a string, got ${describeJson(value["source"])}`);
+  if (value["description"] !== undefined && typeof value["description"] !== "string") {
+    problems.add("description", `must be a string, got ${describeJson(value["description"])}`);
+  }
+  const preset = value["preset"];
+  if (typeof preset !== "string" || !(layoutNames as readonly string[]).includes(preset)) {
+    problems.add("preset", `must be one of ${layoutNames.map((n) => JSON.stringify(n)).join(", ")}, got ${describeJson(preset)}`);
+  }
+  const sys = readSystem(value["system"], problems);
+  const devices = readDevices(value["devices"], problems);
+  if (sys !== undefined && devices !== undefined) crossCheck(sys, devices.valid, devices.complete, problems);
+  if (problems.list.length > before || sys === undefined || devices === undefined) return undefined;
+  return { snapshot: value as unknown as PlanSnapshot, sys };
+}
+
+const KNOWN_FIELDS = new Set(["format", "version", "layout", "pools", "reserved", "base", "end", "blocks", "first", "last", "allocated", "released", "owners"]);
+
+/**
+ * A library snapshot error as `path: reason`: the wrapper's own prefixes are dropped and a
+ * leading field path (`blocks[3]`, `pools.mmio32`) is moved into the path.
+ */
+function snapshotProblem(message: string, path: string, problems: Problems): void {
+  let rest = message.replace(/^invalid [\w -]+ snapshot: /, "");
+  let at = path;
+  for (;;) {
+    const m = /^([A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*|\[\d+\])*)(?::\s+|\s+)(.*)$/s.exec(rest);
+    if (m === null) break;
+    const token = m[1]!;
+    const name = /^[A-Za-z_$][\w$]*/.exec(token)![0];
+    if (!(token !== name || KNOWN_FIELDS.has(name))) break;
+    at = field(at, token);
+    rest = m[2]!.replace(/^invalid [\w -]+ snapshot: /, "");
+  }
+  problems.add(at, rest);
+}
+
+/**
+ * Most ids one id pool of a saved plan may hold or have released. A plan holds a few per device;
+ * restoring runs of billions of ids (an instance-id pool spans 2^32) takes the library minutes
+ * and more memory than a machine has, so such a file is refused up front.
+ */
+const MAX_SNAPSHOT_IDS = 1 << 20;
+
+/** Reports id pools whose runs cover more than {@link MAX_SNAPSHOT_IDS} ids. */
+function checkIdVolume(value: unknown, problems: Problems): boolean {
+  const pools = isJsonObject(value) ? value["pools"] : undefined;
+  if (!isJsonObject(pools)) return true;
+  let ok = true;
+  for (const pool of ["legacyIrq", "msi", "instanceId"]) {
+    const snap = pools[pool];
+    if (!isJsonObject(snap)) continue;
+    for (const key of ["allocated", "released"]) {
+      const runs = snap[key];
+      if (!Array.isArray(runs)) continue;
+      let total = 0;
+      for (const run of runs) {
+        if (Array.isArray(run) && typeof run[0] === "number" && typeof run[1] === "number" && run[1] >= run[0]) total += run[1] - run[0] + 1;
+      }
+      if (total > MAX_SNAPSHOT_IDS) {
+        problems.add(`system.pools.${pool}.${key}`, `covers ${total} ids; a saved plan may hold at most ${MAX_SNAPSHOT_IDS} ids per pool`);
+        ok = false;
+      }
+    }
+  }
+  return ok;
+}
+
+function readSystem(value: unknown, problems: Problems): DefaultSystemAllocator | undefined {
+  if (value === undefined) {
+    problems.add("system", "is missing");
+    return undefined;
+  }
+  if (!checkIdVolume(value, problems)) return undefined;
+  try {
+    return DefaultSystemAllocator.fromJSON(value);
+  } catch (error) {
+    if (!isAllocatorError(error)) throw error;
+    // fromJSON stops at the first problem; check the parts on their own to report each one.
+    const found = new Problems();
+    if (isJsonObject(value)) {
+      try {
+        resolveLayout(value["layout"], "layout");
+      } catch (e) {
+        if (!isAllocatorError(e)) throw e;
+        snapshotProblem(e.message, "system", found);
+      }
+      const pools = value["pools"];
+      if (isJsonObject(pools)) {
+        for (const [pool, snap] of Object.entries(pools)) {
+          try {
+            if (pool === "pio" || pool === "mmio32" || pool === "mmio64") AddressAllocator.fromJSON(snap);
+            else if (pool === "legacyIrq" || pool === "msi" || pool === "instanceId") IdAllocator.fromJSON(snap);
+          } catch (e) {
+            if (!isAllocatorError(e)) throw e;
+            snapshotProblem(e.message, `system.pools.${pool}`, found);
+          }
+        }
+      }
+    }
+    const whole = new Problems();
+    snapshotProblem(error.message, "system", whole);
+    const first = whole.list[0]!;
+    if (!found.list.some((p) => p.path === first.path && p.message === first.message)) found.list.unshift(first);
+    problems.list.push(...found.list);
+    return undefined;
+  }
+}
+
+/** The well-formed devices (with their index), and whether that is all of them. */
+function readDevices(value: unknown, problems: Problems): { valid: { device: PlanDevice; index: number }[]; complete: boolean } | undefined {
+  if (!Array.isArray(value)) {
+    problems.add("devices", value === undefined ? "is missing" : `must be an array, got ${describeJson(value)}`);
+    return undefined;
+  }
+  const valid: { device: PlanDevice; index: number }[] = [];
+  value.forEach((entry, index) => {
+    const device = readDevice(entry, item("devices", index), problems);
+    if (device !== undefined) valid.push({ device, index });
+  });
+  return { valid, complete: valid.length === value.length };
+}
+
+function readDevice(value: unknown, path: string, problems: Problems): PlanDevice | undefined {
+  if (!isJsonObject(value)) {
+    problems.add(path, `must be an object, got ${describeJson(value)}`);
+    return undefined;
+  }
+  const before = problems.list.length;
+  for (const key of Object.keys(value)) if (!DEVICE_KEYS.includes(key)) problems.add(field(path, key), "unknown field");
+  const id = readId(value["instanceId"], field(path, "instanceId"), problems);
+  const name = value["name"];
+  if (typeof name !== "string" || name.length === 0 || name.includes("@")) {
+    problems.add(field(path, "name"), `must be a non-empty string without "@", got ${describeJson(name)}`);
+  }
+  const owner = value["owner"];
+  if (typeof name === "string" && id !== undefined && owner !== `${name}@${id}`) {
+    problems.add(field(path, "owner"), `must be "${name}@${id}" (name@instanceId), got ${describeJson(owner)}`);
+  }
+  readBoolean(value, "instanceIdFixed", path, problems);
+  for (const kind of ["pio", "mmio"] as const) {
+    list(value, kind, path, problems, (r, at) => {
+      if (!isJsonObject(r)) return problems.add(at, `must be an object { start, end, fixed }, got ${describeJson(r)}`);
+      for (const key of Object.keys(r)) if (!["start", "end", "fixed"].includes(key)) problems.add(field(at, key), "unknown field");
+      const start = parseHexU64(r["start"]);
+      const end = parseHexU64(r["end"]);
+      if (start === undefined) problems.add(field(at, "start"), `must be a hex string like "0x1000", got ${describeJson(r["start"])}`);
+      if (end === undefined) problems.add(field(at, "end"), `must be a hex string like "0x1fff", got ${describeJson(r["end"])}`);
+      if (start !== undefined && end !== undefined && start > end) problems.add(at, `start ${r["start"] as string} is above end ${r["end"] as string}`);
+      readBoolean(r, "fixed", at, problems);
+    });
+  }
+  for (const [kind, key] of [["irqs", "irq"], ["msi", "gsi"]] as const) {
+    list(value, kind, path, problems, (r, at) => {
+      if (!isJsonObject(r)) return problems.add(at, `must be an object { ${key}, fixed }, got ${describeJson(r)}`);
+      for (const k of Object.keys(r)) if (![key, "fixed"].includes(k)) problems.add(field(at, k), "unknown field");
+      readId(r[key], field(at, key), problems);
+      readBoolean(r, "fixed", at, problems);
+    });
+  }
+  return problems.list.length > before ? undefined : (value as unknown as PlanDevice);
+}
+
+function readId(value: unknown, path: string, problems: Problems): number | undefined {
+  if (typeof value === "number" && Number.isInteger(value) && value >= 0 && value <= 0xffff_ffff) return value;
+  problems.add(path, `must be an integer from 0 to 4294967295, got ${describeJson(value)}`);
+  return undefined;
+}
+
+function readBoolean(o: JsonObject, key: string, path: string, problems: Problems): void {
+  if (typeof o[key] !== "boolean") problems.add(field(path, key), `must be true or false, got ${describeJson(o[key])}`);
+}
+
+function list(o: JsonObject, key: string, path: string, problems: Problems, each: (value: unknown, at: string) => void): void {
+  const v = o[key];
+  if (!Array.isArray(v)) {
+    problems.add(field(path, key), `must be an array, got ${describeJson(v)}`);
+    return;
+  }
+  v.forEach((entry, i) => each(entry, item(field(path, key), i)));
+}
+
+const hex = (v: bigint) => `0x${v.toString(16)}`;
+
+/**
+ * Checks that the devices and the system allocator tell the same story: each device's resources
+ * are held for it (or, when fixed, sit inside a platform reservation or outside every pool), no
+ * two devices share a range, and everything the allocator holds for a device is listed.
+ */
+function crossCheck(
+  sys: DefaultSystemAllocator,
+  entries: readonly { device: PlanDevice; index: number }[],
+  complete: boolean,
+  problems: Problems,
+): void {
+  const devices = entries.map((e) => e.device);
+  const pathOf = new Map(entries.map((e) => [e.device, item("devices", e.index)]));
+  const byOwner = new Map<string, { device: PlanDevice; path: string }>();
+  const byId = new Map<number, string>();
+  const byName = new Map<string, PlanDevice>();
+  const byIdDevice = new Map<number, PlanDevice>();
+  devices.forEach((d) => {
+    const path = pathOf.get(d)!;
+    const other = byId.get(d.instanceId);
+    if (other !== undefined) problems.add(field(path, "instanceId"), `instance id ${d.instanceId} is also the id of ${other}`);
+    byId.set(d.instanceId, path);
+    byIdDevice.set(d.instanceId, d);
+    byOwner.set(d.owner, { device: d, path });
+    if (!byName.has(d.name)) byName.set(d.name, d);
+  });
+  const holdings = sys.holdings();
+  // Whether each held range (by pool and start) or id (by pool and id) is a reservation.
+  const reserved = new Map<string, boolean>();
+  for (const h of holdings) reserved.set("range" in h ? `${h.pool}:${h.range.start}` : `${h.pool}#${h.id}`, h.reserved);
+  const reservedBy = (owner: string | undefined) => owner !== undefined && !byOwner.has(owner);
+  const ranges: Record<"pio" | "mmio", { start: bigint; end: bigint; owner: string; at: string }[]> = { pio: [], mmio: [] };
+
+  devices.forEach((d) => {
+    const path = pathOf.get(d)!;
+    // Instance id: held under the device name, reserved when fixed.
+    const ids = sys.instanceId;
+    if (d.instanceId >= ids.first && d.instanceId <= ids.last) {
+      const holder = ids.ownerOf(d.instanceId);
+      const isReserved = reserved.get(`instanceId#${d.instanceId}`);
+      if (holder !== d.name) problems.add(field(path, "instanceId"), `instance id ${d.instanceId} is held by ${holder ?? "nobody"} in system.pools.instanceId, not ${d.name}`);
+      else if (isReserved !== undefined && isReserved !== d.instanceIdFixed) {
+        problems.add(field(path, "instanceIdFixed"), `is ${d.instanceIdFixed}, but the allocator ${isReserved ? "reserved" : "allocated"} instance id ${d.instanceId}`);
+      }
+    }
+    for (const kind of ["pio", "mmio"] as const) {
+      const pools: AddressPoolName[] = kind === "pio" ? ["pio"] : ["mmio32", "mmio64"];
+      const label = kind === "pio" ? "io" : "mem";
+      d[kind].forEach((r, j) => {
+        const at = item(field(path, kind), j);
+        const start = BigInt(r.start);
+        const end = BigInt(r.end);
+        const shown = `[${label} ${hex(start)}-${hex(end)}]`;
+        ranges[kind].push({ start, end, owner: d.owner, at });
+        const view = pools.map((p) => ({ p, v: sys.pool(p) })).find((x) => x.v !== undefined && start <= x.v.end && end >= x.v.base);
+        if (view === undefined || view.v === undefined) {
+          if (!r.fixed) problems.add(at, `${shown} is outside every ${kind} pool, yet marked as allocated`);
+          return;
+        }
+        const held = view.v.find(start);
+        const isReserved = held === undefined ? undefined : reserved.get(`${view.p}:${held.range.start}`);
+        if (held !== undefined && held.range.start === start && held.range.end === end && held.owner === d.owner) {
+          if (isReserved !== undefined && isReserved !== r.fixed) problems.add(field(at, "fixed"), `is ${r.fixed}, but the allocator ${isReserved ? "reserved" : "allocated"} ${shown}`);
+          return;
+        }
+        if (r.fixed && held !== undefined && isReserved === true && reservedBy(held.owner) && held.range.start <= start && end <= held.range.end) return;
+        const what = held === undefined ? "free" : `held by ${held.owner ?? "nobody"} ${held.range.toString(label)}`;
+        problems.add(at, `${shown} is ${what} in system.pools.${view.p}, not held by ${d.owner}`);
+      });
+    }
+    for (const [kind, pool] of [["irqs", "legacyIrq"], ["msi", "msi"]] as const) {
+      const view = sys.pool(pool as IdPoolName);
+      const entries: { id: number; fixed: boolean }[] = kind === "irqs" ? d.irqs.map((q) => ({ id: q.irq, fixed: q.fixed })) : d.msi.map((m) => ({ id: m.gsi, fixed: m.fixed }));
+      entries.forEach((e, j) => {
+        const at = item(field(path, kind), j);
+        const shown = kind === "irqs" ? `[irq ${e.id}]` : `MSI GSI ${e.id}`;
+        if (e.id < view.first || e.id > view.last) {
+          if (!e.fixed) problems.add(at, `${shown} is outside the ${pool} pool, yet marked as allocated`);
+          return;
+        }
+        const holder = view.ownerOf(e.id);
+        const isReserved = reserved.get(`${pool}#${e.id}`);
+        if (holder === d.owner) {
+          if (isReserved !== undefined && isReserved !== e.fixed) problems.add(field(at, "fixed"), `is ${e.fixed}, but the allocator ${isReserved ? "reserved" : "allocated"} ${shown}`);
+          return;
+        }
+        // A fixed legacy line may be shared with a platform reservation or another fixed user.
+        if (kind === "irqs" && e.fixed && isReserved === true) return;
+        problems.add(at, `${shown} is ${holder === undefined ? "free" : `held by ${holder}`} in system.pools.${pool}, not held by ${d.owner}`);
+      });
+    }
+  });
+  // No two devices share a range; sorted, each range can only overlap one that starts earlier
+  // and reaches furthest.
+  for (const kind of ["pio", "mmio"] as const) {
+    const label = kind === "pio" ? "io" : "mem";
+    const sorted = [...ranges[kind]].sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+    let furthest: (typeof sorted)[number] | undefined;
+    for (const r of sorted) {
+      if (furthest !== undefined && r.start <= furthest.end) {
+        problems.add(r.at, `[${label} ${hex(r.start)}-${hex(r.end)}] overlaps ${furthest.owner} [${label} ${hex(furthest.start)}-${hex(furthest.end)}] (${furthest.at})`);
+      }
+      if (furthest === undefined || r.end > furthest.end) furthest = r;
+    }
+  }
+
+  // The other way round: whatever the allocator holds for a device must be listed with it.
+  // With a malformed device that cannot be told, and would only repeat its problem.
+  if (!complete) return;
+  const listed = new Map<PlanDevice, Set<string>>();
+  const listedOf = (d: PlanDevice): Set<string> => {
+    let keys = listed.get(d);
+    if (keys === undefined) {
+      keys = new Set([
+        ...d.pio.map((r) => `pio:${BigInt(r.start)}-${BigInt(r.end)}`),
+        ...d.mmio.map((r) => `mmio:${BigInt(r.start)}-${BigInt(r.end)}`),
+        ...d.irqs.map((q) => `legacyIrq#${q.irq}`),
+        ...d.msi.map((m) => `msi#${m.gsi}`),
+      ]);
+      listed.set(d, keys);
+    }
+    return keys;
+  };
+  for (const h of holdings) {
+    if (h.pool === "instanceId" && "id" in h) {
+      const d = byName.get(h.owner);
+      if (d === undefined) {
+        if (!h.reserved) problems.add("system.pools.instanceId", `instance id ${h.id} is allocated to ${h.owner}, which is not a device of this plan`);
+      } else if (byIdDevice.get(h.id)?.name !== h.owner) {
+        problems.add("system.pools.instanceId", `instance id ${h.id} is held by ${h.owner}, but no device ${h.owner} has that id`);
+      }
+      continue;
+    }
+    const entry = byOwner.get(h.owner);
+    if (entry === undefined) {
+      if (!h.reserved) {
+        const what = "range" in h ? h.range.toString(h.pool === "pio" ? "io" : "mem") : h.pool === "legacyIrq" ? `[irq ${h.id}]` : `MSI GSI ${h.id}`;
+        problems.add(`system.pools.${h.pool}`, `${what} is allocated to ${h.owner}, which is not a device of this plan`);
+      }
+      continue;
+    }
+    const key = "range" in h ? `${h.pool === "pio" ? "pio" : "mmio"}:${h.range.start}-${h.range.end}` : `${h.pool}#${h.id}`;
+    if (!listedOf(entry.device).has(key)) {
+      const what = "range" in h ? h.range.toString(h.pool === "pio" ? "io" : "mem") : h.pool === "legacyIrq" ? `[irq ${h.id}]` : `MSI GSI ${h.id}`;
+      problems.add(`system.pools.${h.pool}`, `${what} is held by ${h.owner}, but ${entry.path} does not list it`);
+    }
+  }
+}

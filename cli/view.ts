@@ -1,0 +1,151 @@
+/**
+ * Builds the renderers' {@link PlanView} from a validated plan snapshot: each pool tiled into
+ * held and free segments, each held thing labelled with how it came to be held, fixed device
+ * ranges nested in the platform reservation they sit in, and those outside every pool listed
+ * apart.
+ */
+import type { AddressPoolName, IdPoolName } from "../src/layouts.js";
+import type { Origin, PlanView, Region, Segment, IdAssignment, AddressSpaceView, IdSpaceView, DeviceView } from "./model.js";
+import type { LoadedPlan, PlanDevice } from "./snapshot.js";
+
+const ADDRESS_TITLES: Readonly<Record<AddressPoolName, string>> = {
+  pio: "Port I/O",
+  mmio32: "MMIO below 4 GiB",
+  mmio64: "MMIO above 4 GiB",
+};
+
+const ID_TITLES: Readonly<Record<IdPoolName, string>> = {
+  legacyIrq: "Legacy IRQs",
+  msi: "MSI GSIs",
+  instanceId: "Device instance ids",
+};
+
+/** Index of the first range in `list` (sorted by start) that starts at or after `at`. */
+function firstAtOrAfter(list: readonly Region[], at: bigint): number {
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (list[mid]!.start < at) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** The view of a loaded plan. */
+export function planView(plan: LoadedPlan): PlanView {
+  const { snapshot, sys } = plan;
+  const devices = [...snapshot.devices].sort((a, b) => a.instanceId - b.instanceId);
+  const byOwner = new Map(devices.map((d) => [d.owner, d]));
+  const byId = new Map(devices.map((d) => [d.instanceId, d]));
+  const reserved = new Set<string>();
+  const reservedIds = new Set<string>();
+  for (const h of sys.reservations()) {
+    if ("range" in h) reserved.add(`${h.pool}:${h.range.start}`);
+    else reservedIds.add(`${h.pool}:${h.id}`);
+  }
+  const origin = (isReserved: boolean, owner: string): Origin => (!isReserved ? "allocated" : byOwner.has(owner) ? "fixed" : "reserved");
+
+  // Every fixed device range, per family, in address order.
+  const fixedRanges: Record<"pio" | "mmio", Region[]> = { pio: [], mmio: [] };
+  for (const d of devices) {
+    for (const family of ["pio", "mmio"] as const) {
+      for (const r of d[family]) if (r.fixed) fixedRanges[family].push({ start: BigInt(r.start), end: BigInt(r.end), owner: d.owner, origin: "fixed" });
+    }
+  }
+  for (const list of Object.values(fixedRanges)) list.sort((x, y) => (x.start < y.start ? -1 : x.start > y.start ? 1 : 0));
+
+  const addressSpaces: AddressSpaceView[] = [];
+  const nested = new Set<Region>();
+  for (const name of ["pio", "mmio32", "mmio64"] as const) {
+    const pool = sys.pool(name);
+    if (pool === undefined) continue;
+    const kind = name === "pio" ? "io" : "mem";
+    const family = name === "pio" ? "pio" : "mmio";
+    const held = pool.allocations().map((a): Segment => {
+      const owner = a.owner ?? "";
+      const isReserved = reserved.has(`${name}:${a.range.start}`);
+      const o = origin(isReserved, owner);
+      // Fixed device ranges inside a platform reservation are its children.
+      const children: Region[] = [];
+      if (o === "reserved") {
+        const list = fixedRanges[family];
+        for (let i = firstAtOrAfter(list, a.range.start); i < list.length && list[i]!.start <= a.range.end; i++) {
+          const r = list[i]!;
+          if (r.end > a.range.end) continue;
+          children.push({ start: r.start, end: r.end, owner: r.owner, origin: "fixed" });
+          nested.add(r);
+        }
+      }
+      return { start: a.range.start, end: a.range.end, owner, origin: o, children };
+    });
+    const free = pool.freeRanges().map((r): Segment => ({ start: r.start, end: r.end, owner: undefined, origin: undefined, children: [] }));
+    const segments = [...held, ...free].sort((x, y) => (x.start < y.start ? -1 : 1));
+    addressSpaces.push({ name, title: ADDRESS_TITLES[name], kind, start: pool.base, end: pool.end, segments });
+  }
+
+  // Fixed device ranges that are neither a pool allocation nor nested: outside every pool.
+  const unpooled: (Region & { kind: "io" | "mem" })[] = [];
+  for (const family of ["pio", "mmio"] as const) {
+    const kind = family === "pio" ? "io" : "mem";
+    for (const r of fixedRanges[family]) {
+      if (nested.has(r)) continue;
+      const inPool = addressSpaces.some((s) => s.kind === kind && s.start <= r.start && r.start <= s.end);
+      if (!inPool) unpooled.push({ ...r, kind });
+    }
+  }
+
+  const idSpaces: IdSpaceView[] = [];
+  for (const name of ["legacyIrq", "msi", "instanceId"] as const) {
+    const pool = sys.pool(name);
+    const assignments: IdAssignment[] = [];
+    const seen = new Set<string>();
+    for (const id of pool.allocatedIds()) {
+      const owner = pool.ownerOf(id) ?? "";
+      const isReserved = reservedIds.has(`${name}:${id}`);
+      // Instance ids are held under the device name, so a fixed one is a device's, not the platform's.
+      const o = name === "instanceId" ? (isReserved ? (byId.get(id)?.name === owner ? "fixed" : "reserved") : "allocated") : origin(isReserved, owner);
+      assignments.push({ id, owner, origin: o, outsidePool: false, sharedWith: undefined });
+      seen.add(`${owner}:${id}`);
+    }
+    // Fixed ids a device holds that the pool does not show under its owner: outside the pool,
+    // or a legacy line shared with whoever the pool shows.
+    for (const d of devices) {
+      const ids = name === "legacyIrq" ? d.irqs.map((q) => ({ id: q.irq, fixed: q.fixed })) : name === "msi" ? d.msi.map((m) => ({ id: m.gsi, fixed: m.fixed })) : [{ id: d.instanceId, fixed: d.instanceIdFixed }];
+      const owner = name === "instanceId" ? d.name : d.owner;
+      for (const { id } of ids) {
+        if (seen.has(`${owner}:${id}`)) continue;
+        seen.add(`${owner}:${id}`);
+        const outside = id < pool.first || id > pool.last;
+        assignments.push({ id, owner, origin: "fixed", outsidePool: outside, sharedWith: outside ? undefined : pool.ownerOf(id) });
+      }
+    }
+    // By id; on a shared line the pool's own holder first, then the others in instance-id order.
+    const rank = (a: IdAssignment) => (a.sharedWith === undefined && !a.outsidePool ? 0 : 1);
+    assignments.sort((a, b) => a.id - b.id || rank(a) - rank(b));
+    idSpaces.push({ name, title: ID_TITLES[name], first: pool.first, last: pool.last, assignments });
+  }
+
+  return {
+    source: snapshot.source,
+    description: snapshot.description,
+    preset: snapshot.preset,
+    addressSpaces,
+    unpooled,
+    idSpaces,
+    devices: devices.map(deviceView),
+  };
+}
+
+function deviceView(d: PlanDevice): DeviceView {
+  const range = (r: { start: string; end: string; fixed: boolean }) => ({ start: BigInt(r.start), end: BigInt(r.end), fixed: r.fixed });
+  return {
+    instanceId: d.instanceId,
+    name: d.name,
+    owner: d.owner,
+    pio: d.pio.map(range),
+    mmio: d.mmio.map(range),
+    irqs: d.irqs.map((q) => ({ irq: q.irq, fixed: q.fixed })),
+    msi: d.msi.map((m) => ({ gsi: m.gsi, fixed: m.fixed })),
+  };
+}

@@ -1,0 +1,126 @@
+/**
+ * The example layouts through the real command, compared with the committed expected outputs
+ * in examples/layouts/expected/ (regenerate with UPDATE_EXPECTED=1 and review the diff).
+ */
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { DEFAULT_LAYOUT } from "../../cli/default-layout.js";
+import { EXAMPLES, matchExpected, runCli } from "./helpers.js";
+
+/** Each example, by the name of its expected files, and the arguments that plan it. */
+const EXAMPLE_RUNS: readonly { name: string; args: readonly string[] }[] = [
+  { name: "default", args: [] },
+  { name: "firecracker-default", args: ["examples/layouts/firecracker-default.json"] },
+  { name: "pc-q35", args: ["examples/layouts/pc-q35.json"] },
+  { name: "large-mmio64", args: ["examples/layouts/large-mmio64.json"] },
+];
+const FORMATS = [
+  { format: "text", ext: "txt" },
+  { format: "iomem", ext: "iomem" },
+  { format: "json", ext: "json" },
+  { format: "svg", ext: "svg" },
+] as const;
+
+describe("plan on the example layouts", { concurrency: true }, () => {
+  for (const { name, args } of EXAMPLE_RUNS) {
+    for (const { format, ext } of FORMATS) {
+      it(`${name} --format ${format} matches expected/${name}.${ext}`, async () => {
+        const r = await runCli(["plan", ...args, "--format", format]);
+        assert.equal(r.stderr, "");
+        assert.equal(r.status, 0);
+        matchExpected(`${name}.${ext}`, r.stdout);
+      });
+    }
+  }
+
+  it("text is the default format", async () => {
+    const [plain, text] = await Promise.all([runCli(["plan"]), runCli(["plan", "--format", "text"])]);
+    assert.equal(plain.status, 0);
+    assert.equal(plain.stdout, text.stdout);
+  });
+
+  it("the built-in default is examples/layouts/firecracker-default.json", () => {
+    const file: unknown = JSON.parse(readFileSync(join(EXAMPLES, "firecracker-default.json"), "utf8"));
+    assert.deepEqual(file, JSON.parse(JSON.stringify(DEFAULT_LAYOUT)));
+  });
+
+  it("a layout on stdin ('-') plans like the file", async () => {
+    const text = readFileSync(join(EXAMPLES, "pc-q35.json"), "utf8");
+    const [fromStdin, fromFile] = await Promise.all([runCli(["plan", "-", "-f", "iomem"], { input: text }), runCli(["plan", "examples/layouts/pc-q35.json", "-f", "iomem"])]);
+    assert.equal(fromStdin.status, 0, fromStdin.stderr);
+    assert.equal(fromStdin.stdout, fromFile.stdout);
+  });
+
+  it("check accepts every example layout", async () => {
+    const files = ["firecracker-default", "pc-q35", "large-mmio64"].map((n) => `examples/layouts/${n}.json`);
+    const r = await runCli(["check", ...files]);
+    assert.equal(r.stderr, "");
+    assert.equal(r.status, 0);
+    assert.deepEqual(
+      r.stdout.trimEnd().split("\n"),
+      files.map((f) => `${f}: ok (layout, ${f.includes("firecracker") ? 14 : f.includes("pc-q35") ? 9 : 7} devices planned)`),
+    );
+  });
+
+  it("check lists every problem of examples/layouts/broken.json, one per line", async () => {
+    const r = await runCli(["check", "examples/layouts/broken.json"]);
+    assert.equal(r.status, 2);
+    assert.equal(r.stdout, "");
+    matchExpected("broken.check.txt", r.stderr);
+    const lines = r.stderr.trimEnd().split("\n");
+    assert.ok(lines.length >= 8, `expected every problem, got ${lines.length}`);
+    for (const line of lines) assert.match(line, /^examples\/layouts\/broken\.json: (?:reserved|devices)\[\d+\][\w.[\]]*: \S/);
+  });
+});
+
+describe("plan --save, show and check", { concurrency: true }, () => {
+  for (const { name, args } of EXAMPLE_RUNS) {
+    it(`${name}: show prints the saved plan exactly as plan printed it, in every format`, async () => {
+      const dir = mkdtempSync(join(tmpdir(), "vm-allocator-test-"));
+      try {
+        const saved = join(dir, "plan.json");
+        const planned = await runCli(["plan", ...args, "--save", saved]);
+        assert.equal(planned.status, 0, planned.stderr);
+        const snapshot = JSON.parse(readFileSync(saved, "utf8")) as { format: string; version: number; system: { format: string } };
+        assert.equal(snapshot.format, "vm-allocator/plan");
+        assert.equal(snapshot.version, 1);
+        assert.equal(snapshot.system.format, "vm-allocator/system-allocator");
+        const shown = await Promise.all(FORMATS.map(({ format }) => Promise.all([runCli(["show", saved, "-f", format]), runCli(["plan", ...args, "-f", format])])));
+        for (const [show, plan] of shown) {
+          assert.equal(show.status, 0, show.stderr);
+          assert.equal(show.stdout, plan.stdout);
+        }
+        const checked = await runCli(["check", saved]);
+        assert.equal(checked.status, 0, checked.stderr);
+        assert.match(checked.stdout, /: ok \(saved plan, \d+ devices?\)\n$/);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  }
+});
+
+describe("the json format", () => {
+  it("writes u64 values as hex strings and tiles every pool without gap or overlap", async () => {
+    const r = await runCli(["plan", "examples/layouts/large-mmio64.json", "-f", "json"]);
+    assert.equal(r.status, 0);
+    const report = JSON.parse(r.stdout) as {
+      format: string;
+      addressSpaces: { start: string; end: string; segments: { start: string; end: string; size: string }[] }[];
+    };
+    assert.equal(report.format, "vm-allocator/plan-report");
+    for (const space of report.addressSpaces) {
+      let next = BigInt(space.start);
+      for (const s of space.segments) {
+        for (const v of [s.start, s.end, s.size]) assert.match(v, /^0x[0-9a-f]+$/);
+        assert.equal(BigInt(s.start), next);
+        assert.equal(BigInt(s.size), BigInt(s.end) - BigInt(s.start) + 1n);
+        next = BigInt(s.end) + 1n;
+      }
+      assert.equal(next - 1n, BigInt(space.end));
+    }
+  });
+});
