@@ -671,11 +671,13 @@ export class DefaultSystemAllocator implements SystemAllocator {
       throw new AllocatorError("InvalidState", `${rangeText(pool, start, end)} is not allocated, yet freeing it succeeded`);
     }
     const holder = a.find(start)?.owner;
-    const shown = rangeText(pool, start, end);
     if (this.#state.reservedRanges[pool].get(start) === end) {
-      throw invalidArgument(`${shown} is reserved by ${holder ?? "an unnamed owner"}, not allocated; use unreserve or releaseAll`, holder);
+      throw invalidArgument(
+        `${rangeText(pool, start, end)} is reserved by ${holder ?? "an unnamed owner"}, not allocated; use unreserve or releaseAll`,
+        holder,
+      );
     }
-    if (holder !== owner) throw invalidArgument(`${shown} is held by ${holder ?? "an unnamed owner"}, not ${owner}`, holder);
+    if (holder !== owner) throw invalidArgument(`${rangeText(pool, start, end)} is held by ${holder ?? "an unnamed owner"}, not ${owner}`, holder);
   }
 
   #idPoolText(pool: IdPoolName): string {
