@@ -112,8 +112,8 @@ let qPrevIndex = -1;
 const PATH = new Int32Array(MAX_DEPTH);
 /** Scratch for #refreshRightSpine. */
 const SPINE = new Int32Array(MAX_DEPTH);
-/** Annotation values saved by #retrace, one per alignment class. */
-const SAVED = new Float32Array(MAX_ALIGNMENT_CLASSES);
+/** Whether the last #update changed its node's height or annotations (read by #retrace). */
+let updateChanged = false;
 
 const toStored = (u: bigint): bigint => u + MIN;
 const fromStored = (b: bigint): bigint => b - MIN;
@@ -1103,25 +1103,14 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
    * Rebalances and refreshes PATH[0 .. depth-1] bottom-up after a structural change at its end.
    * Above index `dirty` (a node whose own gap changed) the walk stops at the first node whose
    * height and annotations come out unchanged without a rotation: nothing above can change.
+   * (#rebalance ends in #update for the node when it does not rotate, which sets updateChanged.)
    */
   #retrace(depth: number, dirty: number): void {
     const path = PATH;
     const left = this.#left;
     const right = this.#right;
-    const height = this.#height;
-    const maxGap = this.#maxGap;
-    const classes = this.#classes;
-    const saved = SAVED;
     for (let i = depth - 1; i >= 0; i--) {
       const p = path[i]!;
-      const canStop = i < dirty;
-      let h = 0;
-      let g = 0;
-      if (canStop) {
-        h = height[p]!;
-        g = maxGap[p]!;
-        for (let c = 0; c < classes.length; c++) saved[c] = classes[c]!.max[p]!;
-      }
       const q = this.#rebalance(p);
       if (q !== p) {
         if (i === 0) this.#root = q;
@@ -1130,15 +1119,8 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
           if (left[parent] === p) left[parent] = q;
           else right[parent] = q;
         }
-      } else if (canStop && height[p] === h && maxGap[p] === g) {
-        let same = true;
-        for (let c = 0; c < classes.length; c++) {
-          if (classes[c]!.max[p] !== saved[c]) {
-            same = false;
-            break;
-          }
-        }
-        if (same) return;
+      } else if (!updateChanged && i < dirty) {
+        return;
       }
     }
   }
@@ -1197,18 +1179,25 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
   #update(n: number): void {
     const l = this.#left[n]!;
     const r = this.#right[n]!;
-    const hl = this.#height[l]!;
-    const hr = this.#height[r]!;
-    this.#height[n] = (hl > hr ? hl : hr) + 1;
+    const height = this.#height;
+    const hl = height[l]!;
+    const hr = height[r]!;
+    const oldHeight = height[n];
+    height[n] = (hl > hr ? hl : hr) + 1;
     const own = this.#gapLen[n]!;
     const maxGap = this.#maxGap;
     let m = maxGap[l]!;
     const mr = maxGap[r]!;
     if (mr > m) m = mr;
     const ownUp = own < FLOAT32_EXACT ? own : own * UP32;
+    const oldMax = maxGap[n];
     maxGap[n] = ownUp > m ? ownUp : m;
+    let changed = oldHeight !== height[n] || oldMax !== maxGap[n];
     const classes = this.#classes;
-    if (classes.length === 0) return;
+    if (classes.length === 0) {
+      updateChanged = changed;
+      return;
+    }
     const lo = this.#gapLo[n]!;
     for (let i = 0; i < classes.length; i++) {
       const c = classes[i]!;
@@ -1223,8 +1212,11 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
           if (uUp > cm) cm = uUp;
         }
       }
+      const old = max[n];
       max[n] = cm;
+      if (!changed && old !== max[n]) changed = true;
     }
+    updateChanged = changed;
   }
 
   /** Usable length of node `n`'s gap at the alignment of `c`, as #update computes it (may be <= 0). */
