@@ -22,7 +22,7 @@
 import { AllocatorError } from "./errors.js";
 import { formatRange, RangeInclusive } from "./range.js";
 import { AllocPolicy, type AddressRequest, type AddressWindow, type ResourceAllocator } from "./resource.js";
-import { hex, isPowerOfTwo, parseHexU64, toU64, U64_MAX, type U64Input } from "./u64.js";
+import { hex, parseHexU64, toU64, U64_MAX, type U64Input } from "./u64.js";
 
 /** Options of one allocation besides size, alignment and policy. */
 export interface AllocateOptions {
@@ -283,7 +283,8 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     const size = toU64(sizeIn, "size");
     const align = toU64(alignIn, "alignment");
     if (size === 0n) throw new AllocatorError("InvalidSize", "cannot allocate 0 bytes");
-    if (!isPowerOfTwo(align) || align > TWO63) {
+    // A power of two: non-zero with a single bit set (computed on 64 bits so it stays unboxed).
+    if (align === 0n || BigInt.asIntN(64, align & BigInt.asIntN(64, align - 1n)) !== 0n || align > TWO63) {
       throw new AllocatorError("InvalidAlignment", `alignment ${hex(align)} is not a power of two from 0x1 to 0x8000000000000000`);
     }
     const kind = policyKind(policy);
@@ -309,10 +310,10 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
 
     Q[SIZE_M1] = BigInt.asIntN(64, size - 1n); // wrapped above 2^63: only used in wrapping arithmetic
     qLen = size >= 0x20000000000000n ? TWO53 : Number(size);
-    Q[MIN_END] = MIN + (size - 1n);
-    Q[ALIGN_M1] = align - 1n;
+    Q[MIN_END] = BigInt.asIntN(64, MIN + size - 1n);
+    Q[ALIGN_M1] = BigInt.asIntN(64, align - 1n);
     Q[NEG_ALIGN] = BigInt.asIntN(64, -align);
-    Q[MAX_START] = MAX - Q[ALIGN_M1]!;
+    Q[MAX_START] = BigInt.asIntN(64, MAX - align + 1n);
     Q[WIN_MIN] = winMinB;
     Q[WIN_MAX] = winMaxB;
     qAnn = this.#annotationFor(align);
@@ -807,7 +808,10 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
       this.#hasLead = true;
       this.#leadEndB = this.#gapEnd[node]!;
     } else {
-      this.#setGapEnd(prev, this.#gapEnd[node]!);
+      const g = this.#gapEnd[node]!;
+      this.#gapEnd[prev] = g;
+      const len = BigInt.asIntN(64, g - this.#end[prev]!);
+      this.#gapLen[prev] = len < 0n || len >= 0x20000000000000n ? TWO53 : Number(len);
       const l = this.#left[node]!;
       if (l !== NIL) this.#refreshRightSpine(l);
     }
@@ -919,8 +923,8 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     const start = toU64(r.start, "range.start");
     const end = toU64(r.end, "range.end");
     if (start > end) throw new AllocatorError("InvalidRange", `invalid range: start ${hex(start)} is above end ${hex(end)}`);
-    Q[ARG_START] = start + MIN;
-    Q[ARG_END] = end + MIN;
+    Q[ARG_START] = BigInt.asIntN(64, start + MIN);
+    Q[ARG_END] = BigInt.asIntN(64, end + MIN);
     if (Q[ARG_START]! < this.#baseB || Q[ARG_END]! > this.#endB) {
       throw new AllocatorError("OutOfRange", `${formatRange(start, end)} is outside ${this.#poolText()}`);
     }
@@ -1226,12 +1230,6 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     if (own >= TWO53) return TWO53;
     if (c.mask >= 0) return own - (-this.#gapLo[n]! & c.mask);
     return Number(usableLength(BigInt.asIntN(64, this.#end[n]! + 1n), this.#gapEnd[n]!, c.params));
-  }
-
-  /** Sets the end of node `n`'s gap and its cached length. */
-  #setGapEnd(n: number, gapEndB: bigint): void {
-    this.#gapEnd[n] = gapEndB;
-    this.#gapLen[n] = lengthAsNumber(this.#end[n]!, gapEndB);
   }
 
   #rebalance(n: number): number {
