@@ -112,6 +112,8 @@ let qPrevIndex = -1;
 const PATH = new Int32Array(MAX_DEPTH);
 /** Scratch for #refreshRightSpine. */
 const SPINE = new Int32Array(MAX_DEPTH);
+/** Backtracking stack of the first-fit walk. */
+const BACKTRACK = new Int32Array(MAX_DEPTH);
 /** Whether the last #update changed its node's height or annotations (read by #retrace). */
 let updateChanged = false;
 
@@ -322,7 +324,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     if (winMinB <= winMaxB) {
       if (kind === "FirstMatch") {
         if (this.#hasLead && fitsFirst(this.#baseB, this.#leadEndB)) target = LEAD;
-        else target = this.#firstFit(this.#root, 0);
+        else target = this.#firstFit();
       } else {
         target = this.#lastFit(this.#root, 0);
         if (target === NIL && this.#hasLead && fitsLast(this.#baseB, this.#leadEndB)) target = LEAD;
@@ -694,29 +696,60 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     c.max[n] = Math.max(u > 0 ? up32(u) : 0, c.max[this.#left[n]!]!, c.max[this.#right[n]!]!);
   }
 
-  /** Lowest gap in the subtree that can hold the query; sets Q[RESULT], and the path to it in PATH[0 .. qDepth-1]. */
-  #firstFit(n: number, depth: number): number {
-    if (n === NIL || qAnn[n]! < qLen) return NIL;
-    PATH[depth] = n;
-    if (this.#start[n]! > Q[WIN_MIN]!) {
-      const found = this.#firstFit(this.#left[n]!, depth + 1);
-      if (found !== NIL) return found;
-    }
-    qDepth = depth + 1;
-    const own = this.#gapLen[n]!;
-    if (own !== 0) {
-      if (qMask >= 0 && own < TWO53) {
-        // Judged on numbers: the usable length after the alignment waste at the gap start.
-        if (own - (-this.#gapLo[n]! & qMask) >= qLen) {
-          Q[RESULT] = BigInt.asIntN(64, (this.#end[n]! + 1n + Q[ALIGN_M1]!) & Q[NEG_ALIGN]!);
+  /**
+   * Lowest gap that can hold the query: an in-order walk that skips every subtree whose
+   * annotation is below the size. Sets Q[RESULT], and the path to the node in PATH[0 .. qDepth-1].
+   * Iterative: BACKTRACK holds the path depths of the nodes whose left subtree is being searched.
+   */
+  #firstFit(): number {
+    const ann = qAnn;
+    const len = qLen;
+    const start = this.#start;
+    const left = this.#left;
+    const right = this.#right;
+    const gapEnd = this.#gapEnd;
+    const path = PATH;
+    const backtrack = BACKTRACK;
+    let sp = 0;
+    let depth = 0;
+    let n = this.#root;
+    for (;;) {
+      while (n !== NIL && ann[n]! >= len) {
+        path[depth++] = n;
+        const l = left[n]!;
+        if (l !== NIL && ann[l]! >= len && start[n]! > Q[WIN_MIN]!) {
+          backtrack[sp++] = depth;
+          n = l;
+          continue;
+        }
+        if (this.#fitsFirstAt(n)) {
+          qDepth = depth;
           return n;
         }
-      } else if (fitsFirst(BigInt.asIntN(64, this.#end[n]! + 1n), this.#gapEnd[n]!)) {
+        n = gapEnd[n]! < Q[WIN_MAX]! ? right[n]! : NIL;
+      }
+      if (sp === 0) return NIL;
+      depth = backtrack[--sp]!;
+      n = path[depth - 1]!;
+      if (this.#fitsFirstAt(n)) {
+        qDepth = depth;
         return n;
       }
+      n = gapEnd[n]! < Q[WIN_MAX]! ? right[n]! : NIL;
     }
-    if (this.#gapEnd[n]! < Q[WIN_MAX]!) return this.#firstFit(this.#right[n]!, depth + 1);
-    return NIL;
+  }
+
+  /** Does the gap of node `n` hold the query at its lowest aligned start? Sets Q[RESULT]. */
+  #fitsFirstAt(n: number): boolean {
+    const own = this.#gapLen[n]!;
+    if (own === 0) return false;
+    if (qMask >= 0 && own < TWO53) {
+      // Judged on numbers: the usable length after the alignment waste at the gap start.
+      if (own - (-this.#gapLo[n]! & qMask) < qLen) return false;
+      Q[RESULT] = BigInt.asIntN(64, (this.#end[n]! + 1n + Q[ALIGN_M1]!) & Q[NEG_ALIGN]!);
+      return true;
+    }
+    return fitsFirst(BigInt.asIntN(64, this.#end[n]! + 1n), this.#gapEnd[n]!);
   }
 
   /** Highest gap in the subtree that can hold the query; sets Q[RESULT], and the path to it in PATH[0 .. qDepth-1]. */
