@@ -326,7 +326,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
         if (this.#hasLead && fitsFirst(this.#baseB, this.#leadEndB)) target = LEAD;
         else target = this.#firstFit();
       } else {
-        target = this.#lastFit(this.#root, 0);
+        target = this.#lastFit();
         if (target === NIL && this.#hasLead && fitsLast(this.#baseB, this.#leadEndB)) target = LEAD;
       }
     }
@@ -752,33 +752,61 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     return fitsFirst(BigInt.asIntN(64, this.#end[n]! + 1n), this.#gapEnd[n]!);
   }
 
-  /** Highest gap in the subtree that can hold the query; sets Q[RESULT], and the path to it in PATH[0 .. qDepth-1]. */
-  #lastFit(n: number, depth: number): number {
-    if (n === NIL || qAnn[n]! < qLen) return NIL;
-    PATH[depth] = n;
-    const g = this.#gapEnd[n]!;
-    if (g < Q[WIN_MAX]!) {
-      const found = this.#lastFit(this.#right[n]!, depth + 1);
-      if (found !== NIL) return found;
-    }
-    qDepth = depth + 1;
-    const own = this.#gapLen[n]!;
-    if (own !== 0) {
-      if (qMask >= 0 && own < TWO53) {
-        // The highest aligned start is (gap end - size + 1) rounded down; it fits if the
-        // rounding does not take it below the gap start.
-        const slack = own - qLen;
-        if (slack >= 0 && slack >= ((this.#gapLo[n]! + slack) & qMask)) {
-          Q[RESULT] = BigInt.asIntN(64, (g - Q[SIZE_M1]!) & Q[NEG_ALIGN]!);
+  /** The mirror of #firstFit: the highest gap that can hold the query. */
+  #lastFit(): number {
+    const ann = qAnn;
+    const len = qLen;
+    const start = this.#start;
+    const left = this.#left;
+    const right = this.#right;
+    const gapEnd = this.#gapEnd;
+    const path = PATH;
+    const backtrack = BACKTRACK;
+    let sp = 0;
+    let depth = 0;
+    let n = this.#root;
+    for (;;) {
+      while (n !== NIL && ann[n]! >= len) {
+        path[depth++] = n;
+        const r = right[n]!;
+        if (r !== NIL && ann[r]! >= len && gapEnd[n]! < Q[WIN_MAX]!) {
+          backtrack[sp++] = depth;
+          n = r;
+          continue;
+        }
+        if (this.#fitsLastAt(n)) {
+          qDepth = depth;
           return n;
         }
-      } else if (fitsLast(BigInt.asIntN(64, this.#end[n]! + 1n), g)) {
+        n = start[n]! > Q[WIN_MIN]! ? left[n]! : NIL;
+      }
+      if (sp === 0) return NIL;
+      depth = backtrack[--sp]!;
+      n = path[depth - 1]!;
+      if (this.#fitsLastAt(n)) {
+        qDepth = depth;
         return n;
       }
+      n = start[n]! > Q[WIN_MIN]! ? left[n]! : NIL;
     }
-    if (this.#start[n]! > Q[WIN_MIN]!) return this.#lastFit(this.#left[n]!, depth + 1);
-    return NIL;
   }
+
+  /** Does the gap of node `n` hold the query at its highest aligned start? Sets Q[RESULT]. */
+  #fitsLastAt(n: number): boolean {
+    const own = this.#gapLen[n]!;
+    if (own === 0) return false;
+    const g = this.#gapEnd[n]!;
+    if (qMask >= 0 && own < TWO53) {
+      // The highest aligned start is (gap end - size + 1) rounded down; it fits if the
+      // rounding does not take it below the gap start.
+      const slack = own - qLen;
+      if (slack < 0 || slack < ((this.#gapLo[n]! + slack) & qMask)) return false;
+      Q[RESULT] = BigInt.asIntN(64, (g - Q[SIZE_M1]!) & Q[NEG_ALIGN]!);
+      return true;
+    }
+    return fitsLast(BigInt.asIntN(64, this.#end[n]! + 1n), g);
+  }
+
 
   /** Records allocation [aB, lB] carved from the gap of `target` (a node, or LEAD). */
   /** `target` was found by a search that left the path to it in PATH[0 .. qDepth-1]. */
