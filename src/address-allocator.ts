@@ -88,7 +88,7 @@ let qLen = 0; // size as a number, saturated at 2^53: compared with the annotati
  * rounding-down mask); highest stored start that can be aligned up without passing 2^64-1; the
  * window's stored bounds; and the start found by the last successful search.
  */
-const Q = new BigInt64Array(10);
+const Q = new BigInt64Array(11);
 const SIZE_M1 = 0;
 const MIN_END = 1;
 const ALIGN_M1 = 2;
@@ -99,6 +99,8 @@ const WIN_MAX = 6;
 const RESULT = 7;
 const ARG_START = 8;
 const ARG_END = 9;
+/** Last address of the allocation #take just recorded. */
+const LAST = 10;
 let qAnn: Float32Array = new Float32Array(1); // the annotation that prunes this query
 /** alignment - 1 when a gap can be judged on numbers alone (no window, small size and alignment), else -1. */
 let qMask = -1;
@@ -337,10 +339,8 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
         `no free space for ${hex(size)} bytes aligned to ${hex(align)} in ${this.#poolText()}${where}`,
       );
     }
-    const startB = Q[RESULT]!;
     this.#take(target, size, ownerName);
-    const start = fromStored(startB);
-    return new RangeInclusive(start, start + size - 1n);
+    return new RangeInclusive(Q[RESULT]! - MIN, Q[LAST]! - MIN);
   }
 
   #allocateAt(
@@ -815,6 +815,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     // heap, and this runs once per allocation.
     const aB = Q[RESULT]!;
     const lB = BigInt.asIntN(64, aB + Q[SIZE_M1]!);
+    Q[LAST] = lB;
     const ownerIndex = owner === undefined ? NO_OWNER : this.#ownerFor(owner);
     let gapEnd: bigint;
     if (target === LEAD) {
@@ -858,7 +859,10 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     const s = this.#start[node]!;
     const e = this.#end[node]!;
     const o = this.#owner[node]!;
-    if (e < this.#endB) this.#tzCount[gapStartZeros(this.#gapLo[node]!, e)]!--;
+    if (e < this.#endB) {
+      const lo = this.#gapLo[node]!;
+      this.#tzCount[lo !== 0 ? 31 - Math.clz32(lo & -lo) : trailingZeros(BigInt.asIntN(64, e + 1n))]!--;
+    }
     if (o !== NO_OWNER) this.#dropOwner(o, node);
     this.#allocationCount--;
     this.#bytes[0] = BigInt.asIntN(64, this.#bytes[0]! - e + s - 1n);
@@ -1395,11 +1399,6 @@ function usableLength(g0: bigint, g1: bigint, params: BigInt64Array): bigint {
 }
 
 /** Trailing zero bits of the u64 whose stored form is `b` (64 for 0). */
-/** Trailing zeros of the gap start after an allocation ending at `eB`, from its cached low 32 bits when they suffice. */
-function gapStartZeros(lo: number, eB: bigint): number {
-  return lo !== 0 ? 31 - Math.clz32(lo & -lo) : trailingZeros(BigInt.asIntN(64, eB + 1n));
-}
-
 function trailingZeros(b: bigint): number {
   const lo = Number(BigInt.asUintN(32, b));
   if (lo !== 0) return 31 - Math.clz32(lo & -lo);
