@@ -320,8 +320,10 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     Q[MAX_START] = BigInt.asIntN(64, MAX - align + 1n);
     Q[WIN_MIN] = winMinB;
     Q[WIN_MAX] = winMaxB;
-    qAnn = this.#annotationFor(align);
-    qMask = align <= 0x8000_0000n && size < 0x20000000000000n && window === undefined ? Number(Q[ALIGN_M1]!) : -1;
+    // One conversion to a number serves the shift, the mask and the class lookup.
+    const alignNumber = align <= 0x8000_0000n ? Number(align) : -1;
+    qAnn = this.#annotationFor(align, alignNumber);
+    qMask = alignNumber > 0 && size < 0x20000000000000n && window === undefined ? alignNumber - 1 : -1;
     let target = NIL;
     if (winMinB <= winMaxB) {
       if (kind === "FirstMatch") {
@@ -400,13 +402,16 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
    */
   free(range: RangeInclusive | { readonly start: U64Input; readonly end: U64Input }): void {
     this.#checkRange(range);
-    this.#release(this.#liveAllocation(Q[ARG_START]!, Q[ARG_END]!));
+    this.#release(this.#liveAllocation());
   }
 
   /** Frees every allocation of `owner` and returns their ranges in address order. */
   releaseOwner(owner: string): RangeInclusive[] {
     const ranges = this.allocationsOf(owner);
-    for (const r of ranges) this.#release(this.#locate(toStored(r.start)));
+    for (const r of ranges) {
+      Q[ARG_START] = toStored(r.start);
+      this.#release(this.#locate());
+    }
     return ranges;
   }
 
@@ -649,8 +654,8 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
   // ---- placement -------------------------------------------------------------------------
 
   /** The annotation that prunes queries at `align`: the plain one when every gap start is aligned. */
-  #annotationFor(align: bigint): Float32Array {
-    const shift = bitLength(align) - 1;
+  #annotationFor(align: bigint, alignNumber: number): Float32Array {
+    const shift = alignNumber > 0 ? 31 - Math.clz32(alignNumber) : bitLength(align) - 1;
     let misaligned = false;
     for (let t = 0; t < shift; t++) {
       if (this.#tzCount[t] !== 0) {
@@ -939,11 +944,12 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
   }
 
   /**
-   * Like #containing, and also leaves in qPrev the allocation with the largest start below
-   * `aB` (the predecessor that a free merges into) and, when a node starts exactly at `aB`, the
-   * root-to-node path in PATH[0 .. qDepth-1], all in the same descent.
+   * Like #containing for Q[ARG_START], and also leaves in qPrev the allocation with the largest
+   * start below it (the predecessor that a free merges into) and, when a node starts exactly
+   * there, the root-to-node path in PATH[0 .. qDepth-1], all in the same descent.
    */
-  #locate(aB: bigint): number {
+  #locate(): number {
+    const aB = Q[ARG_START]!;
     const start = this.#start;
     const left = this.#left;
     const right = this.#right;
@@ -995,10 +1001,12 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     }
   }
 
-  /** The node that is exactly the allocation [startB, endB], or throws explaining why not. */
-  #liveAllocation(startB: bigint, endB: bigint): number {
-    const n = this.#locate(startB);
-    if (n !== NIL && this.#start[n] === startB && this.#end[n] === endB) return n;
+  /** The node that is exactly the allocation [Q[ARG_START], Q[ARG_END]], or throws explaining why not. */
+  #liveAllocation(): number {
+    const n = this.#locate();
+    if (n !== NIL && this.#start[n] === Q[ARG_START] && this.#end[n] === Q[ARG_END]) return n;
+    const startB = Q[ARG_START]!;
+    const endB = Q[ARG_END]!;
     const text = formatRange(fromStored(startB), fromStored(endB));
     let holder = n;
     if (n === NIL || startB > this.#end[n]!) {
