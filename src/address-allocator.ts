@@ -898,7 +898,9 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
       spine[depth++] = n;
       n = this.#right[n]!;
     }
-    while (depth > 0) this.#update(spine[--depth]!);
+    // The bottom node's own gap changed; above it, stop once nothing changes any more.
+    this.#update(spine[--depth]!);
+    while (depth > 0 && updateChanged) this.#update(spine[--depth]!);
   }
 
   // ---- lookups -----------------------------------------------------------------------------
