@@ -374,8 +374,20 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
 
   /** The allocated ids in ascending order. Do not modify the allocator while iterating. */
   *allocatedIds(): Generator<number, void, undefined> {
-    const chunks = this.#chunks;
     const first = this.#first;
+    for (const [offset, index] of this.#words()) {
+      let w = this.#bits[index]!;
+      while (w !== 0) {
+        const b = ctz(w);
+        w &= w - 1;
+        yield first + offset + b;
+      }
+    }
+  }
+
+  /** Every materialized bitmap word in id order, as [offset of its first id from `first`, word index]. */
+  *#words(): Generator<[offset: number, index: number], void, undefined> {
+    const chunks = this.#chunks;
     for (let c = 0; c < chunks.length; c++) {
       const chunk = chunks[c];
       if (chunk === undefined) continue;
@@ -384,13 +396,7 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
         if (s === 0) continue;
         const base = (s - 1) << WORD_SHIFT;
         for (let wi = 0; wi < WORDS_PER_PAGE; wi++) {
-          let w = this.#bits[base + wi]!;
-          const offset = c * CHUNK_IDS + ((p << PAGE_SHIFT) | (wi << WORD_SHIFT));
-          while (w !== 0) {
-            const b = ctz(w);
-            w &= w - 1;
-            yield first + offset + b;
-          }
+          yield [c * CHUNK_IDS + ((p << PAGE_SHIFT) | (wi << WORD_SHIFT)), base + wi];
         }
       }
     }
@@ -531,21 +537,10 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
   toJSON(): IdAllocatorSnapshot {
     const allocated = new RunBuilder(this.#first);
     const released = new RunBuilder(this.#first);
-    const chunks = this.#chunks;
-    for (let c = 0; c < chunks.length; c++) {
-      const chunk = chunks[c];
-      if (chunk === undefined) continue;
-      for (let p = 0; p < PAGES_PER_CHUNK; p++) {
-        const s = chunk.slots[p]!;
-        if (s === 0) continue;
-        const base = (s - 1) << WORD_SHIFT;
-        for (let wi = 0; wi < WORDS_PER_PAGE; wi++) {
-          const w = this.#bits[base + wi]!;
-          const offset = c * CHUNK_IDS + ((p << PAGE_SHIFT) | (wi << WORD_SHIFT));
-          allocated.addWord(offset, w);
-          released.addWord(offset, this.#ever[base + wi]! & ~w);
-        }
-      }
+    for (const [offset, index] of this.#words()) {
+      const w = this.#bits[index]!;
+      allocated.addWord(offset, w);
+      released.addWord(offset, this.#ever[index]! & ~w);
     }
     const owners: [string, IdRun[]][] = [];
     if (this.#idsByOwner !== undefined) {
