@@ -194,6 +194,8 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
   /** Node slots held by each owner, indexed like #ownerNames. */
   #ownerNodes: (Set<number> | undefined)[] = [undefined];
   #recycledOwners: number[] = [];
+  /** Owners holding at least one allocation; the others in #ownerIndex are tombstones. */
+  #liveOwners = 0;
 
   /**
    * Manages [base, base + size - 1]. `size` may be 2^64 when `base` is 0 (the whole space).
@@ -433,7 +435,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
 
   /** Owners that hold at least one allocation, in no particular order. */
   owners(): string[] {
-    return [...this.#ownerIndex.keys()];
+    return [...this.#ownerIndex].filter(([, index]) => this.#ownerNodes[index]!.size > 0).map(([name]) => name);
   }
 
   /** The live allocation containing `address`, or undefined when the address is free or outside the pool. */
@@ -649,12 +651,15 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     for (let t = 0; t < 65; t++) if (tz[t] !== this.#tzCount[t]) fail(`gap-start alignment count for 2^${t} is stale`);
     if (count !== this.#allocationCount) fail(`allocation count ${this.#allocationCount} should be ${count}`);
     if (bytes !== this.#allocatedBytesExact()) fail(`allocated size ${this.#allocatedBytesExact()} should be ${bytes}`);
+    let live = 0;
     for (const [name, index] of this.#ownerIndex) {
       if (this.#ownerNames[index] !== name) fail(`owner index of ${name} is stale`);
       const size = this.#ownerNodes[index]!.size;
-      if (size === 0 || (seenOwners.get(index) ?? 0) !== size) fail(`owner ${name} has stale nodes`);
+      if ((seenOwners.get(index) ?? 0) !== size) fail(`owner ${name} has stale nodes`);
+      if (size > 0) live++;
     }
-    if (seenOwners.size !== this.#ownerIndex.size) fail("owner index has missing owners");
+    if (seenOwners.size !== live || live !== this.#liveOwners) fail("owner index has missing owners");
+    if (this.#ownerIndex.size > 2 * this.#liveOwners + 64) fail("owner tombstones were not swept");
   }
 
   // ---- placement -------------------------------------------------------------------------
@@ -855,7 +860,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     this.#update(n);
     this.#insertAfter(target, n);
     if (lB < this.#endB) this.#tzCount[lo !== 0 ? 31 - Math.clz32(lo & -lo) : trailingZeros(BigInt.asIntN(64, lB + 1n))]!++;
-    if (ownerIndex !== NO_OWNER) this.#ownerNodes[ownerIndex]!.add(n);
+    if (ownerIndex !== NO_OWNER) this.#addOwned(ownerIndex, n);
     this.#allocationCount++;
     this.#bytes[0] = BigInt.asIntN(64, this.#bytes[0]! + size);
   }
@@ -1072,15 +1077,35 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     return index;
   }
 
+  #addOwned(index: number, node: number): void {
+    const nodes = this.#ownerNodes[index]!;
+    if (nodes.size === 0) this.#liveOwners++;
+    nodes.add(node);
+  }
+
+  /*
+   * An owner left with nothing stays in #ownerIndex as a tombstone instead of being deleted: V8's
+   * Map slows to microseconds per call when one key is deleted and set again over and over
+   * (measured here: 3.3 µs per allocate/free pair for a device replugged under the same owner,
+   * 0.5 µs without owner). Tombstones are swept once they outnumber the live owners.
+   */
   #dropOwner(index: number, node: number): void {
     const nodes = this.#ownerNodes[index]!;
     nodes.delete(node);
-    if (nodes.size === 0) {
-      this.#ownerIndex.delete(this.#ownerNames[index]!);
-      this.#ownerNames[index] = undefined;
-      this.#ownerNodes[index] = undefined;
-      this.#recycledOwners.push(index);
+    if (nodes.size > 0) return;
+    this.#liveOwners--;
+    if (this.#ownerIndex.size <= 2 * this.#liveOwners + 64) return;
+    const live = new Map<string, number>();
+    for (const [name, i] of this.#ownerIndex) {
+      if (this.#ownerNodes[i]!.size > 0) {
+        live.set(name, i);
+      } else {
+        this.#ownerNames[i] = undefined;
+        this.#ownerNodes[i] = undefined;
+        this.#recycledOwners.push(i);
+      }
     }
+    this.#ownerIndex = live;
   }
 
   // ---- the AVL tree --------------------------------------------------------------------------
@@ -1358,7 +1383,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
       const index = owner === undefined ? NO_OWNER : this.#ownerFor(owner);
       const endB = toStored(ends[i]!);
       const n = this.#newNode(toStored(starts[i]!), endB, toStored(gapEnds[i]!), index);
-      if (index !== NO_OWNER) this.#ownerNodes[index]!.add(n);
+      if (index !== NO_OWNER) this.#addOwned(index, n);
       if (endB < this.#endB) this.#tzCount[trailingZeros(BigInt.asIntN(64, endB + 1n))]!++;
       this.#allocationCount++;
       this.#bytes[0] = BigInt.asIntN(64, this.#bytes[0]! + ends[i]! - starts[i]! + 1n);

@@ -1325,3 +1325,27 @@ describe("ResourceAllocator interface", () => {
     check(a);
   });
 });
+
+describe("AddressAllocator owners under churn", () => {
+  it("keeps owners() and allocationsOf exact while owners come and go (tombstones are swept)", () => {
+    const a = new AddressAllocator(0, 1n << 32n);
+    const live = new Map<string, RangeInclusive>();
+    for (let i = 0; i < 40; i++) live.set(`keep${i}`, a.allocate(0x1000, 0x1000, AllocPolicy.FirstMatch, { owner: `keep${i}` }));
+    // Many short-lived owners, some names coming back: more than enough to force several sweeps.
+    for (let round = 0; round < 600; round++) {
+      const name = `hot${round % 250}`;
+      const r = a.allocate(0x2000, 0x1000, AllocPolicy.FirstMatch, { owner: name });
+      assert.deepEqual(a.allocationsOf(name), [r]);
+      a.free(r);
+      assert.deepEqual(a.allocationsOf(name), []);
+      if (round % 97 === 0) a.checkValid();
+    }
+    assert.deepEqual(a.owners().sort(), [...live.keys()].sort());
+    for (const [name, r] of live) assert.deepEqual(a.allocationsOf(name), [r]);
+    assert.deepEqual(a.releaseOwner("keep3"), [live.get("keep3")]);
+    assert.equal(a.owners().includes("keep3"), false);
+    a.checkValid();
+    const copy = AddressAllocator.fromJSON(a.toJSON());
+    assert.deepEqual(copy.owners().sort(), a.owners().sort());
+  });
+});

@@ -890,3 +890,30 @@ describe("IdAllocator snapshots", () => {
     t.diagnostic(`${rejected} mutated snapshots rejected, ${accepted} accepted and verified`);
   });
 });
+
+describe("IdAllocator owners under churn", () => {
+  it("keeps ownerOf, idsOf and snapshots exact while owners come and go (tombstones are swept)", () => {
+    const a = new IdAllocator(0, 10_000);
+    const keep = new Map<string, number>();
+    for (let i = 0; i < 30; i++) keep.set(`keep${i}`, a.allocateId(`keep${i}`));
+    for (let round = 0; round < 3000; round++) {
+      const name = `hot${round % 400}`;
+      const id = a.allocateId(name);
+      assert.equal(a.ownerOf(id), name);
+      assert.deepEqual(a.idsOf(name), [id]);
+      a.freeId(id);
+      assert.equal(a.ownerOf(id), undefined);
+      assert.deepEqual(a.idsOf(name), []);
+      if (round % 499 === 0) a.checkValid();
+    }
+    for (const [name, id] of keep) {
+      assert.equal(a.ownerOf(id), name);
+      assert.deepEqual(a.idsOf(name), [id]);
+    }
+    const snapshot = a.toJSON();
+    assert.deepEqual(snapshot.owners.map(([name]) => name).sort(), [...keep.keys()].sort());
+    assert.deepEqual(IdAllocator.fromJSON(snapshot).toJSON(), snapshot);
+    assert.deepEqual(a.clone().toJSON(), snapshot);
+    a.checkValid();
+  });
+});
