@@ -88,7 +88,7 @@ let qLen = 0; // size as a number, saturated at 2^53: compared with the annotati
  * rounding-down mask); highest stored start that can be aligned up without passing 2^64-1; the
  * window's stored bounds; and the start found by the last successful search.
  */
-const Q = new BigInt64Array(11);
+const Q = new BigInt64Array(13);
 const SIZE_M1 = 0;
 const MIN_END = 1;
 const ALIGN_M1 = 2;
@@ -101,6 +101,9 @@ const ARG_START = 8;
 const ARG_END = 9;
 /** Last address of the allocation #take just recorded. */
 const LAST = 10;
+/** The request's size and alignment modulo 2^64. */
+const SIZE = 11;
+const ALIGN = 12;
 let qAnn: Float32Array = new Float32Array(1); // the annotation that prunes this query
 /** alignment - 1 when a gap can be judged on numbers alone (no window, small size and alignment), else -1. */
 let qMask = -1;
@@ -320,12 +323,17 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
       return this.#allocateAt(address, size, align, winMinB, winMaxB, window !== undefined, ownerName);
     }
 
-    Q[SIZE_M1] = BigInt.asIntN(64, size - 1n); // wrapped above 2^63: only used in wrapping arithmetic
+    // The derived parameters are computed from the typed-array copies (size and alignment taken
+    // modulo 2^64, exact since every result fits in 64 bits): V8 then keeps the arithmetic on
+    // machine integers instead of allocating a bigint per step.
+    Q[SIZE] = size;
+    Q[ALIGN] = align;
+    Q[SIZE_M1] = BigInt.asIntN(64, Q[SIZE]! - 1n); // wrapped above 2^63: only used in wrapping arithmetic
     qLen = size >= 0x20000000000000n ? TWO53 : Number(size);
-    Q[MIN_END] = BigInt.asIntN(64, MIN + size - 1n);
-    Q[ALIGN_M1] = BigInt.asIntN(64, align - 1n);
-    Q[NEG_ALIGN] = BigInt.asIntN(64, -align);
-    Q[MAX_START] = BigInt.asIntN(64, MAX - align + 1n);
+    Q[MIN_END] = BigInt.asIntN(64, Q[SIZE_M1]! - 0x7fffffffffffffffn - 1n);
+    Q[ALIGN_M1] = BigInt.asIntN(64, Q[ALIGN]! - 1n);
+    Q[NEG_ALIGN] = BigInt.asIntN(64, -Q[ALIGN]!);
+    Q[MAX_START] = BigInt.asIntN(64, 0x7fffffffffffffffn - Q[ALIGN_M1]!);
     Q[WIN_MIN] = winMinB;
     Q[WIN_MAX] = winMaxB;
     // One conversion to a number serves the shift, the mask and the class lookup.
