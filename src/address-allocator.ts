@@ -107,6 +107,8 @@ const ALIGN = 12;
 let qAnn: Float32Array = new Float32Array(1); // the annotation that prunes this query
 /** alignment - 1 when a gap can be judged on numbers alone (no window, small size and alignment), else -1. */
 let qMask = -1;
+/** Whether the current query has a window narrower than the pool. */
+let qWindow = false;
 /** Predecessor found by the last #locate. */
 let qPrev = NIL;
 /** Length of the root-to-node path the last #locate left in PATH (0 when no node starts there). */
@@ -336,6 +338,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     Q[MAX_START] = BigInt.asIntN(64, 0x7fffffffffffffffn - Q[ALIGN_M1]!);
     Q[WIN_MIN] = winMinB;
     Q[WIN_MAX] = winMaxB;
+    qWindow = window !== undefined;
     // One conversion to a number serves the shift, the mask and the class lookup.
     const alignNumber = align <= 0x8000_0000n ? Number(align) : -1;
     qAnn = this.#annotationFor(align, alignNumber);
@@ -740,7 +743,9 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
       while (n !== NIL && ann[n]! >= len) {
         path[depth++] = n;
         const l = link[4 * n + 2]!;
-        if (l !== NIL && ann[l]! >= len && key[2 * n]! > Q[WIN_MIN]!) {
+        // Without a window every key is inside it: a node with a left child starts above the
+        // base, and only the last node, which has no right child, reaches the end.
+        if (l !== NIL && ann[l]! >= len && (!qWindow || key[2 * n]! > Q[WIN_MIN]!)) {
           backtrack[sp++] = depth;
           n = l;
           continue;
@@ -749,7 +754,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
           qDepth = depth;
           return n;
         }
-        n = gapEnd[n]! < Q[WIN_MAX]! ? link[4 * n + 3]! : NIL;
+        n = !qWindow || gapEnd[n]! < Q[WIN_MAX]! ? link[4 * n + 3]! : NIL;
       }
       if (sp === 0) return NIL;
       depth = backtrack[--sp]!;
@@ -758,7 +763,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
         qDepth = depth;
         return n;
       }
-      n = gapEnd[n]! < Q[WIN_MAX]! ? link[4 * n + 3]! : NIL;
+      n = !qWindow || gapEnd[n]! < Q[WIN_MAX]! ? link[4 * n + 3]! : NIL;
     }
   }
 
@@ -791,7 +796,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
       while (n !== NIL && ann[n]! >= len) {
         path[depth++] = n;
         const r = link[4 * n + 3]!;
-        if (r !== NIL && ann[r]! >= len && gapEnd[n]! < Q[WIN_MAX]!) {
+        if (r !== NIL && ann[r]! >= len && (!qWindow || gapEnd[n]! < Q[WIN_MAX]!)) {
           backtrack[sp++] = depth;
           n = r;
           continue;
@@ -800,7 +805,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
           qDepth = depth;
           return n;
         }
-        n = key[2 * n]! > Q[WIN_MIN]! ? link[4 * n + 2]! : NIL;
+        n = !qWindow || key[2 * n]! > Q[WIN_MIN]! ? link[4 * n + 2]! : NIL;
       }
       if (sp === 0) return NIL;
       depth = backtrack[--sp]!;
