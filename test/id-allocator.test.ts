@@ -834,8 +834,8 @@ describe("IdAllocator snapshots", () => {
           const slot = slots[m.pick % slots.length]!;
           const target = containers[m.pick % containers.length]!;
           switch (m.kind) {
-            case 0: // replace a value
-              set(slot[0], slot[1], m.value);
+            case 0: // replace a value (a copy: one value object inserted twice could make a cycle)
+              set(slot[0], slot[1], structuredClone(m.value));
               break;
             case 1: {
               // nudge a number
@@ -848,8 +848,8 @@ describe("IdAllocator snapshots", () => {
               else delete slot[0][slot[1] as string];
               break;
             case 3: // extra field or element
-              if (Array.isArray(target)) target.push(m.value);
-              else target[`x${m.pick % 5}`] = m.value;
+              if (Array.isArray(target)) target.push(structuredClone(m.value));
+              else target[`x${m.pick % 5}`] = structuredClone(m.value);
               break;
             case 4: // truncate an array
               if (Array.isArray(target)) target.length = m.pick % (target.length + 1);
@@ -865,7 +865,7 @@ describe("IdAllocator snapshots", () => {
               }
               break;
             case 7: // a top-level field of the wrong type or value
-              snap[["first", "last", "allocated", "released", "owners", "version"][m.pick % 6]!] = m.value;
+              snap[["first", "last", "allocated", "released", "owners", "version"][m.pick % 6]!] = structuredClone(m.value);
               break;
           }
         }
