@@ -4,9 +4,13 @@
  * Each live allocation is one node of an AVL tree keyed by start address, and each node also
  * owns the free gap that follows it (up to the next allocation or the end of the pool); the gap
  * before the first allocation is kept apart. Free space therefore coalesces by construction, and
- * a node costs 45 bytes in parallel typed arrays (struct of arrays), with no per-node object.
+ * a node costs 53 bytes in typed arrays (plus 4 per alignment class), with no per-node object;
+ * a node's start and child links share one 16-byte record so that a descent misses the cache
+ * once per level.
  *
- * Every subtree records its largest gap, so FirstMatch and LastMatch skip whole subtrees that
+ * Every subtree records an upper bound of its largest gap (float32, rounded up; gap lengths are
+ * also cached as numbers so most fit checks never touch a bigint), so FirstMatch and LastMatch
+ * skip whole subtrees that
  * cannot hold a request instead of scanning in order (the O(n) step of rust-vmm's allocator).
  * Alignment is where such trees usually go approximate or slow: a gap can be long enough yet
  * hold no aligned start. So for every alignment in use that some gap start does not already
@@ -16,8 +20,10 @@
  * {@link MAX_ALIGNMENT_CLASSES} are kept, least recently used first out.
  *
  * Addresses are stored as `value - 2^63` in `BigInt64Array`s: signed order then equals
- * unsigned order, and V8 keeps `BigInt.asIntN(64, ...)` arithmetic in machine registers, which
- * measured as fast as float64 numbers while staying exact over 0..2^64-1.
+ * unsigned order, and V8 keeps `BigInt.asIntN(64, ...)` arithmetic on typed-array values in
+ * machine registers, exact over 0..2^64-1. A bigint held in a variable or passed to another
+ * method is a heap object, which is why the hot paths pass their bigints through the Q slots
+ * and write some steps out inline.
  */
 import { AllocatorError } from "./errors.js";
 import { formatRange, RangeInclusive } from "./range.js";
