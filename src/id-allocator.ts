@@ -100,6 +100,9 @@ export interface IdAllocatorSnapshot {
 /** The `format` tag of an {@link IdAllocatorSnapshot}. */
 export const ID_ALLOCATOR_SNAPSHOT_FORMAT = "vm-allocator/id-allocator";
 
+/** How many ids with an owner a snapshot may name (the size limit of a V8 Map is 2^24). */
+export const MAX_OWNED_IDS = 1 << 24;
+
 const SNAPSHOT_FIELDS = ["format", "version", "first", "last", "allocated", "released", "owners"] as const;
 
 function checkOwner(owner: unknown): string {
@@ -578,16 +581,32 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
       const why = e instanceof Error ? e.message : String(e);
       throw new AllocatorError("InvalidSnapshot", `invalid id-allocator snapshot: could not be read (${why})`, { cause: e });
     }
+    // Owners are kept per id, so a snapshot that names billions of owned ids cannot be restored
+    // (V8 Maps stop at 2^24 entries); say so rather than fail with a RangeError half-way.
+    let owned = 0;
+    for (const [, runs] of parsed.owners) for (const [x, y] of runs) owned += y - x + 1;
+    if (owned > MAX_OWNED_IDS) {
+      throw new AllocatorError(
+        "InvalidSnapshot",
+        `invalid id-allocator snapshot: owners hold ${owned} ids; at most ${MAX_OWNED_IDS} ids with an owner are supported`,
+      );
+    }
     const a = new IdAllocator(parsed.first, parsed.last);
     const base = parsed.first;
-    for (const [x, y] of parsed.allocated) {
-      a.#markRun(x - base, y - base, true);
-      a.#allocated += y - x + 1;
-    }
-    for (const [x, y] of parsed.released) a.#markRun(x - base, y - base, false);
-    a.#rebuildSummaries();
-    for (const [owner, runs] of parsed.owners) {
-      for (const [x, y] of runs) for (let id = x; id <= y; id++) a.#setOwner(id, owner);
+    try {
+      for (const [x, y] of parsed.allocated) {
+        a.#markRun(x - base, y - base, true);
+        a.#allocated += y - x + 1;
+      }
+      for (const [x, y] of parsed.released) a.#markRun(x - base, y - base, false);
+      a.#rebuildSummaries();
+      for (const [owner, runs] of parsed.owners) {
+        for (const [x, y] of runs) for (let id = x; id <= y; id++) a.#setOwner(id, owner);
+      }
+    } catch (e) {
+      // Out of memory for a valid but enormous snapshot: still the one documented error type.
+      if (!(e instanceof RangeError)) throw e;
+      throw new AllocatorError("InvalidSnapshot", `invalid id-allocator snapshot: too large to restore (${e.message})`, { cause: e });
     }
     return a;
   }

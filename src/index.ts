@@ -36,6 +36,7 @@ export {
 export {
   ID_ALLOCATOR_SNAPSHOT_FORMAT,
   IdAllocator,
+  MAX_OWNED_IDS,
   type IdAllocatorSnapshot,
   type IdRun,
 } from "./id-allocator.js";

@@ -917,3 +917,21 @@ describe("IdAllocator owners under churn", () => {
     a.checkValid();
   });
 });
+
+describe("IdAllocator snapshot size limits", () => {
+  it("rejects a snapshot whose owners name more ids than can be tracked, with InvalidSnapshot", () => {
+    const huge = {
+      format: "vm-allocator/id-allocator",
+      version: 1,
+      first: 0,
+      last: 0xffff_ffff,
+      allocated: [[0, 0xffff_ffff]],
+      released: [],
+      owners: [["everything", [[0, 0xffff_ffff]]]],
+    };
+    assert.throws(
+      () => IdAllocator.fromJSON(huge),
+      (e: unknown) => e instanceof AllocatorError && e.code === "InvalidSnapshot" && /at most 16777216/.test(e.message),
+    );
+  });
+});
