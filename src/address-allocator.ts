@@ -409,7 +409,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
         this.#take(p === NIL ? LEAD : p, size, owner);
         return new RangeInclusive(address, last);
       }
-      holder = this.#containing(BigInt.asIntN(64, gapEndB + 1n));
+      holder = this.#floorPath(BigInt.asIntN(64, gapEndB + 1n));
     }
     const held = this.#ownerOfNode(holder);
     throw new AllocatorError(
@@ -459,7 +459,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
   find(address: U64Input): Allocation | undefined {
     const aB = toStored(toU64(address, "address"));
     if (aB < this.#baseB || aB > this.#endB) return undefined;
-    const n = this.#containing(aB);
+    const n = this.#floorPath(aB);
     if (n === NIL || aB > this.#end[n]!) return undefined;
     return { range: this.#rangeOf(n), owner: this.#ownerOfNode(n) };
   }
@@ -471,7 +471,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     }
     const s = toStored(toU64(range.start, "range.start"));
     const e = toStored(toU64(range.end, "range.end"));
-    const n = this.#containing(s);
+    const n = this.#floorPath(s);
     return n !== NIL && this.#key[2 * n] === s && this.#end[n] === e;
   }
 
@@ -933,24 +933,10 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
 
   // ---- lookups -----------------------------------------------------------------------------
 
-  /** The allocation with the largest start <= `aB`, or NIL. */
-  #containing(aB: bigint): number {
-    const key = this.#key;
-    const link = this.#link;
-    let n = this.#root;
-    let best = NIL;
-    while (n !== NIL) {
-      if (key[2 * n]! <= aB) {
-        best = n;
-        n = link[4 * n + 3]!;
-      } else {
-        n = link[4 * n + 2]!;
-      }
-    }
-    return best;
-  }
-
-  /** #containing that also leaves the root-to-node path in PATH[0 .. qDepth-1]. */
+  /**
+   * The allocation with the largest start <= `aB`, or NIL; also leaves the root-to-node path in
+   * PATH[0 .. qDepth-1] for an insertion that follows.
+   */
   #floorPath(aB: bigint): number {
     const path = PATH;
     const key = this.#key;
@@ -973,7 +959,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
   }
 
   /**
-   * Like #containing for Q[ARG_START], and also leaves in qPrev the allocation with the largest
+   * Like #floorPath for Q[ARG_START], and also leaves in qPrev the allocation with the largest
    * start below it (the predecessor that a free merges into) and, when a node starts exactly
    * there, the root-to-node path in PATH[0 .. qDepth-1], all in the same descent.
    */
@@ -1042,7 +1028,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
       if (endB <= gapEndB) {
         throw new AllocatorError("NeverAllocated", `${text} is not allocated (never allocated, or already freed)`);
       }
-      holder = this.#containing(BigInt.asIntN(64, gapEndB + 1n));
+      holder = this.#floorPath(BigInt.asIntN(64, gapEndB + 1n));
     }
     const held = this.#ownerOfNode(holder);
     throw new AllocatorError(
