@@ -662,7 +662,9 @@ export class DefaultSystemAllocator implements SystemAllocator {
   /** Checks that [start, end] is exactly an allocation (not a reservation) of `owner`. */
   #checkRangeHeld(pool: AddressPoolName, start: bigint, end: bigint, owner: string): void {
     const a = this.#state.address[pool]!;
-    if (!a.isAllocated({ start, end })) {
+    // One lookup answers both "is [start, end] exactly an allocation?" and "whose?".
+    const held = a.find(start);
+    if (held === undefined || held.range.start !== start || held.range.end !== end) {
       try {
         a.free({ start, end }); // throws the precise reason: NeverAllocated, InvalidRange, OutOfRange
       } catch (error) {
@@ -670,7 +672,7 @@ export class DefaultSystemAllocator implements SystemAllocator {
       }
       throw new AllocatorError("InvalidState", `${rangeText(pool, start, end)} is not allocated, yet freeing it succeeded`);
     }
-    const holder = a.find(start)?.owner;
+    const holder = held.owner;
     if (this.#state.reservedRanges[pool].get(start) === end) {
       throw invalidArgument(
         `${rangeText(pool, start, end)} is reserved by ${holder ?? "an unnamed owner"}, not allocated; use unreserve or releaseAll`,
