@@ -18,7 +18,7 @@
  * first; the library's validators run afterwards as a backstop so that nothing they would reject
  * can reach the allocator.
  */
-import { normalizeResourceRequests, MAX_MSI_VECTORS, type NormalizedResourceRequest, type ResourceRequest } from "../src/device.js";
+import { normalizeResourceRequests, MAX_MSI_VECTORS, REQUEST_FIELDS, type NormalizedResourceRequest, type ResourceRequest } from "../src/device.js";
 import { isAllocatorError } from "../src/errors.js";
 import {
   getLayout,
@@ -72,13 +72,6 @@ const LAYOUT_KEYS = ["name", "pio", "mmio32", "mmio64", "legacyIrq", "msi", "ins
 const OPTIONAL_POOLS = ["pio", "mmio64"];
 const RESERVATION_KEYS = ["pool", "start", "end", "size", "owner"];
 const DEVICE_KEYS = ["name", "requests"];
-const REQUEST_KEYS: Readonly<Record<ResourceRequest["kind"], readonly string[]>> = {
-  pio: ["kind", "size", "alignment", "fixed", "window"],
-  mmio: ["kind", "size", "alignment", "fixed", "window", "mmio64", "allowFallback"],
-  irq: ["kind", "fixed"],
-  msi: ["kind", "count", "fixed"],
-  instanceId: ["kind", "fixed"],
-};
 /** Longest device name: it is part of every owner string and must fit in a table. */
 const MAX_NAME = 64;
 
@@ -419,7 +412,7 @@ function readDevice(value: unknown, path: string, problems: Problems): DeviceSpe
 function readRequest(value: unknown, path: string, problems: Problems): ResourceRequest | undefined {
   const o = expectObject(value, path, problems, "a request object with a kind");
   if (o === undefined) return undefined;
-  const kinds = Object.keys(REQUEST_KEYS);
+  const kinds = Object.keys(REQUEST_FIELDS);
   const kind = o["kind"];
   if (typeof kind !== "string" || !kinds.includes(kind)) {
     problems.add(field(path, "kind"), kind === undefined ? `is missing (one of ${kinds.join(", ")})` : `must be one of ${kinds.join(", ")}, got ${describeJson(kind)}`);
@@ -427,7 +420,7 @@ function readRequest(value: unknown, path: string, problems: Problems): Resource
   }
   const k = kind as ResourceRequest["kind"];
   const before = problems.list.length;
-  checkKeys(o, REQUEST_KEYS[k], path, problems);
+  checkKeys(o, REQUEST_FIELDS[k], path, problems);
   const at = (key: string) => field(path, key);
   switch (k) {
     case "pio":

@@ -124,7 +124,8 @@ export interface NormalizedMsiRequest {
 /** A request after {@link normalizeResourceRequests}. */
 export type NormalizedResourceRequest = NormalizedAddressRequest | NormalizedIdRequest | NormalizedMsiRequest;
 
-const KNOWN_KEYS: Readonly<Record<ResourceRequest["kind"], readonly string[]>> = {
+/** The fields each kind of {@link ResourceRequest} may have; anything else is rejected. */
+export const REQUEST_FIELDS: Readonly<Record<ResourceRequest["kind"], readonly string[]>> = {
   pio: ["kind", "size", "alignment", "fixed", "window"],
   mmio: ["kind", "size", "alignment", "fixed", "window", "mmio64", "allowFallback"],
   irq: ["kind", "fixed"],
@@ -211,12 +212,12 @@ export function normalizeResourceRequests(requests: unknown, name = "requests"):
     if (typeof req !== "object" || req === null) throw invalidArgument(`${at} must be a resource request object`);
     const r = req as Record<string, unknown>;
     const kind = r["kind"];
-    if (typeof kind !== "string" || !Object.hasOwn(KNOWN_KEYS, kind)) {
+    if (typeof kind !== "string" || !Object.hasOwn(REQUEST_FIELDS, kind)) {
       throw invalidArgument(`${at}.kind must be one of "pio", "mmio", "irq", "msi", "instanceId", got ${typeof kind === "string" ? JSON.stringify(kind) : typeof kind}`);
     }
     const k = kind as ResourceRequest["kind"];
     for (const key of Object.keys(r)) {
-      if (!KNOWN_KEYS[k].includes(key)) throw invalidArgument(`${at} (${k}) has unknown property ${JSON.stringify(key)}`);
+      if (!REQUEST_FIELDS[k].includes(key)) throw invalidArgument(`${at} (${k}) has unknown property ${JSON.stringify(key)}`);
     }
     switch (k) {
       case "pio":

@@ -44,6 +44,7 @@ export type { SystemAllocator } from "./system-allocator-interface.js";
 export {
   MAX_MSI_VECTORS,
   normalizeResourceRequests,
+  REQUEST_FIELDS,
   type Device,
   type InstanceIdRequest,
   type IrqRequest,
