@@ -4,9 +4,9 @@
  *
  * Target: lookup with 2 048 mapped devices at most 60 ns per lookup.
  */
-import { Bus } from "../src/bus.js";
-import type { Device } from "../src/device.js";
-import { RangeInclusive } from "../src/range.js";
+import { Bus } from "../src/devices/bus.js";
+import type { Device } from "../src/devices/device.js";
+import { RangeInclusive } from "../src/core/range.js";
 import { printTarget, runPhases, XorShift64, type Phase } from "./harness.js";
 
 const LOOKUPS = 1 << 16;

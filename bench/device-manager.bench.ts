@@ -7,11 +7,11 @@
  *
  * Target: a register + unregister pair at most 5 µs.
  */
-import type { AddrAllocateFunc, IdAllocateFunc } from "../src/allocation-callbacks.js";
-import type { Device, ResourceRequest } from "../src/device.js";
-import { DeviceManager } from "../src/device-manager.js";
-import { AllocatorError } from "../src/errors.js";
-import { RangeInclusive } from "../src/range.js";
+import type { AddrAllocateFunc, IdAllocateFunc } from "../src/system/allocation-callbacks.js";
+import type { Device, ResourceRequest } from "../src/devices/device.js";
+import { DeviceManager } from "../src/devices/device-manager.js";
+import { AllocatorError } from "../src/core/errors.js";
+import { RangeInclusive } from "../src/core/range.js";
 import { printTarget, runPhases, XorShift64, type Phase } from "./harness.js";
 
 const PRELOADED = 1000;

@@ -6,7 +6,7 @@
  *
  * Run: `npx tsc -p . && node --expose-gc dist/bench/w3-ids.bench.js`
  */
-import { IdAllocator } from "../src/id-allocator.js";
+import { IdAllocator } from "../src/core/id-allocator.js";
 import { printTarget, runPhases } from "./harness.js";
 
 const FIRST = 1;

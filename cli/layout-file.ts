@@ -18,8 +18,8 @@
  * first; the library's validators run afterwards as a backstop so that nothing they would reject
  * can reach the allocator.
  */
-import { normalizeResourceRequests, MAX_MSI_VECTORS, REQUEST_FIELDS, type NormalizedResourceRequest, type ResourceRequest } from "../src/device.js";
-import { isAllocatorError } from "../src/errors.js";
+import { normalizeResourceRequests, MAX_MSI_VECTORS, REQUEST_FIELDS, type NormalizedResourceRequest, type ResourceRequest } from "../src/devices/device.js";
+import { isAllocatorError } from "../src/core/errors.js";
 import {
   getLayout,
   isAddressPool,
@@ -31,7 +31,7 @@ import {
   type PoolName,
   type ResolvedLayout,
   type ResolvedReservation,
-} from "../src/layouts.js";
+} from "../src/system/layouts.js";
 import { describeJson, field, item, type Problems } from "./diagnostics.js";
 import { isJsonObject, type JsonObject } from "./json-source.js";
 import { readInteger, readU32 } from "./numbers.js";

@@ -24,15 +24,15 @@
  * request order), so counting the calls through a thin wrapper tells which request a failing
  * call served.
  */
-import type { AddrAllocateFunc, IdAllocateFunc } from "../src/allocation-callbacks.js";
-import type { Device, NormalizedAddressRequest } from "../src/device.js";
-import { DeviceManager } from "../src/device-manager.js";
-import { AddressAllocator } from "../src/address-allocator.js";
-import { isAllocatorError, type AllocatorError } from "../src/errors.js";
-import { AllocPolicy } from "../src/resource.js";
-import { layoutToJSON, type AddressPoolName, type IdPoolName, type SystemLayout } from "../src/layouts.js";
-import { DefaultSystemAllocator, type AddressPoolView, type IdPoolView } from "../src/system-allocator.js";
-import type { SystemAllocator } from "../src/system-allocator-interface.js";
+import type { AddrAllocateFunc, IdAllocateFunc } from "../src/system/allocation-callbacks.js";
+import type { Device, NormalizedAddressRequest } from "../src/devices/device.js";
+import { DeviceManager } from "../src/devices/device-manager.js";
+import { AddressAllocator } from "../src/core/address-allocator.js";
+import { isAllocatorError, type AllocatorError } from "../src/core/errors.js";
+import { AllocPolicy } from "../src/core/resource.js";
+import { layoutToJSON, type AddressPoolName, type IdPoolName, type SystemLayout } from "../src/system/layouts.js";
+import { DefaultSystemAllocator, type AddressPoolView, type IdPoolView } from "../src/system/system-allocator.js";
+import type { SystemAllocator } from "../src/system/system-allocator-interface.js";
 import { field, item, type Problem } from "./diagnostics.js";
 import type { DeviceSpec, LayoutFile } from "./layout-file.js";
 import { PLAN_FORMAT, PLAN_VERSION, type PlanDevice, type PlanSnapshot } from "./snapshot.js";

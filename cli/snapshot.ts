@@ -21,12 +21,12 @@
  * fixed a resource or the allocator chose it. Reading validates everything, the system part by
  * `DefaultSystemAllocator.fromJSON` and the devices against it, and records every problem found.
  */
-import { AddressAllocator } from "../src/address-allocator.js";
-import { isAllocatorError } from "../src/errors.js";
-import { IdAllocator } from "../src/id-allocator.js";
-import { layoutNames, resolveLayout, type AddressPoolName, type IdPoolName } from "../src/layouts.js";
-import { DefaultSystemAllocator, type SystemAllocatorSnapshot } from "../src/system-allocator.js";
-import { parseHexU64 } from "../src/u64.js";
+import { AddressAllocator } from "../src/core/address-allocator.js";
+import { isAllocatorError } from "../src/core/errors.js";
+import { IdAllocator } from "../src/core/id-allocator.js";
+import { layoutNames, resolveLayout, type AddressPoolName, type IdPoolName } from "../src/system/layouts.js";
+import { DefaultSystemAllocator, type SystemAllocatorSnapshot } from "../src/system/system-allocator.js";
+import { parseHexU64 } from "../src/core/u64.js";
 import { describeJson, field, item, Problems } from "./diagnostics.js";
 import { isJsonObject, type JsonObject } from "./json-source.js";
 

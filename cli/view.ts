@@ -4,7 +4,7 @@
  * ranges nested in the platform reservation they sit in, and those outside every pool listed
  * apart.
  */
-import type { AddressPoolName, IdPoolName } from "../src/layouts.js";
+import type { AddressPoolName, IdPoolName } from "../src/system/layouts.js";
 import type { Origin, PlanView, Region, Segment, IdAssignment, AddressSpaceView, IdSpaceView, DeviceView } from "./model.js";
 import type { LoadedPlan, PlanDevice } from "./snapshot.js";
 

@@ -1,6 +1,6 @@
-export { AllocatorError, AllocatorErrorCode, isAllocatorError } from "./errors.js";
-export { hex, isPowerOfTwo, parseHexU64, toU32, toU64, U32_MAX, U64_MAX, type U32Input, type U64Input } from "./u64.js";
-export { formatRange, RangeInclusive, type RangeKind } from "./range.js";
+export { AllocatorError, AllocatorErrorCode, isAllocatorError } from "./core/errors.js";
+export { hex, isPowerOfTwo, parseHexU64, toU32, toU64, U32_MAX, U64_MAX, type U32Input, type U64Input } from "./core/u64.js";
+export { formatRange, RangeInclusive, type RangeKind } from "./core/range.js";
 export {
   AllocPolicy,
   type AddressRequest,
@@ -16,7 +16,7 @@ export {
   type ResourceAllocator,
   type ResourceKind,
   type ResourceSize,
-} from "./resource.js";
+} from "./core/resource.js";
 export type {
   AddrAllocateFunc,
   AddrAllocateParams,
@@ -24,7 +24,7 @@ export type {
   IdAllocateFunc,
   IdAllocateParams,
   IrqPool,
-} from "./allocation-callbacks.js";
+} from "./system/allocation-callbacks.js";
 export {
   AddressAllocator,
   type AddressAllocatorSnapshot,
@@ -32,15 +32,15 @@ export {
   type Allocation,
   type SnapshotBlock,
   MAX_ALIGNMENT_CLASSES,
-} from "./address-allocator.js";
+} from "./core/address-allocator.js";
 export {
   ID_ALLOCATOR_SNAPSHOT_FORMAT,
   IdAllocator,
   MAX_OWNED_IDS,
   type IdAllocatorSnapshot,
   type IdRun,
-} from "./id-allocator.js";
-export type { SystemAllocator } from "./system-allocator-interface.js";
+} from "./core/id-allocator.js";
+export type { SystemAllocator } from "./system/system-allocator-interface.js";
 export {
   MAX_MSI_VECTORS,
   normalizeResourceRequests,
@@ -57,7 +57,7 @@ export {
   type PioRequest,
   type RequestWindow,
   type ResourceRequest,
-} from "./device.js";
+} from "./devices/device.js";
 export {
   Bus,
   type BusKind,
@@ -66,8 +66,8 @@ export {
   type BusOptions,
   type UnmappedAccess,
   type UnmappedHook,
-} from "./bus.js";
-export { DeviceManager, type DeviceResources, type HeldIrq, type HeldMsi, type HeldRange } from "./device-manager.js";
+} from "./devices/bus.js";
+export { DeviceManager, type DeviceResources, type HeldIrq, type HeldMsi, type HeldRange } from "./devices/device-manager.js";
 export {
   DEFAULT_LAYOUT_NAME,
   FIRECRACKER_X86_64,
@@ -90,7 +90,7 @@ export {
   type ReservationLayout,
   type SystemLayout,
   type SystemLayoutJSON,
-} from "./layouts.js";
+} from "./system/layouts.js";
 export {
   DefaultSystemAllocator,
   SYSTEM_ALLOCATOR_SNAPSHOT_FORMAT,
@@ -101,4 +101,4 @@ export {
   type IdPoolView,
   type ReserveTarget,
   type SystemAllocatorSnapshot,
-} from "./system-allocator.js";
+} from "./system/system-allocator.js";

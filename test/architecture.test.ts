@@ -1,67 +1,94 @@
 /**
- * The dependency rules of the design, checked on the sources: the core imports nothing else of
- * ours and nothing from Node; the system allocator builds on the core only; the buses and the
- * device manager know allocation only through the callback types; nothing in the library
- * imports the CLI; and the entry point only re-exports.
+ * The dependency rules of the design, checked on the sources, one rule per folder of src/:
+ *
+ * - `core/` (u64, errors, ranges, the resource model, the address and id allocators) imports
+ *   only `core/`;
+ * - `system/` (layouts and presets, the callback types, the system allocator) builds on `core/`;
+ * - `devices/` (device shapes, buses, the device manager) and `pci/` know allocation only through
+ *   the callback types and the `SystemAllocator` interface, never a concrete allocator;
+ * - `shared/` (thread sharing) builds on everything below it;
+ * - `index.ts` only re-exports;
+ * - nothing in src/ imports `node:*`, a package, or anything outside src/ (the CLI, the web page).
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { dirname, join, posix, relative, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const srcDir = join(root, "src");
-const modules = readdirSync(srcDir).filter((f) => f.endsWith(".ts")).map((f) => f.replace(/\.ts$/, ""));
+
+/** Every .ts file below `dir`, as a path relative to src/ with forward slashes and no extension. */
+function modulesBelow(dir: string): string[] {
+  const out: string[] = [];
+  for (const entry of readdirSync(dir)) {
+    const full = join(dir, entry);
+    if (statSync(full).isDirectory()) out.push(...modulesBelow(full));
+    else if (entry.endsWith(".ts")) out.push(relative(srcDir, full).split(sep).join("/").replace(/\.ts$/, ""));
+  }
+  return out;
+}
+const modules = modulesBelow(srcDir);
 
 function importsOf(module: string): string[] {
   const text = readFileSync(join(srcDir, `${module}.ts`), "utf8");
   return [...text.matchAll(/(?:from|import)\s*\(?\s*"([^"]+)"/g)].map((m) => m[1]!);
 }
-const local = (specifier: string): string | undefined =>
-  specifier.startsWith("./") ? specifier.slice(2).replace(/\.js$/, "") : undefined;
+/** The module an import of `module` names, relative to src/, or undefined when it leaves src/. */
+function target(module: string, specifier: string): string | undefined {
+  if (!specifier.startsWith(".")) return undefined;
+  const resolved = posix.normalize(posix.join(posix.dirname(module), specifier)).replace(/\.js$/, "");
+  return resolved.startsWith("..") ? undefined : resolved;
+}
+const folderOf = (module: string): string => (module.includes("/") ? module.slice(0, module.indexOf("/")) : "");
 
-const CORE = ["errors", "u64", "range", "resource", "allocation-callbacks", "address-allocator", "id-allocator"];
-const SYSTEM = ["layouts", "system-allocator", "system-allocator-interface"];
-const DEVICES = ["device", "bus", "device-manager"];
-const CONCRETE_ALLOCATORS = ["address-allocator", "id-allocator", "system-allocator", "layouts"];
+/** The callback types and the interface: all that devices/ and pci/ may know of allocation. */
+const ALLOCATION_CONTRACT = ["system/allocation-callbacks", "system/system-allocator-interface"];
+
+/** For each folder, what its modules may import: whole folders, or single modules. */
+const ALLOWED: Record<string, { folders: string[]; modules: string[] }> = {
+  core: { folders: ["core"], modules: [] },
+  system: { folders: ["core", "system"], modules: [] },
+  devices: { folders: ["core", "devices"], modules: ALLOCATION_CONTRACT },
+  pci: { folders: ["core", "devices", "pci"], modules: ALLOCATION_CONTRACT },
+  shared: { folders: ["core", "system", "devices", "shared"], modules: [] },
+};
 
 describe("architecture", () => {
-  it("every module of src/ is in exactly one layer", () => {
+  it("every module of src/ is in a layer folder, except the entry point", () => {
     for (const m of modules) {
-      const layers = [CORE, SYSTEM, DEVICES, ["index"]].filter((layer) => layer.includes(m));
-      assert.equal(layers.length, 1, `${m} belongs to ${layers.length} layers`);
+      if (m === "index") continue;
+      assert.ok(folderOf(m) in ALLOWED, `src/${m}.ts is not in one of ${Object.keys(ALLOWED).join(", ")}`);
+    }
+    for (const layer of ["core", "system", "devices"]) {
+      assert.ok(modules.some((m) => folderOf(m) === layer), `src/${layer}/ has no module`);
     }
   });
 
-  it("no library module imports from node:* or from outside src/", () => {
+  it("no library module imports from node:*, a package, or outside src/", () => {
     for (const m of modules) {
-      for (const spec of importsOf(m)) {
-        assert.ok(local(spec) !== undefined, `src/${m}.ts imports ${spec}`);
-        assert.ok(!spec.includes(".."), `src/${m}.ts imports ${spec}`);
+      for (const spec of importsOf(m)) assert.ok(target(m, spec) !== undefined, `src/${m}.ts imports ${spec}`);
+    }
+  });
+
+  for (const [folder, allowed] of Object.entries(ALLOWED)) {
+    it(`src/${folder}/ imports only ${[...allowed.folders.map((f) => `${f}/`), ...allowed.modules].join(", ")}`, () => {
+      for (const m of modules.filter((x) => folderOf(x) === folder)) {
+        for (const spec of importsOf(m)) {
+          const t = target(m, spec)!;
+          const ok = allowed.folders.includes(folderOf(t)) || allowed.modules.includes(t);
+          assert.ok(ok, `src/${m}.ts imports ${spec} (${t})`);
+        }
       }
-    }
-  });
+    });
+  }
 
-  it("the core imports only the core", () => {
-    for (const m of CORE) {
-      for (const spec of importsOf(m)) assert.ok(CORE.includes(local(spec)!), `core module ${m} imports ${spec}`);
-    }
-  });
-
-  it("the system allocator builds on the core only", () => {
-    for (const m of SYSTEM) {
-      for (const spec of importsOf(m)) {
-        const target = local(spec)!;
-        assert.ok(CORE.includes(target) || SYSTEM.includes(target), `${m} imports ${spec}`);
-      }
-    }
-  });
-
-  it("buses and the device manager know allocation only through the callback types", () => {
-    for (const m of DEVICES) {
-      for (const spec of importsOf(m)) {
-        assert.ok(!CONCRETE_ALLOCATORS.includes(local(spec)!), `${m} imports the concrete allocator module ${spec}`);
+  it("devices/ never names a concrete allocator", () => {
+    for (const m of modules.filter((x) => ["devices", "pci"].includes(folderOf(x)))) {
+      const text = readFileSync(join(srcDir, `${m}.ts`), "utf8").replace(/\/\*[\s\S]*?\*\/|\/\/.*$/gm, "");
+      for (const name of ["DefaultSystemAllocator", "AddressAllocator", "IdAllocator"]) {
+        assert.ok(!new RegExp(`\\b${name}\\b`).test(text), `src/${m}.ts names ${name}`);
       }
     }
   });
@@ -69,6 +96,24 @@ describe("architecture", () => {
   it("index.ts only re-exports", () => {
     const text = readFileSync(join(srcDir, "index.ts"), "utf8").replace(/\/\*[\s\S]*?\*\/|\/\/.*$/gm, "");
     const statements = text.split(";").map((s) => s.trim()).filter((s) => s.length > 0);
-    for (const s of statements) assert.match(s, /^export (type )?(\{[\s\S]*\}|\*) from "\.\/[a-z0-9-]+\.js"$/, s);
+    for (const s of statements) assert.match(s, /^export (type )?(\{[\s\S]*\}|\*) from "\.\/[a-z0-9/-]+\.js"$/, s);
+  });
+
+  it("nothing outside the CLI imports the CLI or the web page", () => {
+    const dirs = ["src", "bench", "examples"].map((d) => join(root, d));
+    const files = (dir: string): string[] =>
+      readdirSync(dir).flatMap((e) => {
+        const full = join(dir, e);
+        return statSync(full).isDirectory() ? files(full) : e.endsWith(".ts") ? [full] : [];
+      });
+    for (const file of dirs.flatMap(files)) {
+      const text = readFileSync(file, "utf8");
+      for (const m of text.matchAll(/(?:from|import)\s*\(?\s*"([^"]+)"/g)) {
+        const resolved = resolve(dirname(file), m[1]!);
+        for (const top of ["cli", "web"]) {
+          assert.ok(!resolved.startsWith(join(root, top) + sep), `${relative(root, file)} imports ${m[1]}`);
+        }
+      }
+    }
   });
 });

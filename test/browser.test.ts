@@ -110,9 +110,9 @@ describe("the library in headless Chromium", { skip }, () => {
       const origin = (globalThis as unknown as { location: { origin: string } }).location.origin;
       const lib = (await import(`${origin}/src/index.js`)) as Record<string, unknown>;
       // The device manager may or may not be re-exported from the entry point; both are the built library.
-      const dmModule = (await import(`${origin}/src/device-manager.js`)) as typeof import("../src/device-manager.js");
+      const dmModule = (await import(`${origin}/src/devices/device-manager.js`)) as typeof import("../src/devices/device-manager.js");
       const DeviceManager = (lib["DeviceManager"] as typeof dmModule.DeviceManager | undefined) ?? dmModule.DeviceManager;
-      const { RangeInclusive } = (await import(`${origin}/src/range.js`)) as typeof import("../src/range.js");
+      const { RangeInclusive } = (await import(`${origin}/src/core/range.js`)) as typeof import("../src/core/range.js");
       const log: string[] = [];
       const registers = new Uint8Array(0x100);
       const device = {

@@ -5,10 +5,10 @@
  * on failure. Each records its calls, can be told to fail (`inject`), and exports its state as
  * plain data for before/after comparisons.
  */
-import { AllocatorError } from "../../src/errors.js";
-import { RangeInclusive, type RangeKind } from "../../src/range.js";
-import type { AddrAllocateFunc, AddrAllocateParams, IdAllocateFunc, IdAllocateParams } from "../../src/allocation-callbacks.js";
-import { hex, U64_MAX } from "../../src/u64.js";
+import { AllocatorError } from "../../src/core/errors.js";
+import { RangeInclusive, type RangeKind } from "../../src/core/range.js";
+import type { AddrAllocateFunc, AddrAllocateParams, IdAllocateFunc, IdAllocateParams } from "../../src/system/allocation-callbacks.js";
+import { hex, U64_MAX } from "../../src/core/u64.js";
 
 /** An inclusive pool of ids. */
 export type IdPool = readonly [min: number, max: number];

@@ -1,7 +1,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { AllocatorError, hex, isPowerOfTwo, parseHexU64, toU32, toU64, U64_MAX } from "../src/index.js";
-import { isPowerOfTwo as p2 } from "../src/u64.js";
+import { AllocatorError, hex, isPowerOfTwo, parseHexU64, toU32, toU64, U64_MAX } from "../../src/index.js";
+import { isPowerOfTwo as p2 } from "../../src/core/u64.js";
 
 function assertInvalid(fn: () => unknown, name: string): void {
   assert.throws(fn, (e: unknown) => {

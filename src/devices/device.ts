@@ -6,8 +6,8 @@
  * {@link normalizeResourceRequests} checks them once, up front, so that a malformed request never
  * reaches an allocator callback.
  */
-import { AllocatorError } from "./errors.js";
-import { hex, isPowerOfTwo, toU32, toU64, U64_MAX, type U32Input, type U64Input } from "./u64.js";
+import { AllocatorError } from "../core/errors.js";
+import { hex, isPowerOfTwo, toU32, toU64, U64_MAX, type U32Input, type U64Input } from "../core/u64.js";
 
 /**
  * An emulated device the buses dispatch guest accesses to.

@@ -8,7 +8,7 @@
 import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { AddressAllocator, AllocatorError, AllocPolicy, formatRange, RangeInclusive } from "../src/index.js";
+import { AddressAllocator, AllocatorError, AllocPolicy, formatRange, RangeInclusive } from "../../src/index.js";
 import {
   AddressModel,
   alignDown,
@@ -17,7 +17,7 @@ import {
   type ModelPolicy,
   type ModelRange,
   type ModelResult,
-} from "./models/address-model.js";
+} from "../models/address-model.js";
 
 const TWO64 = 1n << 64n;
 const U64_MAX = TWO64 - 1n;

@@ -9,7 +9,7 @@ import {
   type AddressRequest,
   type ResourceAllocator,
   type ResourceSize,
-} from "../src/index.js";
+} from "../../src/index.js";
 
 const TWO64 = 1n << 64n;
 const U64_MAX = TWO64 - 1n;

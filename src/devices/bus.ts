@@ -16,9 +16,9 @@
  * Insertion and removal shift the arrays (O(n)); a VMM maps devices rarely and dispatches often.
  */
 import type { Device } from "./device.js";
-import { AllocatorError } from "./errors.js";
-import { formatRange, RangeInclusive } from "./range.js";
-import { hex, toU64, U64_MAX, type U64Input } from "./u64.js";
+import { AllocatorError } from "../core/errors.js";
+import { formatRange, RangeInclusive } from "../core/range.js";
+import { hex, toU64, U64_MAX, type U64Input } from "../core/u64.js";
 
 /** Which address space a bus serves, as printed in messages: `[io 0x3f8-0x3ff]`, `[mem ...]`. */
 export type BusKind = "io" | "mem";

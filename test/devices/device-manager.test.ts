@@ -1,14 +1,14 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import type { AllocationCallbacks } from "../src/allocation-callbacks.js";
-import type { Device, ResourceRequest } from "../src/device.js";
-import { DeviceManager, type DeviceResources } from "../src/device-manager.js";
-import { AllocatorError } from "../src/errors.js";
-import { RangeInclusive } from "../src/range.js";
-import type { SystemAllocator } from "../src/system-allocator-interface.js";
-import { U64_MAX } from "../src/u64.js";
-import { FakeAddressAllocator, FakeIdAllocator, type FakeAllocation } from "./helpers/fake-allocators.js";
+import type { AllocationCallbacks } from "../../src/system/allocation-callbacks.js";
+import type { Device, ResourceRequest } from "../../src/devices/device.js";
+import { DeviceManager, type DeviceResources } from "../../src/devices/device-manager.js";
+import { AllocatorError } from "../../src/core/errors.js";
+import { RangeInclusive } from "../../src/core/range.js";
+import type { SystemAllocator } from "../../src/system/system-allocator-interface.js";
+import { U64_MAX } from "../../src/core/u64.js";
+import { FakeAddressAllocator, FakeIdAllocator, type FakeAllocation } from "../helpers/fake-allocators.js";
 
 const code = (c: string, message?: RegExp) => (e: unknown) => {
   assert.ok(e instanceof AllocatorError, `expected AllocatorError ${c}, got ${String(e)}`);

@@ -1,11 +1,11 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { Bus, type BusMapping, type UnmappedAccess } from "../src/bus.js";
-import type { Device } from "../src/device.js";
-import { AllocatorError } from "../src/errors.js";
-import { RangeInclusive } from "../src/range.js";
-import { U64_MAX } from "../src/u64.js";
+import { Bus, type BusMapping, type UnmappedAccess } from "../../src/devices/bus.js";
+import type { Device } from "../../src/devices/device.js";
+import { AllocatorError } from "../../src/core/errors.js";
+import { RangeInclusive } from "../../src/core/range.js";
+import { U64_MAX } from "../../src/core/u64.js";
 
 const code = (c: string, message?: RegExp) => (e: unknown) => {
   assert.ok(e instanceof AllocatorError, `expected AllocatorError, got ${String(e)}`);

@@ -17,10 +17,10 @@
  *
  * **Atomicity.** A call that throws an `AllocatorError` has changed nothing.
  */
-import { AddressAllocator, type AddressAllocatorSnapshot, type Allocation } from "./address-allocator.js";
+import { AddressAllocator, type AddressAllocatorSnapshot, type Allocation } from "../core/address-allocator.js";
 import type { AddrAllocateFunc, IdAllocateFunc } from "./allocation-callbacks.js";
-import { AllocatorError } from "./errors.js";
-import { IdAllocator, type IdAllocatorSnapshot } from "./id-allocator.js";
+import { AllocatorError } from "../core/errors.js";
+import { IdAllocator, type IdAllocatorSnapshot } from "../core/id-allocator.js";
 import {
   DEFAULT_LAYOUT_NAME,
   isAddressPool,
@@ -41,10 +41,10 @@ import {
   type SystemLayout,
   type SystemLayoutJSON,
 } from "./layouts.js";
-import { formatRange, RangeInclusive } from "./range.js";
-import { AllocPolicy } from "./resource.js";
+import { formatRange, RangeInclusive } from "../core/range.js";
+import { AllocPolicy } from "../core/resource.js";
 import type { SystemAllocator } from "./system-allocator-interface.js";
-import { hex, toU32, toU64, type U32Input, type U64Input } from "./u64.js";
+import { hex, toU32, toU64, type U32Input, type U64Input } from "../core/u64.js";
 
 /** A range held in an address pool. */
 export interface AddressHolding {

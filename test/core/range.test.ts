@@ -1,6 +1,6 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { AllocatorError, RangeInclusive, U64_MAX } from "../src/index.js";
+import { AllocatorError, RangeInclusive, U64_MAX } from "../../src/index.js";
 
 const code = (c: string) => (e: unknown) => e instanceof AllocatorError && e.code === c;
 

@@ -1,18 +1,18 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import type { AddrAllocateParams, IdAllocateParams } from "../src/allocation-callbacks.js";
-import type { Device, ResourceRequest } from "../src/device.js";
-import { DeviceManager } from "../src/device-manager.js";
-import { AllocatorError } from "../src/errors.js";
-import { FIRECRACKER_X86_64, getLayout, MAX_ID_RESERVATION, PC_X86_64, POOL_NAMES, type PoolName, type SystemLayout } from "../src/layouts.js";
-import { RangeInclusive } from "../src/range.js";
+import type { AddrAllocateParams, IdAllocateParams } from "../../src/system/allocation-callbacks.js";
+import type { Device, ResourceRequest } from "../../src/devices/device.js";
+import { DeviceManager } from "../../src/devices/device-manager.js";
+import { AllocatorError } from "../../src/core/errors.js";
+import { FIRECRACKER_X86_64, getLayout, MAX_ID_RESERVATION, PC_X86_64, POOL_NAMES, type PoolName, type SystemLayout } from "../../src/system/layouts.js";
+import { RangeInclusive } from "../../src/core/range.js";
 import {
   DefaultSystemAllocator,
   SYSTEM_ALLOCATOR_SNAPSHOT_FORMAT,
   type Holding,
-} from "../src/system-allocator.js";
-import type { SystemAllocator } from "../src/system-allocator-interface.js";
+} from "../../src/system/system-allocator.js";
+import type { SystemAllocator } from "../../src/system/system-allocator-interface.js";
 
 const code = (c: string, message?: RegExp, owner?: string) => (e: unknown) => {
   assert.ok(e instanceof AllocatorError, `expected AllocatorError ${c}, got ${String(e)}`);

@@ -1,8 +1,8 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { AllocatorError } from "../src/errors.js";
-import { IdAllocator, type IdAllocatorSnapshot, type IdRun } from "../src/id-allocator.js";
+import { AllocatorError } from "../../src/core/errors.js";
+import { IdAllocator, type IdAllocatorSnapshot, type IdRun } from "../../src/core/id-allocator.js";
 
 const U32_MAX = 0xffff_ffff;
 const CHUNK = 1 << 20;

@@ -5,7 +5,7 @@
  * A callback throws an `AllocatorError` when it cannot do what it is asked, and must then have
  * changed nothing.
  */
-import type { RangeInclusive } from "./range.js";
+import type { RangeInclusive } from "../core/range.js";
 
 /** Which id pool an {@link IdAllocateFunc} for interrupts is asked about. */
 export type IrqPool = "legacy" | "msi";

@@ -1,7 +1,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { AllocatorError } from "../src/errors.js";
+import { AllocatorError } from "../../src/core/errors.js";
 import {
   DEFAULT_LAYOUT_NAME,
   FIRECRACKER_X86_64,
@@ -18,7 +18,7 @@ import {
   type PoolName,
   type ResolvedLayout,
   type SystemLayout,
-} from "../src/layouts.js";
+} from "../../src/system/layouts.js";
 
 const code = (c: string, message?: RegExp) => (e: unknown) => {
   assert.ok(e instanceof AllocatorError, `expected AllocatorError ${c}, got ${String(e)}`);

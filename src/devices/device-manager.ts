@@ -30,7 +30,7 @@
  * unregister itself, register another device or move its own range from inside `read`/`write`.
  * The access in progress has already been routed, so such a change applies to later accesses.
  */
-import type { AddrAllocateFunc, AllocationCallbacks, IdAllocateFunc, IrqPool } from "./allocation-callbacks.js";
+import type { AddrAllocateFunc, AllocationCallbacks, IdAllocateFunc, IrqPool } from "../system/allocation-callbacks.js";
 import { Bus } from "./bus.js";
 import {
   normalizeResourceRequests,
@@ -40,10 +40,10 @@ import {
   type NormalizedResourceRequest,
   type ResourceRequest,
 } from "./device.js";
-import { AllocatorError } from "./errors.js";
-import { RangeInclusive } from "./range.js";
-import type { SystemAllocator } from "./system-allocator-interface.js";
-import { hex, toU32, toU64, U32_MAX, type U32Input, type U64Input } from "./u64.js";
+import { AllocatorError } from "../core/errors.js";
+import { RangeInclusive } from "../core/range.js";
+import type { SystemAllocator } from "../system/system-allocator-interface.js";
+import { hex, toU32, toU64, U32_MAX, type U32Input, type U64Input } from "../core/u64.js";
 
 /** A legacy IRQ a device holds. */
 export interface HeldIrq {

@@ -21,9 +21,9 @@
  * separate hex digits (`"0xfec0_0000"`). {@link resolveLayout} validates a layout and
  * {@link layoutToJSON} writes its canonical JSON form.
  */
-import { AllocatorError } from "./errors.js";
-import { formatRange, type RangeKind } from "./range.js";
-import { hex, toU64, U32_MAX, U64_MAX } from "./u64.js";
+import { AllocatorError } from "../core/errors.js";
+import { formatRange, type RangeKind } from "../core/range.js";
+import { hex, toU64, U32_MAX, U64_MAX } from "../core/u64.js";
 
 /** The pools of a system allocator. */
 export type PoolName = "pio" | "mmio32" | "mmio64" | "legacyIrq" | "msi" | "instanceId";
