@@ -60,12 +60,17 @@ export {
 } from "./devices/device.js";
 export {
   Bus,
+  type BusChange,
+  type BusChangeListener,
   type BusKind,
   type BusLookupResult,
   type BusMapping,
   type BusOptions,
+  type DeviceErrorHook,
+  type DeviceErrorReport,
   type UnmappedAccess,
   type UnmappedHook,
+  type UnmappedReason,
 } from "./devices/bus.js";
 export { DeviceManager, type DeviceResources, type HeldIrq, type HeldMsi, type HeldRange } from "./devices/device-manager.js";
 export {

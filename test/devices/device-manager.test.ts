@@ -698,7 +698,12 @@ describe("DeviceManager: dispatch", () => {
     assert.equal(w.dm.pioWrite(0x2000, miss), false);
     assert.equal(w.dm.mmioBus.unmappedReads, 1);
     assert.equal(w.dm.pioBus.unmappedWrites, 1);
-    assert.throws(() => w.dm.mmioRead(0xd000_1ffe, new Uint8Array(4)), code("OutOfRange", /b@1 \[mem 0xd0001000-0xd0001fff\]/));
+    // A guest access running past b@1's end is served as unmapped, never thrown (issue 7).
+    const past = Uint8Array.of(1, 2, 3, 4);
+    assert.equal(w.dm.mmioRead(0xd000_1ffe, past), false);
+    assert.deepEqual([...past], [0xff, 0xff, 0xff, 0xff]);
+    assert.equal(w.dm.mmioBus.rejectedReads, 1);
+    assert.equal(b.accesses.length, 2, "the device was not called");
   });
 });
 
