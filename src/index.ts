@@ -42,6 +42,8 @@ export {
 } from "./core/id-allocator.js";
 export type { SystemAllocator } from "./system/system-allocator-interface.js";
 export {
+  DEVICE_METHODS,
+  isDevice,
   MAX_MSI_VECTORS,
   normalizeResourceRequests,
   REQUEST_FIELDS,

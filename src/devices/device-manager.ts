@@ -33,6 +33,8 @@
 import type { AddrAllocateFunc, AllocationCallbacks, IdAllocateFunc, IrqPool } from "../system/allocation-callbacks.js";
 import { Bus } from "./bus.js";
 import {
+  DEVICE_METHODS,
+  isDevice,
   normalizeResourceRequests,
   type Device,
   type NormalizedAddressRequest,
@@ -137,9 +139,7 @@ function describeError(error: unknown): string {
 function deviceName(device: unknown): string {
   if (typeof device !== "object" || device === null) throw new AllocatorError("InvalidArgument", "device must be an object");
   const d = device as Record<string, unknown>;
-  if (typeof d["read"] !== "function" || typeof d["write"] !== "function") {
-    throw new AllocatorError("InvalidArgument", "device must have read and write methods");
-  }
+  if (!isDevice(device)) throw new AllocatorError("InvalidArgument", `device must have at least one of the methods ${DEVICE_METHODS.join(", ")}`);
   const name = d["name"];
   if (name === undefined) return "device";
   if (typeof name !== "string" || name.length === 0) throw new AllocatorError("InvalidArgument", "device.name must be a non-empty string");
@@ -588,6 +588,11 @@ export class DeviceManager {
     slot.range = newRange;
     return newRange;
   }
+
+  // Dispatch. Nothing a guest controls makes these throw: an unmapped, empty, misfit or
+  // unsupported access is served as unmapped and counted on the bus (see Bus.read). Only an
+  // address that is not a u64, a buffer that is not a Uint8Array, or what a device (or a bus
+  // hook) throws reaches the caller.
 
   /** Dispatches a port read; see {@link Bus.read} (unmapped ports read as 0xff). */
   pioRead(port: U64Input, data: Uint8Array): boolean {

@@ -66,6 +66,20 @@ export interface Device {
   resourceRequest?(): readonly ResourceRequest[];
 }
 
+/** The methods by which a {@link Device} can be reached; it needs at least one. */
+export const DEVICE_METHODS: readonly string[] = Object.freeze(["read", "write", "read8", "read16", "read32", "write8", "write16", "write32"]);
+
+/**
+ * True when `device` is an object with at least one of the {@link DEVICE_METHODS}. A direction
+ * or width it lacks is adapted or served as unmapped (see {@link Device}), so a read-only device
+ * needs no write method; an object with none of them is a mistake.
+ */
+export function isDevice(device: unknown): device is Device {
+  if (typeof device !== "object" || device === null) return false;
+  const d = device as Record<string, unknown>;
+  return DEVICE_METHODS.some((m) => typeof d[m] === "function");
+}
+
 /** An inclusive address window a placement must stay inside. */
 export interface RequestWindow {
   readonly min: U64Input;

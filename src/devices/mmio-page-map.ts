@@ -55,6 +55,8 @@ export class MmioPageMap<D> {
    * mapping below 4 GiB, so that a bus that maps nothing there costs nothing.
    */
   low: Route<D>[] = [];
+  /** Low slots holding something other than the sentinel, so that {@link violation} need not scan them all. */
+  #lowHeld = 0;
   readonly #unmapped: Route<D>;
   readonly #miss: Route<D>;
   #keys = new Float64Array(64).fill(EMPTY_KEY);
@@ -115,7 +117,7 @@ export class MmioPageMap<D> {
     const lastWhole = Math.floor((e + 1) / BLOCK) - 1;
     if (b0 < firstWhole || b0 > lastWhole) this.#refresh(b0, index);
     if (b1 !== b0 && b1 > lastWhole) this.#refresh(b1, index);
-    for (let b = firstWhole, last = Math.min(lastWhole, LOW_BLOCKS - 1); b <= last; b++) this.low[b] = whole ?? this.#unmapped;
+    for (let b = firstWhole, last = Math.min(lastWhole, LOW_BLOCKS - 1); b <= last; b++) this.#setLow(b, whole ?? this.#unmapped);
     const highFirst = Math.max(firstWhole, LOW_BLOCKS);
     if (lastWhole >= highFirst && lastWhole - highFirst < HUGE_BLOCKS) {
       for (let b = highFirst; b <= lastWhole; b++) {
@@ -128,9 +130,16 @@ export class MmioPageMap<D> {
   /** Recomputes block `b` from the index. */
   #refresh(b: number, index: RangeIndex<D>): void {
     const slot = this.#blockFromIndex(b, index);
-    if (b < LOW_BLOCKS) this.low[b] = slot;
+    if (b < LOW_BLOCKS) this.#setLow(b, slot);
     else if (slot === this.#unmapped) this.#delete(b);
     else this.#set(b, slot);
+  }
+
+  #setLow(b: number, slot: Route<D>): void {
+    const old = this.low[b]!;
+    if (old === this.#unmapped && slot !== this.#unmapped) this.#lowHeld++;
+    else if (old !== this.#unmapped && slot === this.#unmapped) this.#lowHeld--;
+    this.low[b] = slot;
   }
 
   /** What block `b`'s slot must hold: the sentinel, its one route, or a new node. */
@@ -224,11 +233,22 @@ export class MmioPageMap<D> {
    */
   violation(index: RangeIndex<D>): string | undefined {
     if (this.low.length !== 0 && this.low.length !== LOW_BLOCKS) return `the low block table has ${this.low.length} slots`;
-    for (let b = 0; b < this.low.length; b++) {
-      const bad = this.#blockViolation(b, this.low[b]!, index);
-      if (bad !== undefined) return bad;
-    }
     if (this.low.length === 0 && index.size > 0 && index.startNumAt(0) < 2 ** 32) return "a mapping below 4 GiB has no block table";
+    // The blocks below 4 GiB that some route touches, each once, in order; every other slot must
+    // be the sentinel, which the count of held slots proves without visiting them.
+    let touched = 0;
+    let lastBlock = -1;
+    for (let i = 0; i < index.size && index.startNumAt(i) < 2 ** 32; i++) {
+      const first = Math.max(Math.floor(index.startNumAt(i) / BLOCK), lastBlock + 1);
+      const last = Math.min(Math.floor(index.endNumAt(i) / BLOCK), LOW_BLOCKS - 1);
+      for (let b = first; b <= last; b++) {
+        const bad = this.#blockViolation(b, this.low[b]!, index);
+        if (bad !== undefined) return bad;
+        touched++;
+      }
+      lastBlock = Math.max(lastBlock, last);
+    }
+    if (touched !== this.#lowHeld) return `${this.#lowHeld} low block slots are held, the mappings touch ${touched}`;
     let count = 0;
     const keys = this.#keys;
     const mask = keys.length - 1;

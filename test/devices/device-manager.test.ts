@@ -204,7 +204,7 @@ describe("DeviceManager: simple registration (resources handed over by the VMM)"
     assert.throws(() => w.dm.simpleRegisterDevice(new TestDevice("x"), -1), code("InvalidArgument", /^instanceId must be/));
     assert.throws(() => w.dm.simpleRegisterDevice(new TestDevice("x"), 6, [1, -2]), code("InvalidArgument", /^irq\[1\] must be/));
     assert.throws(() => w.dm.simpleRegisterDevice(new TestDevice("x"), 6, 1, [r(0, 1), 5 as unknown as RangeInclusive]), code("InvalidArgument", /^pioRange\[1\]/));
-    assert.throws(() => w.dm.simpleRegisterDevice({ read() {} } as unknown as Device, 6), code("InvalidArgument", /read and write/));
+    assert.throws(() => w.dm.simpleRegisterDevice({ name: "x" } as unknown as Device, 6), code("InvalidArgument", /at least one of the methods read, write, read8/));
     assert.throws(() => w.dm.simpleRegisterDevice({ name: "", read() {}, write() {} }, 6), code("InvalidArgument", /device\.name/));
     assert.deepEqual(w.state(), before);
   });
