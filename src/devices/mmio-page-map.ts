@@ -84,7 +84,8 @@ export class MmioPageMap<D> {
    * route, a node (resolve its page as `sub[(low >>> 12) & 31]`), or the miss sentinel.
    */
   high(high: number, lowBlock: number): Route<D> {
-    const b = high * (2 ** (32 - BLOCK_BITS)) + lowBlock;
+    // LOW_BLOCKS, not `2 ** ...`: TurboFan does not fold `**` and would call pow per lookup.
+    const b = high * LOW_BLOCKS + lowBlock;
     const keys = this.#keys;
     const mask = keys.length - 1;
     for (let i = hashOf(b) >>> this.#shift; ; i = (i + 1) & mask) {
