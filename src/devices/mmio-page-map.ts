@@ -116,8 +116,8 @@ export class MmioPageMap<D> {
     // starts and the one where it ends, when covered only in part, are recomputed.
     const firstWhole = Math.ceil(s / BLOCK);
     const lastWhole = Math.floor((e + 1) / BLOCK) - 1;
-    if (b0 < firstWhole || b0 > lastWhole) this.#refresh(b0, index);
-    if (b1 !== b0 && b1 > lastWhole) this.#refresh(b1, index);
+    if (b0 < firstWhole || b0 > lastWhole) this.#refresh(b0, s, Math.min(e, (b0 + 1) * BLOCK - 1), index);
+    if (b1 !== b0 && b1 > lastWhole) this.#refresh(b1, b1 * BLOCK, e, index);
     for (let b = firstWhole, last = Math.min(lastWhole, LOW_BLOCKS - 1); b <= last; b++) this.#setLow(b, whole ?? this.#unmapped);
     const highFirst = Math.max(firstWhole, LOW_BLOCKS);
     if (lastWhole >= highFirst && lastWhole - highFirst < HUGE_BLOCKS) {
@@ -128,12 +128,42 @@ export class MmioPageMap<D> {
     }
   }
 
-  /** Recomputes block `b` from the index. */
-  #refresh(b: number, index: RangeIndex<D>): void {
-    const slot = this.#blockFromIndex(b, index);
+  /**
+   * Recomputes block `b` from the index after a change of [from, to] inside it. When the block
+   * was and stays shared, only the pages of that span are recomputed, in its node.
+   */
+  #refresh(b: number, from: number, to: number, index: RangeIndex<D>): void {
+    const lo = b * BLOCK;
+    const current = b < LOW_BLOCKS ? this.low[b]! : this.#get(b);
+    const one = this.#soleRoute(index, index.firstEndingAtOrAfter(lo), lo + BLOCK - 1);
+    if (one === undefined && current.sub !== null) {
+      this.#computePages(current.sub, lo, Math.floor((from - lo) / PAGE), Math.floor((to - lo) / PAGE), index);
+      return;
+    }
+    const slot = one ?? this.#blockFromIndex(b, index);
     if (b < LOW_BLOCKS) this.#setLow(b, slot);
     else if (slot === this.#unmapped) this.#delete(b);
     else this.#set(b, slot);
+  }
+
+  /** Sets pages `first..last` of the block at `lo` from the index, in one merge walk. */
+  #computePages(pages: Route<D>[], lo: number, first: number, last: number, index: RangeIndex<D>): void {
+    let i = index.firstEndingAtOrAfter(lo + first * PAGE);
+    for (let p = first; p <= last; p++) {
+      const pageLo = lo + p * PAGE;
+      while (i < index.size && index.endNumAt(i) < pageLo) i++;
+      pages[p] = this.#soleRoute(index, i, pageLo + PAGE - 1) ?? this.#mixed(index, i, pageLo + PAGE - 1);
+    }
+  }
+
+  #get(b: number): Route<D> {
+    const keys = this.#keys;
+    const mask = keys.length - 1;
+    for (let i = hashOf(b) >>> this.#shift; ; i = (i + 1) & mask) {
+      const k = keys[i]!;
+      if (k === b) return this.#vals[i]!;
+      if (k === EMPTY_KEY) return this.#unmapped;
+    }
   }
 
   #setLow(b: number, slot: Route<D>): void {
@@ -150,14 +180,8 @@ export class MmioPageMap<D> {
     const one = this.#soleRoute(index, first, lo + BLOCK - 1);
     if (one !== undefined) return one;
     const node = Route.marker<D>("block");
-    const pages: Route<D>[] = [];
-    let i = first;
-    for (let p = 0; p < PAGES_PER_BLOCK; p++) {
-      const pageLo = lo + p * PAGE;
-      while (i < index.size && index.endNumAt(i) < pageLo) i++;
-      pages.push(this.#soleRoute(index, i, pageLo + PAGE - 1) ?? this.#mixed(index, i, pageLo + PAGE - 1));
-    }
-    node.sub = pages;
+    node.sub = new Array<Route<D>>(PAGES_PER_BLOCK);
+    this.#computePages(node.sub, lo, 0, PAGES_PER_BLOCK - 1, index);
     return node;
   }
 

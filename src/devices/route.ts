@@ -13,6 +13,7 @@ import type { BusMapping } from "./bus.js";
 import { adaptDevice, type BufferRead, type BufferWrite, type Read16, type Read32, type Read8, type Targets, type Write16, type Write32, type Write8 } from "./width-adapter.js";
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+const MAX_SAFE_BIG = BigInt(MAX_SAFE);
 
 /** A mapping as the dispatch path sees it. */
 export class Route<D = unknown> implements Targets {
@@ -52,8 +53,8 @@ export class Route<D = unknown> implements Targets {
     this.end = end;
     this.device = device;
     this.owner = owner;
-    this.lo = mapping !== undefined && start <= BigInt(MAX_SAFE) ? Number(start) : Number.POSITIVE_INFINITY;
-    this.hi = mapping === undefined ? Number.NEGATIVE_INFINITY : end <= BigInt(MAX_SAFE) ? Number(end) : MAX_SAFE;
+    this.lo = mapping !== undefined && start <= MAX_SAFE_BIG ? Number(start) : Number.POSITIVE_INFINITY;
+    this.hi = mapping === undefined ? Number.NEGATIVE_INFINITY : end <= MAX_SAFE_BIG ? Number(end) : MAX_SAFE;
     this.t8 = f === null ? null : f.t8;
     this.t16 = f === null ? null : f.t16;
     this.t32 = f === null ? null : f.t32;
