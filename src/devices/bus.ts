@@ -699,20 +699,21 @@ export class Bus<D = Device> {
    */
   read(this: Bus<Device>, address: U64Input, data: Uint8Array): boolean {
     if (!(data instanceof Uint8Array)) throw new AllocatorError("InvalidArgument", "data must be a Uint8Array");
-    if (typeof address === "number") {
-      if (this.onDeviceError === undefined) {
-        const e = this.#slot(address);
-        const g = e.gr;
-        const n = data.length;
-        if (g !== null && n !== 0 && address >= e.lo && address + (n - 1) <= e.hi) {
-          g.read(e.start, offsetBigint(address - e.lo), data);
-          return true;
-        }
+    let a: number;
+    if (typeof address === "number") a = address;
+    else if (this.#bigToArg(address)) a = ARG[0]!;
+    else return this.#bufferSearch(data, false);
+    if (this.onDeviceError === undefined) {
+      const e = this.#slot(a);
+      const g = e.gr;
+      const n = data.length;
+      if (g !== null && n !== 0 && a >= e.lo && a + (n - 1) <= e.hi) {
+        g.read(e.start, offsetBigint(a - e.lo), data);
+        return true;
       }
-      ARG[0] = address;
-      return this.#bufferArg(data, false);
     }
-    return this.#bigToArg(address) ? this.#bufferArg(data, false) : this.#bufferSearch(data, false);
+    ARG[0] = a;
+    return this.#bufferArg(data, false);
   }
 
   /**
@@ -723,20 +724,21 @@ export class Bus<D = Device> {
    */
   write(this: Bus<Device>, address: U64Input, data: Uint8Array): boolean {
     if (!(data instanceof Uint8Array)) throw new AllocatorError("InvalidArgument", "data must be a Uint8Array");
-    if (typeof address === "number") {
-      if (this.onDeviceError === undefined) {
-        const e = this.#slot(address);
-        const g = e.gw;
-        const n = data.length;
-        if (g !== null && n !== 0 && address >= e.lo && address + (n - 1) <= e.hi) {
-          g.write(e.start, offsetBigint(address - e.lo), data);
-          return true;
-        }
+    let a: number;
+    if (typeof address === "number") a = address;
+    else if (this.#bigToArg(address)) a = ARG[0]!;
+    else return this.#bufferSearch(data, true);
+    if (this.onDeviceError === undefined) {
+      const e = this.#slot(a);
+      const g = e.gw;
+      const n = data.length;
+      if (g !== null && n !== 0 && a >= e.lo && a + (n - 1) <= e.hi) {
+        g.write(e.start, offsetBigint(a - e.lo), data);
+        return true;
       }
-      ARG[0] = address;
-      return this.#bufferArg(data, true);
     }
-    return this.#bigToArg(address) ? this.#bufferArg(data, true) : this.#bufferSearch(data, true);
+    ARG[0] = a;
+    return this.#bufferArg(data, true);
   }
 
   // ---------------------------------------------------------------------------------------------

@@ -85,13 +85,18 @@ export class MmioPageMap<D> {
    */
   high(high: number, lowBlock: number): Route<D> {
     // LOW_BLOCKS, not `2 ** ...`: TurboFan does not fold `**` and would call pow per lookup.
-    const b = high * LOW_BLOCKS + lowBlock;
+    const i = this.#find(high * LOW_BLOCKS + lowBlock);
+    return i < 0 ? this.#miss : this.#vals[i]!;
+  }
+
+  /** Where block `b` is in the hash, or -1. */
+  #find(b: number): number {
     const keys = this.#keys;
     const mask = keys.length - 1;
     for (let i = hashOf(b) >>> this.#shift; ; i = (i + 1) & mask) {
       const k = keys[i]!;
-      if (k === b) return this.#vals[i]!;
-      if (k === EMPTY_KEY) return this.#miss;
+      if (k === b) return i;
+      if (k === EMPTY_KEY) return -1;
     }
   }
 
@@ -157,13 +162,8 @@ export class MmioPageMap<D> {
   }
 
   #get(b: number): Route<D> {
-    const keys = this.#keys;
-    const mask = keys.length - 1;
-    for (let i = hashOf(b) >>> this.#shift; ; i = (i + 1) & mask) {
-      const k = keys[i]!;
-      if (k === b) return this.#vals[i]!;
-      if (k === EMPTY_KEY) return this.#unmapped;
-    }
+    const i = this.#find(b);
+    return i < 0 ? this.#unmapped : this.#vals[i]!;
   }
 
   #setLow(b: number, slot: Route<D>): void {
@@ -217,14 +217,11 @@ export class MmioPageMap<D> {
 
   /** Linear-probing deletion by backward shift, so that no tombstones slow later probes. */
   #delete(b: number): void {
+    const i = this.#find(b);
+    if (i < 0) return;
     const keys = this.#keys;
     const vals = this.#vals;
     const mask = keys.length - 1;
-    let i = hashOf(b) >>> this.#shift;
-    while (keys[i] !== b) {
-      if (keys[i] === EMPTY_KEY) return;
-      i = (i + 1) & mask;
-    }
     let hole = i;
     for (let j = (i + 1) & mask; keys[j] !== EMPTY_KEY; j = (j + 1) & mask) {
       const home = hashOf(keys[j]!) >>> this.#shift;

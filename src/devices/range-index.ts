@@ -143,19 +143,14 @@ export class RangeIndex<D> {
 
   /** Index of the route containing the address whose search key is `k`, or -1. */
   indexOfKey(k: bigint): number {
-    let len = this.#n;
-    if (len === 0) return -1;
-    const keys = this.#startKey;
-    let base = 0;
-    while (len > 1) {
-      const half = len >>> 1;
-      base += half * +(keys[base + half]! <= k);
-      len -= half;
-    }
-    return keys[base]! <= k && this.#endKey[base]! >= k ? base : -1;
+    SEARCH[0] = k;
+    return this.indexOfSearchKey();
   }
 
-  /** {@link indexOfKey} of the key in `SEARCH[0]`. */
+  /**
+   * {@link indexOfKey} of the key in `SEARCH[0]`: the form the dispatch path calls, so that no
+   * key is passed as a value (callers read `SEARCH` before calling out to anything).
+   */
   indexOfSearchKey(): number {
     const k = SEARCH[0]!;
     let len = this.#n;

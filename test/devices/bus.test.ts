@@ -6,13 +6,8 @@ import type { Device } from "../../src/devices/device.js";
 import { AllocatorError } from "../../src/core/errors.js";
 import { RangeInclusive } from "../../src/core/range.js";
 import { U64_MAX } from "../../src/core/u64.js";
+import { code } from "../helpers/assert-code.js";
 
-const code = (c: string, message?: RegExp) => (e: unknown) => {
-  assert.ok(e instanceof AllocatorError, `expected AllocatorError, got ${String(e)}`);
-  assert.equal(e.code, c, e.message);
-  if (message !== undefined) assert.match(e.message, message);
-  return true;
-};
 
 const r = (start: bigint | number, end: bigint | number) => new RangeInclusive(start, end);
 const TWO53 = 2n ** 53n;
