@@ -28,6 +28,7 @@ import type { Device } from "./device.js";
 import { AllocatorError } from "../core/errors.js";
 import { RangeInclusive } from "../core/range.js";
 import { hex, toU64, U64_MAX, type U64Input } from "../core/u64.js";
+import { ChangeFeed, type BusChange, type BusChangeListener } from "./change-feed.js";
 import { MmioPageMap } from "./mmio-page-map.js";
 import { PortTable } from "./port-table.js";
 import { ARG, HI, key, LO, RangeIndex, SEARCH, SEARCH_U32 } from "./range-index.js";
@@ -99,20 +100,13 @@ export interface DeviceErrorReport {
  */
 export type DeviceErrorHook = (report: DeviceErrorReport) => void;
 
+export type { BusChange, BusChangeListener };
+
 /** Options of a {@link Bus}. */
 export interface BusOptions {
   readonly onUnmapped?: UnmappedHook;
   readonly onDeviceError?: DeviceErrorHook;
 }
-
-/** One change of a bus's map, delivered to {@link Bus.subscribe} listeners after it happened. */
-export type BusChange<D = Device> =
-  | { readonly type: "added"; readonly mapping: BusMapping<D> }
-  | { readonly type: "removed"; readonly mapping: BusMapping<D> }
-  | { readonly type: "moved"; readonly from: BusMapping<D>; readonly mapping: BusMapping<D> };
-
-/** A listener of {@link Bus.subscribe}. */
-export type BusChangeListener<D = Device> = (change: BusChange<D>) => void;
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 const TWO32 = 4294967296;
@@ -204,10 +198,7 @@ export class Bus<D = Device> {
   #hasLast = false;
   #lastHi = 0;
   #lastLo = 0;
-  /** Typed loosely so that a bus of a device subtype stays assignable to `Bus<Device>`. */
-  #listeners: readonly unknown[] = [];
-  #pending: BusChange<D>[] = [];
-  #delivering = false;
+  readonly #feed = new ChangeFeed<D>();
 
   /**
    * @param kind `"io"` for port I/O, `"mem"` for MMIO.
@@ -291,7 +282,7 @@ export class Bus<D = Device> {
     const pos = this.#insertionPoint(range, -1);
     const mapping: BusMapping<D> = Object.freeze({ range, device, owner: owner ?? describeOwner(device) });
     this.#add(pos, mapping);
-    this.#emit({ type: "added", mapping });
+    if (this.#feed.active) this.#feed.emit({ type: "added", mapping });
     return mapping;
   }
 
@@ -305,7 +296,7 @@ export class Bus<D = Device> {
   remove(rangeOrAddress: RangeInclusive | U64Input): BusMapping<D> {
     const i = this.#find(rangeOrAddress);
     const mapping = this.#drop(i);
-    this.#emit({ type: "removed", mapping });
+    if (this.#feed.active) this.#feed.emit({ type: "removed", mapping });
     return mapping;
   }
 
@@ -331,7 +322,7 @@ export class Bus<D = Device> {
     this.#drop(i);
     const mapping: BusMapping<D> = Object.freeze({ range: to, device: from.device, owner: from.owner });
     this.#add(this.#index.upperBound(key(to.start)), mapping);
-    this.#emit({ type: "moved", from, mapping });
+    if (this.#feed.active) this.#feed.emit({ type: "moved", from, mapping });
     return mapping;
   }
 
@@ -346,16 +337,9 @@ export class Bus<D = Device> {
    * @throws AllocatorError `InvalidArgument` when `listener` is not a function.
    */
   subscribe(listener: BusChangeListener<D>): () => void {
-    if (typeof listener !== "function") throw new AllocatorError("InvalidArgument", "listener must be a function");
-    this.#listeners = [...this.#listeners, listener];
-    let subscribed = true;
-    return () => {
-      if (!subscribed) return;
-      subscribed = false;
-      const at = this.#listeners.indexOf(listener);
-      if (at >= 0) this.#listeners = [...this.#listeners.slice(0, at), ...this.#listeners.slice(at + 1)];
-    };
+    return this.#feed.subscribe(listener);
   }
+
 
   /**
    * The mapping containing `address`, with `offset = address - range.start`, or undefined.
@@ -378,8 +362,8 @@ export class Bus<D = Device> {
       if (i < 0) return undefined;
       offset = BigInt.asUintN(64, k - this.#index.startKeyAt(i));
     }
-    const e = this.#index.at(i).mapping!;
-    return { range: e.range, device: e.device, owner: e.owner, offset };
+    const m = this.#index.mappingAt(i);
+    return { range: m.range, device: m.device, owner: m.owner, offset };
   }
 
   /** The mapping whose range equals `range` exactly, or undefined. */
@@ -480,27 +464,6 @@ export class Bus<D = Device> {
     return route.mapping!;
   }
 
-  #emit(change: BusChange<D>): void {
-    if (this.#listeners.length === 0) return;
-    this.#pending.push(Object.freeze(change));
-    if (this.#delivering) return;
-    this.#delivering = true;
-    try {
-      for (let c = this.#pending.shift(); c !== undefined; c = this.#pending.shift()) {
-        for (const listener of this.#listeners) {
-          try {
-            (listener as BusChangeListener<D>)(c);
-          } catch (error) {
-            queueMicrotask(() => {
-              throw error;
-            });
-          }
-        }
-      }
-    } finally {
-      this.#delivering = false;
-    }
-  }
 
   // ---------------------------------------------------------------------------------------------
   // Dispatch: number accessors. The fast path of each is a table load, the candidate route's
@@ -699,20 +662,26 @@ export class Bus<D = Device> {
    */
   read(this: Bus<Device>, address: U64Input, data: Uint8Array): boolean {
     if (!(data instanceof Uint8Array)) throw new AllocatorError("InvalidArgument", "data must be a Uint8Array");
-    let a: number;
-    if (typeof address === "number") a = address;
-    else if (this.#bigToArg(address)) a = ARG[0]!;
-    else return this.#bufferSearch(data, false);
+    // The address is read back from ARG on both branches: a variable merging the number argument
+    // with a float64 would make V8 box the float64 at the merge.
+    let e: Route<Device>;
+    if (typeof address === "number") {
+      e = this.#slot(address);
+      ARG[0] = address;
+    } else if (this.#bigToArg(address)) {
+      e = this.#slotOfHalves(SEARCH_U32[HI]!, SEARCH_U32[LO]! | 0);
+    } else {
+      return this.#bufferSearch(data, false);
+    }
     if (this.onDeviceError === undefined) {
-      const e = this.#slot(a);
       const g = e.gr;
       const n = data.length;
+      const a = ARG[0]!;
       if (g !== null && n !== 0 && a >= e.lo && a + (n - 1) <= e.hi) {
         g.read(e.start, offsetBigint(a - e.lo), data);
         return true;
       }
     }
-    ARG[0] = a;
     return this.#bufferArg(data, false);
   }
 
@@ -724,27 +693,37 @@ export class Bus<D = Device> {
    */
   write(this: Bus<Device>, address: U64Input, data: Uint8Array): boolean {
     if (!(data instanceof Uint8Array)) throw new AllocatorError("InvalidArgument", "data must be a Uint8Array");
-    let a: number;
-    if (typeof address === "number") a = address;
-    else if (this.#bigToArg(address)) a = ARG[0]!;
-    else return this.#bufferSearch(data, true);
+    // The address is read back from ARG on both branches: a variable merging the number argument
+    // with a float64 would make V8 box the float64 at the merge.
+    let e: Route<Device>;
+    if (typeof address === "number") {
+      e = this.#slot(address);
+      ARG[0] = address;
+    } else if (this.#bigToArg(address)) {
+      e = this.#slotOfHalves(SEARCH_U32[HI]!, SEARCH_U32[LO]! | 0);
+    } else {
+      return this.#bufferSearch(data, true);
+    }
     if (this.onDeviceError === undefined) {
-      const e = this.#slot(a);
       const g = e.gw;
       const n = data.length;
+      const a = ARG[0]!;
       if (g !== null && n !== 0 && a >= e.lo && a + (n - 1) <= e.hi) {
         g.write(e.start, offsetBigint(a - e.lo), data);
         return true;
       }
     }
-    ARG[0] = a;
     return this.#bufferArg(data, true);
   }
 
   // ---------------------------------------------------------------------------------------------
   // The tables.
 
-  /** The fast table's candidate route for `a`, whichever the kind; the miss sentinel where it has none. */
+  /**
+   * The fast table's candidate route for `a`, whichever the kind: the route of its port, of its
+   * block or page, or of the mapping holding `a` in a page several share; the unmapped sentinel;
+   * or the miss sentinel where the table has no answer.
+   */
   #slot(a: number): Route<D> {
     const ports = this.#ports;
     if (ports !== null) return typeof a === "number" && (a & 0xffff) === a ? ports.slots[a]! : this.#miss;
@@ -754,7 +733,28 @@ export class Bus<D = Device> {
     else if (typeof a === "number" && a > 0xffffffff && a <= MAX_SAFE && Number.isInteger(a)) e = pages.high(Math.floor(a / TWO32), a >>> 17);
     else return this.#miss;
     const sub = e.sub;
-    return sub === null ? e : sub[(a >>> 12) & 31]!;
+    if (sub !== null) e = sub[(a >>> 12) & 31]!;
+    if (e.bounds === null) return e;
+    ARG[0] = a;
+    return this.#inPage(e);
+  }
+
+  /**
+   * The route holding the address in ARG in the page several mappings share whose marker is
+   * `page`, or the unmapped sentinel: a branchless search of the page's bounds (with random
+   * offsets a scan that stops at the first match mispredicts about every other access).
+   */
+  #inPage(page: Route<D>): Route<D> {
+    const a = ARG[0]!;
+    const bounds = page.bounds!;
+    let n = bounds.length >>> 1;
+    let base = 0;
+    while (n > 1) {
+      const half = n >>> 1;
+      base += half * +(bounds[2 * (base + half)]! <= a);
+      n -= half;
+    }
+    return bounds[2 * base]! <= a && a <= bounds[2 * base + 1]! ? page.list![base]! : this.#unmapped;
   }
 
   /**
@@ -804,11 +804,10 @@ export class Bus<D = Device> {
   // The exact path, for an address below 2^53 in ARG.
 
   /**
-   * The route containing the address in ARG (whose int32 halves are `hi` and `lo`), or undefined:
-   * the table's answer where it has one, the page's list for a mixed page, the index otherwise.
-   * The table is read from the halves so that no number above 2^31 is passed to a call.
+   * {@link #slot} of the address in ARG, read from its int32 halves `hi` and `lo` so that no
+   * number above 2^31 is passed to a call.
    */
-  #locateArg(hi: number, lo: number): Route<D> | undefined {
+  #slotOfHalves(hi: number, lo: number): Route<D> {
     let e: Route<D>;
     const ports = this.#ports;
     if (ports !== null) {
@@ -818,20 +817,19 @@ export class Bus<D = Device> {
       e = hi === 0 ? (pages.low[lo >>> 17] ?? this.#unmapped) : pages.high(hi, lo >>> 17);
       if (e.sub !== null) e = e.sub[(lo >>> 12) & 31]!;
     }
+    return e.bounds === null ? e : this.#inPage(e);
+  }
+
+  /**
+   * The route containing the address in ARG (whose int32 halves are `hi` and `lo`), or
+   * undefined: the table's answer where it has one, the index's otherwise.
+   */
+  #locateArg(hi: number, lo: number): Route<D> | undefined {
+    const e = this.#slotOfHalves(hi, lo);
     if (e === this.#unmapped) return undefined;
     const a = ARG[0]!;
     // A route in a table is the only one touching its port, block or page.
     if (e.isMapping) return a >= e.lo && a <= e.hi ? e : undefined;
-    const list = e.list;
-    if (list !== null) {
-      // The routes sharing the page, in address order; all start below 2^53.
-      for (let j = 0; j < list.length; j++) {
-        const r = list[j]!;
-        if (a < r.lo) return undefined;
-        if (a <= r.hi) return r;
-      }
-      return undefined;
-    }
     const i = this.#index.indexOfArg();
     return i < 0 ? undefined : this.#index.at(i);
   }
@@ -908,15 +906,9 @@ export class Bus<D = Device> {
   // ---------------------------------------------------------------------------------------------
   // The exact path, for an address at or above 2^53 whose search key is in SEARCH.
 
-  /** The halves of the address whose key is in SEARCH, as int32s. */
-  #searchHalves(): [number, number] {
-    return [(SEARCH_U32[HI]! ^ 0x80000000) | 0, SEARCH_U32[LO]! | 0];
-  }
-
   /** The address of the last byte of a `length`-byte access at the address whose key is in SEARCH. */
   #searchLast(length: number): bigint {
-    const [hi, lo] = this.#searchHalves();
-    return ((BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0)) + BigInt(length - 1);
+    return joinHalves(SEARCH_U32[HI]! ^ 0x80000000, SEARCH_U32[LO]!) + BigInt(length - 1);
   }
 
   #readSearch(width: number): number {
@@ -946,7 +938,8 @@ export class Bus<D = Device> {
   }
 
   #bufferSearch(data: Uint8Array, isWrite: boolean): boolean {
-    const [hi, lo] = this.#searchHalves();
+    const hi = (SEARCH_U32[HI]! ^ 0x80000000) | 0;
+    const lo = SEARCH_U32[LO]! | 0;
     if (data.length === 0) return this.#unmappedBuffer(hi, lo, data, isWrite, "empty", undefined);
     const index = this.#index;
     const i = index.indexOfSearchKey();

@@ -200,7 +200,13 @@ export class MmioPageMap<D> {
     const mixed = Route.marker<D>("mixed page");
     const list: Route<D>[] = [];
     for (let j = i; j < index.size && index.startNumAt(j) <= hi; j++) list.push(index.at(j));
+    const bounds = new Float64Array(2 * list.length);
+    list.forEach((r, k) => {
+      bounds[2 * k] = r.lo;
+      bounds[2 * k + 1] = r.hi;
+    });
     mixed.list = list;
+    mixed.bounds = bounds;
     return mixed;
   }
 
@@ -303,7 +309,13 @@ export class MmioPageMap<D> {
       const page = `page 0x${(b * BLOCK + p * PAGE).toString(16)}`;
       if (want.list === null) {
         if (got !== want) return `${page} routes to ${got.owner} instead of ${want.owner}`;
-      } else if (got.list === null || got.isMapping || got.list.length !== want.list.length || got.list.some((r, k) => r !== want.list![k])) {
+      } else if (
+        got.list === null ||
+        got.bounds === null ||
+        got.isMapping ||
+        got.list.length !== want.list.length ||
+        got.list.some((r, k) => r !== want.list![k] || got.bounds![2 * k] !== r.lo || got.bounds![2 * k + 1] !== r.hi)
+      ) {
         return `${page} does not list the mappings sharing it`;
       }
     }

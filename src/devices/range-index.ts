@@ -15,6 +15,7 @@
  *
  * Insertion and removal shift the arrays (O(n)); a VMM maps devices rarely and dispatches often.
  */
+import type { BusMapping } from "./bus.js";
 import type { Route } from "./route.js";
 
 const BIAS = 1n << 63n;
@@ -66,6 +67,12 @@ export class RangeIndex<D> {
    */
   #slot = new Int32Array(INITIAL_CAPACITY);
   #slab: (Route<D> | undefined)[] = [];
+  /**
+   * The public mapping of each slab entry, kept apart so that a lookup reads one small frozen
+   * object per hit, as it did before routes existed (a route is wide: reading its mapping through
+   * it costs a second cache miss per random lookup).
+   */
+  #mappings: (BusMapping<D> | undefined)[] = [];
   #freeSlabs: number[] = [];
 
   /** Number of routes. */
@@ -76,6 +83,11 @@ export class RangeIndex<D> {
   /** The route at sorted position `i` (which must be below the size). */
   at(i: number): Route<D> {
     return this.#slab[this.#slot[i]!]!;
+  }
+
+  /** The public mapping of the route at sorted position `i`. */
+  mappingAt(i: number): BusMapping<D> {
+    return this.#mappings[this.#slot[i]!]!;
   }
 
   /** Search key of the start of the route at `i`. */
@@ -112,6 +124,7 @@ export class RangeIndex<D> {
     this.#slot.copyWithin(pos + 1, pos, n);
     const slab = this.#freeSlabs.pop() ?? this.#slab.length;
     this.#slab[slab] = route;
+    this.#mappings[slab] = route.mapping;
     this.#slot[pos] = slab;
     this.#startKey[pos] = key(route.start);
     this.#endKey[pos] = key(route.end);
@@ -125,6 +138,7 @@ export class RangeIndex<D> {
     const route = this.at(i);
     const slab = this.#slot[i]!;
     this.#slab[slab] = undefined;
+    this.#mappings[slab] = undefined;
     this.#freeSlabs.push(slab);
     const n = this.#n;
     this.#startKey.copyWithin(i, i + 1, n);
@@ -143,8 +157,16 @@ export class RangeIndex<D> {
 
   /** Index of the route containing the address whose search key is `k`, or -1. */
   indexOfKey(k: bigint): number {
-    SEARCH[0] = k;
-    return this.indexOfSearchKey();
+    let len = this.#n;
+    if (len === 0) return -1;
+    const keys = this.#startKey;
+    let base = 0;
+    while (len > 1) {
+      const half = len >>> 1;
+      base += half * +(keys[base + half]! <= k);
+      len -= half;
+    }
+    return keys[base]! <= k && this.#endKey[base]! >= k ? base : -1;
   }
 
   /**
@@ -252,6 +274,7 @@ export class RangeIndex<D> {
       seen.add(slab);
       const m = this.#slab[slab];
       if (m === undefined || m.mapping === undefined) return `mapping ${i} is missing`;
+      if (this.#mappings[slab] !== m.mapping) return `the mapping of slab slot ${slab} is stale`;
       const { start, end } = m;
       if (m.mapping.range.start !== start || m.mapping.range.end !== end) return `route ${i} disagrees with its mapping`;
       if (prevEnd !== undefined && start <= prevEnd) return `mapping ${i} ${m.mapping.range.toString(kind === "io" ? "io" : "mem")} is not after its predecessor`;

@@ -42,8 +42,13 @@ export class Route<D = unknown> implements Targets {
   readonly gw: BufferWrite | null;
   /** For a table node: the next level (1 024 page routes of one 4 MiB block). */
   sub: Route<D>[] | null;
-  /** For a page shared by several mappings (or partly mapped): the routes touching it, in address order. */
+  /** For a page shared by several mappings: the routes touching it, in address order. */
   list: Route<D>[] | null;
+  /**
+   * With `list`: the routes' first and last addresses, two numbers per route, so that resolving
+   * an address in the page reads one small typed array rather than every route's fields.
+   */
+  bounds: Float64Array | null;
 
   constructor(mapping: BusMapping<D> | undefined, owner: string, device: D, f: Targets | null) {
     const start = mapping === undefined ? 0n : mapping.range.start;
@@ -65,6 +70,7 @@ export class Route<D = unknown> implements Targets {
     this.gw = f === null ? null : f.gw;
     this.sub = null;
     this.list = null;
+    this.bounds = null;
   }
 
   /** The route of a new mapping, with the device's functions resolved once. */

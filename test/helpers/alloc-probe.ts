@@ -156,14 +156,21 @@ const groups: Record<string, Record<string, (i: number) => void>> = {
 };
 const buffer4 = new Uint8Array(4);
 
-// argv: a group name (or "all"), then "strict" to run only the `*` kinds.
+// argv: "list" (print the kinds), a group name or "all", then "strict" (only the `*` kinds) or
+// "loose" (only the others) or a kind's name (only that kind).
 const group = process.argv[2] ?? "all";
-const strictOnly = process.argv[3] === "strict";
+const filter = process.argv[3];
+if (group === "list") {
+  for (const [g, kinds] of Object.entries(groups)) {
+    for (const label of Object.keys(kinds)) console.log(JSON.stringify({ group: g, kind: label.replace(/^\*/, ""), strict: label.startsWith("*") }));
+  }
+}
 for (const [g, kinds] of Object.entries(groups)) {
   if (group !== "all" && group !== g) continue;
   for (const [label, access] of Object.entries(kinds)) {
     const strict = label.startsWith("*");
-    if (strictOnly && !strict) continue;
+    const kind = strict ? label.slice(1) : label;
+    if (filter === "strict" ? !strict : filter === "loose" ? strict : filter !== undefined && filter !== kind) continue;
     // (sink ^= keeps the sink a small integer: a growing double would allocate in the probe itself.)
     // A loop of its own per kind, so that each is optimized for its one access and not shared.
     const loop = new Function("access", "n", "for (let i = 0; i < n; i++) access(i);") as (access: (i: number) => void, n: number) => void;
@@ -182,7 +189,7 @@ for (const [g, kinds] of Object.entries(groups)) {
       await settle();
       if (collections < best.collections || (collections === best.collections && after - before < best.heapGrowth)) best = { heapGrowth: after - before, collections };
     }
-    console.log(JSON.stringify({ group: g, kind: strict ? label.slice(1) : label, strict, accesses: ACCESSES, ...best }));
+    console.log(JSON.stringify({ group: g, kind, strict, accesses: ACCESSES, ...best }));
   }
 }
 observer.disconnect();
