@@ -661,6 +661,8 @@ export class Bus<D = Device> {
    *   not a Uint8Array. Whatever the device or a hook throws (see the class documentation).
    */
   read(this: Bus<Device>, address: U64Input, data: Uint8Array): boolean {
+    // read and write repeat one body with `gr`/`gw`: a shared body that chose by a flag cost 7 ns
+    // per access on this path.
     if (!(data instanceof Uint8Array)) throw new AllocatorError("InvalidArgument", "data must be a Uint8Array");
     // The address is read back from ARG on both branches: a variable merging the number argument
     // with a float64 would make V8 box the float64 at the merge.
