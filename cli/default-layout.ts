@@ -21,11 +21,12 @@ import type { JsonValue } from "./json-source.js";
 /** How the built-in default is named in output. */
 export const DEFAULT_SOURCE = "built-in default";
 
-const legacy = (name: string, port: number, ports: number, irq: number): JsonValue => ({
+/** A legacy device at its fixed ports and line; serial ports share their lines (COM1 and COM3 on IRQ 4). */
+const legacy = (name: string, port: number, ports: number, irq: number, shared = false): JsonValue => ({
   name,
   requests: [
     { kind: "pio", size: ports, fixed: `0x${port.toString(16)}` },
-    { kind: "irq", fixed: irq },
+    shared ? { kind: "irq", fixed: irq, shared: true } : { kind: "irq", fixed: irq },
   ],
 });
 
@@ -39,10 +40,10 @@ export const DEFAULT_LAYOUT: JsonValue = {
   description: "Firecracker-like x86_64 microVM: legacy devices at their fixed ports, eight virtio-mmio devices",
   preset: "firecracker-x86_64",
   devices: [
-    legacy("serial0", 0x3f8, 8, 4),
-    legacy("serial1", 0x2f8, 8, 3),
-    legacy("serial2", 0x3e8, 8, 4),
-    legacy("serial3", 0x2e8, 8, 3),
+    legacy("serial0", 0x3f8, 8, 4, true),
+    legacy("serial1", 0x2f8, 8, 3, true),
+    legacy("serial2", 0x3e8, 8, 4, true),
+    legacy("serial3", 0x2e8, 8, 3, true),
     legacy("i8042", 0x60, 5, 1),
     legacy("rtc", 0x70, 2, 8),
     virtio("virtio-blk0"),

@@ -478,8 +478,11 @@ function readRequest(value: unknown, path: string, problems: Problems): Resource
     case "irq":
     case "instanceId": {
       const fixed = o["fixed"] === undefined ? undefined : readU32(o["fixed"], at("fixed"), problems);
+      const shared = o["shared"];
+      if (shared !== undefined && typeof shared !== "boolean") problems.add(at("shared"), `must be true or false, got ${describeJson(shared)}`);
       if (problems.list.length > before) return undefined;
-      return fixed === undefined ? { kind: k } : { kind: k, fixed };
+      const base = fixed === undefined ? { kind: k } : { kind: k, fixed };
+      return shared === true ? { ...base, shared: true } : base;
     }
     case "msi": {
       const count = required(o, "count", path, problems, (v, p) => readU32(v, p, problems));

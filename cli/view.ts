@@ -37,14 +37,22 @@ export function planView(plan: LoadedPlan): PlanView {
   const { snapshot, sys } = plan;
   const devices = [...snapshot.devices].sort((a, b) => a.instanceId - b.instanceId);
   const byOwner = new Map(devices.map((d) => [d.owner, d]));
-  const byId = new Map(devices.map((d) => [d.instanceId, d]));
   const reserved = new Set<string>();
   const reservedIds = new Set<string>();
   for (const h of sys.reservations()) {
     if ("range" in h) reserved.add(`${h.pool}:${h.range.start}`);
     else reservedIds.add(`${h.pool}:${h.id}`);
   }
-  const origin = (isReserved: boolean, owner: string): Origin => (!isReserved ? "allocated" : byOwner.has(owner) ? "fixed" : "reserved");
+  // A device's fixed values are held like its allocations; the device's record says which is which.
+  const fixedKeys = new Set<string>();
+  for (const d of devices) {
+    for (const family of ["pio", "mmio"] as const) for (const r of d[family]) if (r.fixed) fixedKeys.add(`${d.owner} ${family}:${BigInt(r.start)}`);
+    for (const q of d.irqs) if (q.fixed) fixedKeys.add(`${d.owner} legacyIrq:${q.irq}`);
+    for (const m of d.msi) if (m.fixed) fixedKeys.add(`${d.owner} msi:${m.gsi}`);
+    if (d.instanceIdFixed) fixedKeys.add(`${d.owner} instanceId:${d.instanceId}`);
+  }
+  const origin = (isReserved: boolean, owner: string, key: string): Origin =>
+    isReserved && !byOwner.has(owner) ? "reserved" : fixedKeys.has(`${owner} ${key}`) ? "fixed" : "allocated";
 
   // Every fixed device range, per family, in address order.
   const fixedRanges: Record<"pio" | "mmio", Region[]> = { pio: [], mmio: [] };
@@ -65,7 +73,7 @@ export function planView(plan: LoadedPlan): PlanView {
     const held = pool.allocations().map((a): Segment => {
       const owner = a.owner ?? "";
       const isReserved = reserved.has(`${name}:${a.range.start}`);
-      const o = origin(isReserved, owner);
+      const o = origin(isReserved, owner, `${family}:${a.range.start}`);
       // Fixed device ranges inside a platform reservation are its children.
       const children: Region[] = [];
       if (o === "reserved") {
@@ -103,8 +111,7 @@ export function planView(plan: LoadedPlan): PlanView {
     for (const id of pool.allocatedIds()) {
       const owner = pool.ownerOf(id) ?? "";
       const isReserved = reservedIds.has(`${name}:${id}`);
-      // Instance ids are held under the device name, so a fixed one is a device's, not the platform's.
-      const o = name === "instanceId" ? (isReserved ? (byId.get(id)?.name === owner ? "fixed" : "reserved") : "allocated") : origin(isReserved, owner);
+      const o = origin(isReserved, owner, `${name}:${id}`);
       assignments.push({ id, owner, origin: o, outsidePool: false, sharedWith: undefined });
       seen.add(`${owner}:${id}`);
     }
@@ -112,7 +119,7 @@ export function planView(plan: LoadedPlan): PlanView {
     // or a legacy line shared with whoever the pool shows.
     for (const d of devices) {
       const ids = name === "legacyIrq" ? d.irqs.map((q) => ({ id: q.irq, fixed: q.fixed })) : name === "msi" ? d.msi.map((m) => ({ id: m.gsi, fixed: m.fixed })) : [{ id: d.instanceId, fixed: d.instanceIdFixed }];
-      const owner = name === "instanceId" ? d.name : d.owner;
+      const owner = d.owner;
       for (const { id } of ids) {
         if (seen.has(`${owner}:${id}`)) continue;
         seen.add(`${owner}:${id}`);

@@ -21,6 +21,8 @@ export type {
   AddrAllocateFunc,
   AddrAllocateParams,
   AllocationCallbacks,
+  CallbackHolding,
+  HoldingsFunc,
   IdAllocateFunc,
   IdAllocateParams,
   IrqPool,
@@ -67,7 +69,22 @@ export {
   type UnmappedAccess,
   type UnmappedHook,
 } from "./devices/bus.js";
-export { DeviceManager, type DeviceResources, type HeldIrq, type HeldMsi, type HeldRange } from "./devices/device-manager.js";
+export {
+  DeviceManager,
+  type DeviceManagerRestoreOptions,
+  type DeviceResources,
+  type HeldBy,
+  type HeldIrq,
+  type HeldMsi,
+  type HeldRange,
+} from "./devices/device-manager.js";
+export {
+  DEVICE_MANAGER_SNAPSHOT_FORMAT,
+  type DeviceJSON,
+  type DeviceManagerSnapshot,
+  type IdSlotJSON,
+  type RangeSlotJSON,
+} from "./devices/device-manager-snapshot.js";
 export {
   DEFAULT_LAYOUT_NAME,
   FIRECRACKER_X86_64,
@@ -97,8 +114,10 @@ export {
   type AddressHolding,
   type AddressPoolView,
   type Holding,
+  type IdClaimJSON,
   type IdHolding,
   type IdPoolView,
+  type RangeUseJSON,
   type ReserveTarget,
   type SystemAllocatorSnapshot,
 } from "./system/system-allocator.js";

@@ -41,7 +41,7 @@ export interface PioRequest {
   readonly size: U64Input;
   /** Power of two from 1 to 2^63; defaults to 1. */
   readonly alignment?: U64Input;
-  /** Firmware-assigned base: mapped as is, without calling the allocator. */
+  /** Firmware-assigned base: held exactly (through the callback when there is one) and mapped. */
   readonly fixed?: U64Input;
   /** The range must lie inside [min, max]. */
   readonly window?: RequestWindow;
@@ -54,7 +54,7 @@ export interface MmioRequest {
   readonly size: U64Input;
   /** Power of two from 1 to 2^63; defaults to 1. */
   readonly alignment?: U64Input;
-  /** Firmware-assigned base: mapped as is, without calling the allocator. */
+  /** Firmware-assigned base: held exactly (through the callback when there is one) and mapped. */
   readonly fixed?: U64Input;
   /** The range must lie inside [min, max]. */
   readonly window?: RequestWindow;
@@ -67,8 +67,14 @@ export interface MmioRequest {
 /** One legacy (pin-based) interrupt line. */
 export interface IrqRequest {
   readonly kind: "irq";
-  /** Firmware-assigned line: recorded as is, without calling the allocator. */
+  /** Firmware-assigned line: held exactly (through the irq callback when there is one). */
   readonly fixed?: U32Input;
+  /**
+   * The line may be shared with other devices that also say so (Firecracker's COM1 and COM3,
+   * PCI INTx lines); it is held once and freed when its last holder unplugs. Two holders of one
+   * line that do not both share it are an `Overlap`.
+   */
+  readonly shared?: boolean;
 }
 
 /** `count` message-signalled interrupts (GSIs). */
@@ -111,6 +117,8 @@ export interface NormalizedIdRequest {
   readonly kind: "irq" | "instanceId";
   readonly index: number;
   readonly fixed: number | undefined;
+  /** IRQs only: the line may be shared. */
+  readonly shared: boolean;
 }
 
 /** A validated MSI request. */
@@ -128,7 +136,7 @@ export type NormalizedResourceRequest = NormalizedAddressRequest | NormalizedIdR
 export const REQUEST_FIELDS: Readonly<Record<ResourceRequest["kind"], readonly string[]>> = {
   pio: ["kind", "size", "alignment", "fixed", "window"],
   mmio: ["kind", "size", "alignment", "fixed", "window", "mmio64", "allowFallback"],
-  irq: ["kind", "fixed"],
+  irq: ["kind", "fixed", "shared"],
   msi: ["kind", "count", "fixed"],
   instanceId: ["kind", "fixed"],
 };
@@ -231,7 +239,8 @@ export function normalizeResourceRequests(requests: unknown, name = "requests"):
           sawInstanceId = true;
         }
         const fixed = r["fixed"] === undefined ? undefined : toU32(r["fixed"], `${at}.fixed`);
-        out.push({ kind: k, index, fixed });
+        const shared = k === "irq" ? optionalBoolean(r["shared"], `${at}.shared`) : false;
+        out.push({ kind: k, index, fixed, shared });
         break;
       }
       case "msi": {

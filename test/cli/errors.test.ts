@@ -118,7 +118,7 @@ const CASES: readonly Case[] = [
   { name: "64-bit MMIO in a layout without it", content: layout([dev("d", mmio("0x1000", { mmio64: true }))], { layout: { mmio64: null } }), path: "devices[0].requests[0]: ", reason: /no 64-bit MMIO pool/ },
   { name: "a saved plan given to plan", content: '{"format": "vm-allocator/plan", "version": 1}', path: "bad.json: ", reason: /is a saved plan, not a layout/ },
   { name: "a layout given to show", content: layout([]), args: ["show", "FILE"], path: "bad.json: ", reason: /is a layout, not a saved plan/ },
-  { name: "a snapshot of another version", content: '{"format": "vm-allocator/plan", "version": 2}', args: ["show", "FILE"], path: "version: ", reason: /unsupported version 2/ },
+  { name: "a snapshot of another version", content: '{"format": "vm-allocator/plan", "version": 3}', args: ["show", "FILE"], path: "version: ", reason: /unsupported version 3/ },
   { name: "an unknown command", args: ["plna"], path: "vm-allocator: error: ", reason: /unknown command "plna"/ },
   { name: "an unknown option", args: ["plan", "--colour"], path: "vm-allocator: error: ", reason: /unknown option --colour/ },
   { name: "an unknown format", args: ["plan", "--format", "yaml"], path: "vm-allocator: error: ", reason: /--format must be one of text, iomem, json, svg, got "yaml"/ },
@@ -193,13 +193,13 @@ describe("check reports every problem of a saved plan", () => {
     const made = await runCli(["plan", "--save", saved]);
     assert.equal(made.status, 0, made.stderr);
     const plan = JSON.parse(readFileSync(saved, "utf8")) as {
-      devices: { owner: string; irqs: { irq: number }[]; mmio: { start: string; fixed: boolean }[] }[];
+      devices: { owner: string; irqs: { irq: number }[]; mmio: { start: string; fixed: boolean }[]; msi: { gsi: number; fixed: boolean }[] }[];
       system: { pools: { mmio32: { blocks: { owner?: string }[] } } };
       extra?: number;
     };
     plan.devices[2]!.owner = "nope";
     plan.devices[7]!.irqs[0]!.irq = 20;
-    plan.devices[9]!.mmio[0]!.fixed = true;
+    plan.devices[9]!.msi = [{ gsi: 30, fixed: false }];
     plan.system.pools.mmio32.blocks[3]!.owner = "intruder";
     plan.extra = 1;
     const tampered = join(dir, "tampered.json");
@@ -213,7 +213,7 @@ describe("check reports every problem of a saved plan", () => {
       'devices[2].owner: must be "serial2@2" (name@instanceId), got "nope"',
       "devices[7].irqs[0]: [irq 20] is free in system.pools.legacyIrq, not held by virtio-blk1@7",
       "devices[8].mmio[0]: [mem 0xc0003000-0xc0003fff] is held by intruder [mem 0xc0003000-0xc0003fff] in system.pools.mmio32, not held by virtio-net0@8",
-      "devices[9].mmio[0].fixed: is true, but the allocator allocated [mem 0xc0004000-0xc0004fff]",
+      "devices[9].msi[0]: MSI GSI 30 is free in system.pools.msi, not held by virtio-net1@9",
     ]);
     const shown = await runCli(["show", tampered]);
     assert.equal(shown.status, 2);

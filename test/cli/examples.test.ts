@@ -86,7 +86,7 @@ describe("plan --save, show and check", { concurrency: true }, () => {
         assert.equal(planned.status, 0, planned.stderr);
         const snapshot = JSON.parse(readFileSync(saved, "utf8")) as { format: string; version: number; system: { format: string } };
         assert.equal(snapshot.format, "vm-allocator/plan");
-        assert.equal(snapshot.version, 1);
+        assert.equal(snapshot.version, 2);
         assert.equal(snapshot.system.format, "vm-allocator/system-allocator");
         const shown = await Promise.all(FORMATS.map(({ format }) => Promise.all([runCli(["show", saved, "-f", format]), runCli(["plan", ...args, "-f", format])])));
         for (const [show, plan] of shown) {
