@@ -40,7 +40,7 @@ GSIs and device instance ids, allocated by vm-allocator's DefaultSystemAllocator
 Commands:
   plan [FILE]   allocate a layout (built-in Firecracker-like microVM when no FILE) and print it
   check FILE... validate layouts or saved plans and list every problem found
-  show FILE     print a plan saved with \`plan --save\`
+  show FILE     print a plan saved with \`plan --save\` or written by \`plan --format json\`
 
 Options:
   -h, --help     show help (also \`vm-allocator <command> --help\`)
@@ -73,7 +73,8 @@ Layout file:
 
 Options:
   -f, --format FMT  text (default: a table per pool, then IRQs/GSIs), iomem (/proc/iomem and
-                    /proc/ioports style), json (machine-readable, u64 as hex strings),
+                    /proc/ioports style), json (machine-readable, u64 as hex strings;
+                    it carries the saved plan, so \`show\` and \`check\` read it),
                     svg (a map of each address space)
   -s, --save PLAN   also write the whole allocator state to PLAN (for \`show\` and \`check\`);
                     written only when planning succeeds
@@ -82,9 +83,10 @@ Options:
 `,
   check: `usage: vm-allocator check FILE...
 
-Validates each FILE, a layout or a plan saved with \`plan --save\`, and lists every problem found,
-one per line on stderr, as FILE: FIELD-PATH: reason. A layout is also planned, so overlapping
-fixed ranges and requests no pool can satisfy are reported too.
+Validates each FILE (a layout, a plan saved with \`plan --save\` or a report written by
+\`plan --format json\`) and lists every problem found, one per line on stderr, as
+FILE: FIELD-PATH: reason. A layout is also planned, so overlapping fixed ranges and requests no
+pool can satisfy are reported too. A report must say what the plan it carries says.
 
 Exit status: 0 when every file is valid (one "ok" line per file on stdout), 2 otherwise.
 
@@ -94,7 +96,8 @@ Options:
 `,
   show: `usage: vm-allocator show PLAN [--format text|iomem|json|svg]
 
-Prints a plan saved with \`vm-allocator plan --save PLAN\`, in any output format.
+Prints a plan saved with \`vm-allocator plan --save PLAN\`, or the report that
+\`vm-allocator plan --format json\` writes (it carries that plan), in any output format.
 
 Options:
   -f, --format FMT  text (default), iomem, json or svg (see \`vm-allocator plan --help\`)

@@ -4,19 +4,11 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { DEFAULT_LAYOUT } from "../../cli/default-layout.js";
-import { EXAMPLES, matchExpected, runCli } from "./helpers.js";
+import { EXAMPLE_RUNS, EXAMPLES, matchExpected, runCli } from "./helpers.js";
 
-/** Each example, by the name of its expected files, and the arguments that plan it. */
-const EXAMPLE_RUNS: readonly { name: string; args: readonly string[] }[] = [
-  { name: "default", args: [] },
-  { name: "firecracker-default", args: ["examples/layouts/firecracker-default.json"] },
-  { name: "pc-q35", args: ["examples/layouts/pc-q35.json"] },
-  { name: "large-mmio64", args: ["examples/layouts/large-mmio64.json"] },
-];
 const FORMATS = [
   { format: "text", ext: "txt" },
   { format: "iomem", ext: "iomem" },
@@ -74,33 +66,6 @@ describe("plan on the example layouts", { concurrency: true }, () => {
     assert.ok(lines.length >= 8, `expected every problem, got ${lines.length}`);
     for (const line of lines) assert.match(line, /^examples\/layouts\/broken\.json: (?:reserved|devices)\[\d+\][\w.[\]]*: \S/);
   });
-});
-
-describe("plan --save, show and check", { concurrency: true }, () => {
-  for (const { name, args } of EXAMPLE_RUNS) {
-    it(`${name}: show prints the saved plan exactly as plan printed it, in every format`, async () => {
-      const dir = mkdtempSync(join(tmpdir(), "vm-allocator-test-"));
-      try {
-        const saved = join(dir, "plan.json");
-        const planned = await runCli(["plan", ...args, "--save", saved]);
-        assert.equal(planned.status, 0, planned.stderr);
-        const snapshot = JSON.parse(readFileSync(saved, "utf8")) as { format: string; version: number; system: { format: string } };
-        assert.equal(snapshot.format, "vm-allocator/plan");
-        assert.equal(snapshot.version, 2);
-        assert.equal(snapshot.system.format, "vm-allocator/system-allocator");
-        const shown = await Promise.all(FORMATS.map(({ format }) => Promise.all([runCli(["show", saved, "-f", format]), runCli(["plan", ...args, "-f", format])])));
-        for (const [show, plan] of shown) {
-          assert.equal(show.status, 0, show.stderr);
-          assert.equal(show.stdout, plan.stdout);
-        }
-        const checked = await runCli(["check", saved]);
-        assert.equal(checked.status, 0, checked.stderr);
-        assert.match(checked.stdout, /: ok \(saved plan, \d+ devices?\)\n$/);
-      } finally {
-        rmSync(dir, { recursive: true, force: true });
-      }
-    });
-  }
 });
 
 describe("the json format", () => {
