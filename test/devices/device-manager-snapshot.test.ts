@@ -178,6 +178,14 @@ describe("DeviceManager.toJSON", () => {
         mmio: [rangeSlot("0xfffffffffffff000", "0xffffffffffffffff", true, "unmanaged")],
       }),
     ]);
+    // The edges restore exactly: id 2^32-1, port 0, the last page below 2^64.
+    const { made, resolve } = freshDevices();
+    const back = DeviceManager.fromJSON(JSON.parse(JSON.stringify(snap)), { devices: resolve });
+    assert.deepEqual(back.toJSON(), snap);
+    assertRoutes(back, made);
+    const last = new Uint8Array(1);
+    assert.equal(back.mmioRead(0xffff_ffff_ffff_ffffn, last), true);
+    assert.equal(last[0], made.get(0xffff_ffff)!.fill);
     // Changing the snapshot cannot reach the manager.
     (snap.devices[0]!["irqs"] as unknown[]).push({ value: 1 });
     snap.devices.length = 0;
