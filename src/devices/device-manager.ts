@@ -1041,7 +1041,8 @@ export class DeviceManager {
       // The allocator would see the new place as taken by the old one: free first.
       cb({ action: "free", owner, range: from });
       undo.push(() => {
-        const back: AllocateParams = { action: "allocate", owner, size: from.len(), fixed: from.start };
+        // Exactly what was there, a use of a reservation included.
+        const back: AllocateParams = { action: "allocate", owner, size: from.len(), fixed: from.start, allowReserved: true };
         try {
           this.#allocateRange(cb, kind, back, [], "taking back the old range");
         } catch (error) {
