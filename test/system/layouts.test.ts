@@ -357,8 +357,11 @@ describe("layoutToJSON", () => {
           const span = (b.end - b.start + 1n) / 8n;
           if (span === 0n || slot >= 8) continue;
           const lo = b.start + BigInt(slot) * span;
-          const s = lo + BigInt(Math.floor(f * Number(span - 1n)));
-          const e = s + BigInt(Math.floor(g * Number(lo + span - 1n - s)));
+          // Doubles round spans above 2^53 up: clamp, or a reservation could end before it starts.
+          const atMost = (v: bigint, max: bigint) => (v < max ? v : max);
+          const s = lo + atMost(BigInt(Math.floor(f * Number(span - 1n))), span - 1n);
+          const room = lo + span - 1n - s;
+          const e = s + atMost(BigInt(Math.floor(g * Number(room))), room);
           reserved.push({ pool, start: num(s), end: num(e), owner });
         }
         layout["reserved"] = reserved;
