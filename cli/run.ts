@@ -10,8 +10,8 @@ import { DEFAULT_LAYOUT, DEFAULT_SOURCE } from "./default-layout.js";
 import { formatProblem, InputError, Problems, sortProblems, type Problem } from "./diagnostics.js";
 import { JsonSyntaxError, parseJson, type JsonValue } from "./json-source.js";
 import { readLayout } from "./layout-file.js";
-import type { PlanView } from "./model.js";
 import { planLayout } from "./plan.js";
+import { renderCmdline, renderDts } from "./render/guest.js";
 import { renderIomem } from "./render/iomem.js";
 import { renderJson } from "./render/json.js";
 import { renderSvg } from "./render/svg.js";
@@ -59,7 +59,7 @@ export function run(argv: readonly string[], environment: Environment): Outcome 
         }
         const snapshot = plan(value, source);
         const loaded = selfCheck(snapshot);
-        const text = render(planView(loaded), command.format, useColor(environment.stdout, environment.env, command.colorAllowed) ? ANSI : PLAIN);
+        const text = render(loaded, command.format, useColor(environment.stdout, environment.env, command.colorAllowed) ? ANSI : PLAIN);
         if (command.save !== undefined) writeAtomically(command.save, `${JSON.stringify(snapshot, null, 2)}\n`);
         return { status: 0, stdout: text, stderr: "" };
       }
@@ -74,7 +74,7 @@ export function run(argv: readonly string[], environment: Environment): Outcome 
         }
         const loaded = load(value, source);
         const style = useColor(environment.stdout, environment.env, command.colorAllowed) ? ANSI : PLAIN;
-        return { status: 0, stdout: render(planView(loaded), command.format, style), stderr: "" };
+        return { status: 0, stdout: render(loaded, command.format, style), stderr: "" };
       }
       case "check":
         return check(command.files, environment);
@@ -93,16 +93,20 @@ function usageLine(error: InputError, style: Style): string {
   return `vm-allocator: ${style.error("error:")} ${first}${tail}`;
 }
 
-function render(view: PlanView, format: Format, style: Style): string {
+function render(plan: LoadedPlan, format: Format, style: Style): string {
   switch (format) {
     case "text":
-      return renderText(view, style);
+      return renderText(planView(plan), style);
     case "iomem":
-      return renderIomem(view);
+      return renderIomem(planView(plan));
     case "json":
-      return renderJson(view);
+      return renderJson(planView(plan));
     case "svg":
-      return renderSvg(view);
+      return renderSvg(planView(plan));
+    case "cmdline":
+      return renderCmdline(plan);
+    case "dts":
+      return renderDts(plan);
   }
 }
 

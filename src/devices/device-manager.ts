@@ -30,7 +30,7 @@
  * unregister itself, register another device or move its own range from inside `read`/`write`.
  * The access in progress has already been routed, so such a change applies to later accesses.
  */
-import type { AddrAllocateFunc, AllocationCallbacks, IdAllocateFunc, IrqPool } from "../system/allocation-callbacks.js";
+import type { AddrAllocateFunc, AllocationCallbacks, IdAllocateFunc, IrqPool, MmioPool, Placement } from "../system/allocation-callbacks.js";
 import { Bus } from "./bus.js";
 import {
   normalizeResourceRequests,
@@ -114,6 +114,8 @@ type AllocateParams = {
   window?: { readonly min: bigint; readonly max: bigint };
   mmio64?: boolean;
   allowFallback?: boolean;
+  pool?: MmioPool;
+  placement?: Placement;
 };
 
 type Undo = () => void;
@@ -712,6 +714,9 @@ export class DeviceManager {
     if (r.window !== undefined) params.window = r.window;
     if (r.mmio64) params.mmio64 = true;
     if (r.allowFallback) params.allowFallback = true;
+    // Only what differs from the defaults, so that a callback written before these existed works.
+    if (r.pool !== undefined && r.pool !== "mmio64") params.pool = r.pool;
+    if (r.placement === "last") params.placement = "last";
     const range = this.#allocateRange(r.kind === "pio" ? this.#pio! : this.#mmio!, r.kind, params, undo, `requests[${r.index}]`);
     return slot(range, true);
   }

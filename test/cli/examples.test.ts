@@ -61,7 +61,7 @@ describe("plan on the example layouts", { concurrency: true }, () => {
     assert.equal(r.status, 0);
     assert.deepEqual(
       r.stdout.trimEnd().split("\n"),
-      files.map((f) => `${f}: ok (layout, ${f.includes("firecracker") ? 14 : f.includes("pc-q35") ? 9 : 7} devices planned)`),
+      files.map((f) => `${f}: ok (layout, ${f.includes("firecracker") ? 12 : f.includes("pc-q35") ? 9 : 7} devices planned)`),
     );
   });
 
