@@ -288,6 +288,17 @@ describe("DefaultSystemAllocator: address callbacks", () => {
     failsCleanly(sys, () => mmio({ action: "allocate", owner: "a", size: 0x10n, allowFallback: true }), "InvalidArgument", /allowFallback requires params\.mmio64/);
     failsCleanly(sys, () => mmio({ action: "allocate", owner: "a", size: 0x10n, mmio64: "yes" } as unknown as AddrAllocateParams), "InvalidArgument", /^params\.mmio64 must be a boolean/);
     assert.deepEqual(mmio({ action: "allocate", owner: "w", size: 0x10n, window: { min: 0x1f00n, max: 0x1fffn } }), r(0x1f00, 0x1f0f));
+    // Naming a pool: the layout must have it, and it must agree with mmio64.
+    failsCleanly(sys, () => mmio({ action: "allocate", owner: "a", size: 0x10n, pool: "pastMmio64" }), "ResourceNotAvailable", /^no past-64-bit MMIO pool \(pastMmio64\) in this layout$/);
+    failsCleanly(sys, () => mmio({ action: "allocate", owner: "a", size: 0x10n, pool: "io" } as unknown as AddrAllocateParams), "InvalidArgument", /^params\.pool must be one of "systemMemory", "mmio32", "mmio64", "pastMmio64", got "io"$/);
+    failsCleanly(sys, () => mmio({ action: "allocate", owner: "a", size: 0x10n, pool: "mmio32", mmio64: true }), "InvalidArgument", /^params\.mmio64 is true but params\.pool is "mmio32"; give one$/);
+    failsCleanly(sys, () => mmio({ action: "allocate", owner: "a", size: 0x10n, placement: "middle" } as unknown as AddrAllocateParams), "InvalidArgument", /^params\.placement must be "first" or "last", got "middle"$/);
+    failsCleanly(sys, () => sys.pioAddressCallback()!({ action: "allocate", owner: "a", size: 1n, pool: "mmio32" }), "InvalidArgument", /^params\.pool is for MMIO ranges only$/);
+    // pool "mmio64" is mmio64: true; placement "last" takes the highest fitting address, aligned.
+    assert.deepEqual(mmio({ action: "allocate", owner: "a", size: 0x10n, pool: "mmio64", placement: "last" }), r(FOUR_GIB + 0xff0n, FOUR_GIB + 0xfffn));
+    assert.deepEqual(mmio({ action: "allocate", owner: "a", size: 0x10n, alignment: 0x100n, placement: "last" }), r(0x1e00, 0x1e0f));
+    assert.deepEqual(mmio({ action: "allocate", owner: "a", size: 0x10n, pool: "mmio32" }), r(0x1100, 0x110f));
+    assert.deepEqual(sys.pioAddressCallback()!({ action: "allocate", owner: "a", size: 1n, placement: "last" }), r(0x1ff, 0x1ff));
   });
 
   it("fall back from a full 64-bit pool to 32-bit space only when allowed", () => {
