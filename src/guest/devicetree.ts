@@ -146,6 +146,38 @@ function pciNode(parent: Node, board: Board, pools: ResolvedLayout["pools"], int
   if (msiParent !== undefined) n.cells("msi-map", [0, `&${msiParent}`, 0, 0x100]);
 }
 
+/** How one kind of device is written: node name, `compatible`, and what else it carries. */
+interface NodeStyle {
+  readonly name: string;
+  readonly compatible: readonly string[];
+  /** Properties before `compatible` (Firecracker writes `dma-coherent` first). */
+  readonly first?: (n: Node) => unknown;
+  /** Properties after `reg`, before `interrupts`. */
+  readonly extra?: (n: Node) => unknown;
+  /** False for a node without an `interrupts` property. */
+  readonly interrupts?: boolean;
+}
+
+/** vmgenid and vmclock as Firecracker's `create_vmgenid_node` and `create_vmclock_node` write them. */
+const ACPI_STYLES: Readonly<Record<"vmgenid" | "vmclock", NodeStyle>> = {
+  vmgenid: { name: "vmgenid", compatible: ["microsoft,vmgenid"] },
+  vmclock: { name: "ptp", compatible: ["amazon,vmclock"] },
+};
+
+/** A node per planned device under `parent`, named `name@base`; `other` devices get none. */
+function deviceNodes(parent: Node, devices: readonly GuestDevice[], interrupt: (irq: number) => Cell[], styles: Partial<Record<GuestDevice["kind"], NodeStyle>>): void {
+  for (const d of devices) {
+    const style = d.kind === "other" ? undefined : (styles[d.kind] ?? (d.kind === "vmgenid" || d.kind === "vmclock" ? ACPI_STYLES[d.kind] : undefined));
+    if (style === undefined) continue;
+    const range = onlyRange(d);
+    const n = parent.child(`${style.name}@${hex(range.base)}`);
+    style.first?.(n);
+    n.str("compatible", ...style.compatible).cells("reg", reg(range));
+    style.extra?.(n);
+    if (style.interrupts !== false) n.cells("interrupts", interrupt(onlyIrq(d)));
+  }
+}
+
 function aarch64Tree(board: Board, pools: ResolvedLayout["pools"], devices: readonly GuestDevice[], options: DevicetreeOptions, cpus: number, pci: boolean): Node {
   const gic = board.interruptController;
   if (gic.kind !== "gic-v3") throw new AllocatorError("InvalidArgument", `an aarch64 board with a ${gic.kind} interrupt controller has no device-tree writer`);
@@ -174,38 +206,14 @@ function aarch64Tree(board: Board, pools: ResolvedLayout["pools"], devices: read
     r.child("apb-pclk", "apb_pclk").str("compatible", "fixed-clock").cells("#clock-cells", [0]).cells("clock-frequency", [board.uartClock.hz]).str("clock-output-names", "clk24mhz");
   }
   r.child("psci").str("compatible", "arm,psci-0.2").str("method", "hvc");
-  for (const d of devices) {
-    switch (d.kind) {
-      case "rtc": {
-        // fdt.rs `create_rtc_node`: no interrupts property, the PL031 model raises none.
-        const range = onlyRange(d);
-        r.child(`rtc@${hex(range.base)}`).str("compatible", "arm,pl031", "arm,primecell").cells("reg", reg(range)).cells("clocks", ["&apb_pclk"]).str("clock-names", "apb_pclk");
-        break;
-      }
-      case "serial": {
-        const range = onlyRange(d);
-        r.child(`uart@${hex(range.base)}`).str("compatible", "ns16550a").cells("reg", reg(range)).cells("clocks", ["&apb_pclk"]).str("clock-names", "apb_pclk").cells("interrupts", spi(onlyIrq(d)));
-        break;
-      }
-      case "virtio-mmio": {
-        const range = onlyRange(d);
-        r.child(`virtio_mmio@${hex(range.base)}`).flag("dma-coherent").str("compatible", "virtio,mmio").cells("reg", reg(range)).cells("interrupts", spi(onlyIrq(d)));
-        break;
-      }
-      case "vmgenid": {
-        const range = onlyRange(d);
-        r.child(`vmgenid@${hex(range.base)}`).str("compatible", "microsoft,vmgenid").cells("reg", reg(range)).cells("interrupts", spi(onlyIrq(d)));
-        break;
-      }
-      case "vmclock": {
-        const range = onlyRange(d);
-        r.child(`ptp@${hex(range.base)}`).str("compatible", "amazon,vmclock").cells("reg", reg(range)).cells("interrupts", spi(onlyIrq(d)));
-        break;
-      }
-      case "other":
-        break;
-    }
-  }
+  // fdt.rs `create_rtc_node` gives the PL031 no interrupts (the model raises none); the
+  // serial and the RTC take the apb-pclk; virtio transports are dma-coherent.
+  const clock = (n: Node) => n.cells("clocks", ["&apb_pclk"]).str("clock-names", "apb_pclk");
+  deviceNodes(r, devices, spi, {
+    rtc: { name: "rtc", compatible: ["arm,pl031", "arm,primecell"], extra: clock, interrupts: false },
+    serial: { name: "uart", compatible: ["ns16550a"], extra: clock },
+    "virtio-mmio": { name: "virtio_mmio", compatible: ["virtio,mmio"], first: (n) => n.flag("dma-coherent") },
+  });
   if (pci) pciNode(r, board, pools, () => undefined, board.pci?.msiThroughIts === true ? "its" : undefined);
   return r;
 }
@@ -229,38 +237,15 @@ function riscv64Tree(board: Board, pools: ResolvedLayout["pools"], devices: read
   const p = soc.child(`interrupt-controller@${hex(plic.range.base)}`, "plic");
   p.str("compatible", "sifive,plic-1.0.0", "riscv,plic0").cells("#address-cells", [0]).cells("#interrupt-cells", [1]).flag("interrupt-controller");
   p.cells("reg", reg(plic.range)).cells("interrupts-extended", ...contexts).cells("riscv,ndev", [plic.sources]);
-  for (const d of devices) {
-    switch (d.kind) {
-      case "serial": {
-        const range = onlyRange(d);
-        const clock = board.uartClock.hz;
-        soc.child(`serial@${hex(range.base)}`).str("compatible", "ns16550a").cells("reg", reg(range)).cells("clock-frequency", [clock]).cells("interrupt-parent", ["&plic"]).cells("interrupts", [onlyIrq(d)]);
-        break;
-      }
-      case "rtc": {
-        const range = onlyRange(d);
-        soc.child(`rtc@${hex(range.base)}`).str("compatible", "google,goldfish-rtc").cells("reg", reg(range)).cells("interrupt-parent", ["&plic"]).cells("interrupts", [onlyIrq(d)]);
-        break;
-      }
-      case "virtio-mmio": {
-        const range = onlyRange(d);
-        soc.child(`virtio_mmio@${hex(range.base)}`).str("compatible", "virtio,mmio").cells("reg", reg(range)).cells("interrupt-parent", ["&plic"]).cells("interrupts", [onlyIrq(d)]);
-        break;
-      }
-      case "vmgenid": {
-        const range = onlyRange(d);
-        soc.child(`vmgenid@${hex(range.base)}`).str("compatible", "microsoft,vmgenid").cells("reg", reg(range)).cells("interrupt-parent", ["&plic"]).cells("interrupts", [onlyIrq(d)]);
-        break;
-      }
-      case "vmclock": {
-        const range = onlyRange(d);
-        soc.child(`ptp@${hex(range.base)}`).str("compatible", "amazon,vmclock").cells("reg", reg(range)).cells("interrupt-parent", ["&plic"]).cells("interrupts", [onlyIrq(d)]);
-        break;
-      }
-      case "other":
-        break;
-    }
-  }
+  const plicIrq = (irq: number): Cell[] => [irq];
+  const parent = (n: Node) => n.cells("interrupt-parent", ["&plic"]);
+  deviceNodes(soc, devices, plicIrq, {
+    serial: { name: "serial", compatible: ["ns16550a"], extra: (n) => parent(n.cells("clock-frequency", [board.uartClock.hz])) },
+    rtc: { name: "rtc", compatible: ["google,goldfish-rtc"], extra: parent },
+    "virtio-mmio": { name: "virtio_mmio", compatible: ["virtio,mmio"], extra: parent },
+    vmgenid: { name: "vmgenid", compatible: ["microsoft,vmgenid"], extra: parent },
+    vmclock: { name: "ptp", compatible: ["amazon,vmclock"], extra: parent },
+  });
   const intx = board.pci?.intxBase;
   if (pci) pciNode(soc, board, pools, (pin, slot) => (intx === undefined ? undefined : ["&plic", intx + ((slot + pin - 1) % 4)]));
   return r;

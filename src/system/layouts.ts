@@ -273,7 +273,8 @@ function idRange(value: unknown, path: string): { start: bigint; end: bigint } {
  *
  * @param name how the layout is named in messages.
  * @throws AllocatorError `InvalidArgument` (wrong type, unknown field, missing pool, overlapping
- *   `legacyIrq` and `msi`, a reservation in a pool the layout does not have), `InvalidSize`
+ *   `legacyIrq` and `msi`, overlapping memory pools, a reservation in a pool the layout does not
+ *   have), `InvalidSize`
  *   (size 0), `Overflow` (a window past 2^64-1), `InvalidRange` (first above last, end below
  *   start), `OutOfRange` (a window outside its address space, a reservation outside its pool),
  *   `Overlap` (two reservations share space; the message names both owners).

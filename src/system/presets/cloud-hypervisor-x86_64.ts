@@ -25,7 +25,7 @@
  */
 import { AllocatorError } from "../../core/errors.js";
 import type { SystemLayout } from "../layouts.js";
-import { deepFreeze, FOUR_GIB, KiB, MiB, TiB, U32_LAST, type Board, type Preset, type ResolvedParameters } from "./preset.js";
+import { deepFreeze, FOUR_GIB, KiB, MiB, TiB, U32_LAST, x86Board, type Board, type Preset, type ResolvedParameters } from "./preset.js";
 
 /** arch/src/x86_64/layout.rs `MEM_32BIT_RESERVED_START` = 3 GiB = `MEM_32BIT_DEVICES_START`. */
 const MEM_32BIT_RESERVED_START = 0xc000_0000n;
@@ -86,9 +86,8 @@ function layout(p: ResolvedParameters): SystemLayout {
 }
 
 function board(p: ResolvedParameters): Board {
-  const low = p.ramSize < MEM_32BIT_RESERVED_START ? p.ramSize : MEM_32BIT_RESERVED_START;
-  const memory = [{ base: 0n, size: low }, ...(p.ramSize > low ? [{ base: RAM_64BIT_START, size: p.ramSize - low }] : [])];
-  return deepFreeze({ arch: "x86_64", compatible: "", memory, interruptController: { kind: "ioapic", base: IOAPIC_START }, uartClock: { kind: "frequency", hz: 1_843_200 } } satisfies Board);
+  // arch/src/x86_64/mod.rs `arch_memory_regions`: RAM below 3 GiB, the rest from RAM_64BIT_START.
+  return x86Board(p.ramSize, MEM_32BIT_RESERVED_START, IOAPIC_START);
 }
 
 /** The `cloud-hypervisor-x86_64` preset. */

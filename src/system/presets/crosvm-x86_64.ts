@@ -24,7 +24,7 @@
  */
 import { AllocatorError } from "../../core/errors.js";
 import type { SystemLayout } from "../layouts.js";
-import { alignUp, deepFreeze, FOUR_GIB, KiB, MiB, TiB, U32_LAST, type Board, type Preset, type ResolvedParameters } from "./preset.js";
+import { alignUp, deepFreeze, FOUR_GIB, KiB, MiB, TiB, U32_LAST, x86Board, type Board, type Preset, type ResolvedParameters } from "./preset.js";
 
 /** x86_64/src/lib.rs `MEM_32BIT_GAP_SIZE` = 768 MiB. */
 const MEM_32BIT_GAP_SIZE = 768n * MiB;
@@ -90,9 +90,7 @@ function layout(p: ResolvedParameters): SystemLayout {
 }
 
 function board(p: ResolvedParameters): Board {
-  const low = p.ramSize < LOW_MMIO_START ? p.ramSize : LOW_MMIO_START;
-  const memory = [{ base: 0n, size: low }, ...(p.ramSize > low ? [{ base: FOUR_GIB, size: p.ramSize - low }] : [])];
-  return deepFreeze({ arch: "x86_64", compatible: "", memory, interruptController: { kind: "ioapic", base: IOAPIC_BASE_ADDRESS }, uartClock: { kind: "frequency", hz: 1_843_200 } } satisfies Board);
+  return x86Board(p.ramSize, LOW_MMIO_START, IOAPIC_BASE_ADDRESS);
 }
 
 /** The `crosvm-x86_64` preset. */

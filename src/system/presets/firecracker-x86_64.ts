@@ -12,7 +12,7 @@
  * devices of a plan. Nothing inside the pools is reserved.
  */
 import type { SystemLayout } from "../layouts.js";
-import { deepFreeze, FOUR_GIB, GiB, KiB, MiB, U32_LAST, type Board, type Preset, type ResolvedParameters } from "./preset.js";
+import { deepFreeze, FOUR_GIB, GiB, KiB, MiB, U32_LAST, x86Board, type Board, type Preset, type ResolvedParameters } from "./preset.js";
 
 /** firecracker src/vmm/src/device_manager/mmio.rs `MMIO_LEN`: one virtio-mmio slot. */
 export const FC_MMIO_LEN = 0x1000n;
@@ -70,9 +70,7 @@ function layout(): SystemLayout {
 
 function board(p: ResolvedParameters): Board {
   // arch/x86_64/mod.rs `arch_memory_regions`: RAM up to MMIO32_MEM_START, the rest from 4 GiB.
-  const low = p.ramSize < MMIO32_MEM_START ? p.ramSize : MMIO32_MEM_START;
-  const memory = [{ base: 0n, size: low }, ...(p.ramSize > low ? [{ base: FOUR_GIB, size: p.ramSize - low }] : [])];
-  return deepFreeze({ arch: "x86_64", compatible: "", memory, interruptController: { kind: "ioapic", base: IOAPIC_ADDR }, uartClock: { kind: "frequency", hz: 1_843_200 } });
+  return x86Board(p.ramSize, MMIO32_MEM_START, IOAPIC_ADDR);
 }
 
 /** The `firecracker-x86_64` preset. */

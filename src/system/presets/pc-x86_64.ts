@@ -21,7 +21,7 @@
  *   never allocated. MSI GSIs 24..4095 as under KVM.
  */
 import type { SystemLayout } from "../layouts.js";
-import { alignUp, deepFreeze, FOUR_GIB, GiB, KiB, MiB, TiB, U32_LAST, type Board, type Preset, type ResolvedParameters } from "./preset.js";
+import { alignUp, deepFreeze, FOUR_GIB, GiB, KiB, MiB, TiB, U32_LAST, x86Board, type Board, type Preset, type ResolvedParameters } from "./preset.js";
 
 /** qemu include/hw/pci-host/q35.h `MCH_HOST_BRIDGE_PCIEXBAR_DEFAULT` (SeaBIOS dev-q35.h `Q35_HOST_BRIDGE_PCIEXBAR_ADDR`). */
 const PCIEXBAR_DEFAULT = 0xb000_0000n;
@@ -97,15 +97,7 @@ function layout(p: ResolvedParameters): SystemLayout {
 
 function board(p: ResolvedParameters): Board {
   const below4g = p.ramSize >= SPLIT_THRESHOLD ? LOWMEM_WHEN_SPLIT : p.ramSize;
-  const memory = [{ base: 0n, size: below4g }, ...(p.ramSize > below4g ? [{ base: FOUR_GIB, size: p.ramSize - below4g }] : [])];
-  return deepFreeze({
-    arch: "x86_64",
-    compatible: "",
-    memory,
-    interruptController: { kind: "ioapic", base: IOAPIC_ADDRESS },
-    pci: { ecam: { base: PCIEXBAR_DEFAULT, size: PCIEXBAR_MAX }, lastBus: 255, ioCpuBase: 0n, intxBase: PIRQ_FIRST_GSI, presentByDefault: true },
-    uartClock: { kind: "frequency", hz: 1_843_200 },
-  } satisfies Board);
+  return x86Board(p.ramSize, below4g, IOAPIC_ADDRESS, { ecam: { base: PCIEXBAR_DEFAULT, size: PCIEXBAR_MAX }, lastBus: 255, ioCpuBase: 0n, intxBase: PIRQ_FIRST_GSI, presentByDefault: true });
 }
 
 /** The `pc-x86_64` preset. */

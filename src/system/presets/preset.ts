@@ -121,6 +121,23 @@ export const FOUR_GIB = 0x1_0000_0000n;
 /** The largest device instance id, the default `instanceId` pool's end. */
 export const U32_LAST = 0xffff_ffff;
 
+/**
+ * The board of a PC-style x86_64 machine: `below4g` bytes of RAM from 0, the rest of `ramSize`
+ * from 4 GiB, and an IOAPIC. x86 guests learn all this from e820 and ACPI, not a device tree.
+ */
+export function x86Board(ramSize: bigint, below4g: bigint, ioapic: bigint, pci?: PciHost): Board {
+  const low = ramSize < below4g ? ramSize : below4g;
+  return deepFreeze({
+    arch: "x86_64",
+    compatible: "",
+    memory: [{ base: 0n, size: low }, ...(ramSize > low ? [{ base: FOUR_GIB, size: ramSize - low }] : [])],
+    interruptController: { kind: "ioapic", base: ioapic },
+    ...(pci === undefined ? {} : { pci }),
+    // The 16550's usual 1.8432 MHz crystal; unused, since x86 boards get no device tree.
+    uartClock: { kind: "frequency", hz: 1_843_200 },
+  } satisfies Board);
+}
+
 /** `value` rounded up to a multiple of `alignment` (a power of two). */
 export function alignUp(value: bigint, alignment: bigint): bigint {
   return (value + alignment - 1n) & ~(alignment - 1n);
