@@ -24,7 +24,7 @@
 import { AddressAllocator } from "../src/core/address-allocator.js";
 import { isAllocatorError } from "../src/core/errors.js";
 import { IdAllocator } from "../src/core/id-allocator.js";
-import { isAddressPool, layoutNames, MEMORY_POOL_NAMES, resolveLayout, resolveParameters, type AddressPoolName, type IdPoolName, type PoolName } from "../src/system/layouts.js";
+import { getPreset, isAddressPool, layoutNames, MEMORY_POOL_NAMES, resolveLayout, resolveParameters, type AddressPoolName, type IdPoolName, type PoolName } from "../src/system/layouts.js";
 import { DefaultSystemAllocator, type SystemAllocatorSnapshot } from "../src/system/system-allocator.js";
 import { parseHexU64 } from "../src/core/u64.js";
 import { describeJson, field, item, Problems } from "./diagnostics.js";
@@ -141,7 +141,8 @@ function readParameters(value: unknown, preset: string | undefined, problems: Pr
   }
   if (preset === undefined || !(layoutNames as readonly string[]).includes(preset)) return;
   try {
-    resolveParameters(preset, given as { ramSize?: bigint; physAddressBits?: number }, "parameters");
+    // The layout too: some parameter pairs leave a preset no room (more RAM than address bits).
+    getPreset(preset).layout(resolveParameters(preset, given as { ramSize?: bigint; physAddressBits?: number }, "parameters"));
   } catch (e) {
     if (!isAllocatorError(e)) throw e;
     const m = /^(parameters(?:\.\w+)?):?\s*(.*)$/s.exec(e.message);

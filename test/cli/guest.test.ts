@@ -90,6 +90,17 @@ describe("layout parameters", () => {
     const r = await runCli(["check", tampered]);
     assert.equal(r.status, 2);
     assert.match(r.stderr, /tampered-pc\.json: parameters\.ramSize: must be a "0x\.\.\." hex string, got 12$/m);
+    // Parameters each fine but together impossible are bad input too, never an internal error.
+    const saved2 = join(dir, "saved-ch.json");
+    assert.equal((await runCli(["plan", file({ preset: "cloud-hypervisor-x86_64", devices: [] }), "--save", saved2])).status, 0);
+    const ch = JSON.parse(readFileSync(saved2, "utf8"));
+    ch.parameters = { ramSize: "0x1000000000", physAddressBits: 36 };
+    writeFileSync(saved2, JSON.stringify(ch));
+    for (const command of ["check", "show"]) {
+      const bad = await runCli([command, saved2]);
+      assert.equal(bad.status, 2, bad.stderr);
+      assert.match(bad.stderr, /parameters: .*give fewer RAM or more physAddressBits/);
+    }
   });
 });
 
