@@ -1,7 +1,9 @@
 /**
  * The cost of a whole-VM snapshot (issue 7): a DefaultSystemAllocator on the pc-x86_64 preset and
  * a DeviceManager with N devices, each with an MMIO BAR (every tenth one fixed in 64-bit MMIO), a
- * PIO range, and either one MSI vector (40%) or a shared PCI INTx line (60%, lines 16-19).
+ * one-port PIO range (the preset's port window [0xc000, 0xffff] holds 16 384 ports), and either
+ * one MSI vector (40%; the MSI pool has 4 072 GSIs) or a shared PCI INTx line (60%, lines 16-19,
+ * the preset's reserved PIRQ lines).
  *
  * - snapshot: `JSON.stringify({ system: sys.toJSON(), devices: dm.toJSON() })`;
  * - restore: `JSON.parse` + `DefaultSystemAllocator.fromJSON` + `DeviceManager.fromJSON` (which
@@ -14,8 +16,6 @@
 import { DefaultSystemAllocator, DeviceManager, getLayout, type Device, type ResourceRequest } from "../src/index.js";
 import { runPhases } from "./harness.js";
 
-const GiB = 1n << 30n;
-
 class Nic implements Device {
   constructor(readonly name: string) {}
   read(_base: bigint, _offset: bigint, data: Uint8Array): void {
@@ -24,10 +24,10 @@ class Nic implements Device {
   write(): void {}
 }
 
-function requestsFor(i: number): ResourceRequest[] {
+function requestsFor(i: number, mmio64Base: bigint): ResourceRequest[] {
   const reqs: ResourceRequest[] = [
-    i % 10 === 0 ? { kind: "mmio", size: 0x1000, fixed: 64n * GiB + BigInt(i) * 0x1000n } : { kind: "mmio", size: 0x1000, alignment: 0x1000 },
-    { kind: "pio", size: 4, alignment: 4 },
+    i % 10 === 0 ? { kind: "mmio", size: 0x1000, fixed: mmio64Base + BigInt(i) * 0x1000n } : { kind: "mmio", size: 0x1000, alignment: 0x1000 },
+    { kind: "pio", size: 1 },
   ];
   reqs.push(i % 5 < 2 ? { kind: "msi", count: 1 } : { kind: "irq", fixed: 16 + (i % 4), shared: true });
   return reqs;
@@ -39,7 +39,7 @@ function buildVm(n: number) {
   const devices = new Map<number, Device>();
   for (let i = 0; i < n; i++) {
     const d = new Nic(i % 2 === 0 ? "virtio-net" : "virtio-blk");
-    devices.set(dm.fullRegisterDevice(d, requestsFor(i)), d);
+    devices.set(dm.fullRegisterDevice(d, requestsFor(i, sys.mmio64!.base)), d);
   }
   return { sys, dm, devices };
 }

@@ -46,6 +46,8 @@ import type {
   CallbackHolding,
   HoldingsFunc,
   IdAllocateFunc,
+  MmioPool,
+  Placement,
 } from "../system/allocation-callbacks.js";
 import { Bus } from "./bus.js";
 import {
@@ -90,6 +92,8 @@ type AllocateParams = {
   window?: { readonly min: bigint; readonly max: bigint };
   mmio64?: boolean;
   allowFallback?: boolean;
+  pool?: MmioPool;
+  placement?: Placement;
 };
 
 type Undo = () => void;
@@ -985,6 +989,9 @@ export class DeviceManager {
       params.fixed = r.fixed;
       params.allowReserved = true;
     }
+    // Only what differs from the defaults, so that a callback written before these existed works.
+    if (r.pool !== undefined && r.pool !== "mmio64") params.pool = r.pool;
+    if (r.placement === "last") params.placement = "last";
     const range = this.#allocateRange(cb, r.kind, params, undo, `requests[${r.index}]`);
     return range === null ? slot(RangeInclusive.withSize(r.fixed!, r.size), "outside") : slot(range, "allocator");
   }
@@ -1041,7 +1048,8 @@ export class DeviceManager {
       // The allocator would see the new place as taken by the old one: free first.
       cb({ action: "free", owner, range: from });
       undo.push(() => {
-        const back: AllocateParams = { action: "allocate", owner, size: from.len(), fixed: from.start };
+        // Exactly what was there, a use of a reservation included.
+        const back: AllocateParams = { action: "allocate", owner, size: from.len(), fixed: from.start, allowReserved: true };
         try {
           this.#allocateRange(cb, kind, back, [], "taking back the old range");
         } catch (error) {

@@ -14,9 +14,9 @@ import type { ResourceRequest } from "../../src/devices/device.js";
 import { DeviceManager } from "../../src/devices/device-manager.js";
 import { AllocatorError } from "../../src/core/errors.js";
 import { RangeInclusive } from "../../src/core/range.js";
-import { getLayout, type LayoutName } from "../../src/system/layouts.js";
+import type { LayoutName } from "../../src/system/layouts.js";
 import { DefaultSystemAllocator, type Holding } from "../../src/system/system-allocator.js";
-import { allocatorError, newVm, ProbeDevice, thrown } from "../helpers/vm.js";
+import { allocatorError, newVm, ProbeDevice, TEST_LAYOUT, thrown } from "../helpers/vm.js";
 
 const r = (start: bigint | number, end: bigint | number) => new RangeInclusive(start, end);
 const GiB = 1n << 30n;
@@ -42,7 +42,7 @@ const holdingText = (h: Holding) =>
 
 describe("checkConsistency: issue 7's scenarios, reproduced behind the manager's back, are detected", () => {
   it("(a) a fixed line freed behind the manager's back, then handed to a third device", () => {
-    const { sys, dm } = newVm("pc-x86_64");
+    const { sys, dm } = newVm();
     dm.fullRegisterDevice(new ProbeDevice("uart"), [{ kind: "irq", fixed: 5 }]);
     // The second unshared holder is refused now; the allocator holds the line for the first.
     assert.throws(() => dm.fullRegisterDevice(new ProbeDevice("uart"), [{ kind: "irq", fixed: 5 }]), allocatorError("Overlap", /\[irq 5\] is held by uart@0, which does not share it/));
@@ -66,7 +66,7 @@ describe("checkConsistency: issue 7's scenarios, reproduced behind the manager's
   });
 
   it("(a) two unshared holders of a line cannot be made by registering, by re-registering fixed values, or by a snapshot", () => {
-    const { sys, dm } = newVm("pc-x86_64");
+    const { sys, dm } = newVm();
     dm.fullRegisterDevice(new ProbeDevice("a"), [{ kind: "irq", fixed: 10 }]);
     // Even once the allocator has lost the line, the manager's own table refuses a second holder.
     sys.releaseAll("a@0");
@@ -81,7 +81,7 @@ describe("checkConsistency: issue 7's scenarios, reproduced behind the manager's
   });
 
   it("(b) a fixed MMIO range in free pool space is held, so FirstMatch skips it; freed behind the back, it is detected", () => {
-    const { sys, dm } = newVm("pc-x86_64");
+    const { sys, dm } = newVm();
     const fw = dm.fullRegisterDevice(new ProbeDevice("fw-dev"), [{ kind: "mmio", size: 0x1000, fixed: 0xc000_0000 }]);
     assert.equal(sys.mmio32.find(0xc000_0000n)?.owner, "fw-dev@0");
     const nic = dm.fullRegisterDevice(new ProbeDevice("nic"), [{ kind: "mmio", size: 0x1000 }]);
@@ -114,7 +114,7 @@ describe("checkConsistency: issue 7's scenarios, reproduced behind the manager's
   });
 
   it("(c) a manager rebuilt by re-registering fixed values without callbacks disagrees with the allocator", () => {
-    const { sys, dm } = newVm("pc-x86_64");
+    const { sys, dm } = newVm();
     const reqs: ResourceRequest[] = [
       { kind: "mmio", size: 0x1000, alignment: 0x1000 },
       { kind: "msi", count: 2 },
@@ -152,11 +152,11 @@ describe("checkConsistency: issue 7's scenarios, reproduced behind the manager's
     const restored = DeviceManager.fromJSON(dm.toJSON(), { systemAllocator: sys, devices: (e) => new ProbeDevice(e.name) });
     restored.checkConsistency();
     for (const id of restored.instanceIds()) restored.fullUnregisterDevice(id);
-    assert.deepEqual(sys.holdings(), new DefaultSystemAllocator(getLayout("pc-x86_64")).holdings());
+    assert.deepEqual(sys.holdings(), new DefaultSystemAllocator(TEST_LAYOUT).holdings());
   });
 
   it("(d) the instance id held under the bare device name is detected, and releaseAll of the bare name touches nothing", () => {
-    const { sys, dm } = newVm("pc-x86_64");
+    const { sys, dm } = newVm();
     dm.fullRegisterDevice(new ProbeDevice("virtio-net"), [{ kind: "irq" }]);
     dm.fullRegisterDevice(new ProbeDevice("virtio-net"), [{ kind: "irq" }]);
     assert.equal(sys.instanceId.ownerOf(0), "virtio-net@0");
@@ -181,16 +181,20 @@ describe("checkConsistency: issue 7's scenarios, reproduced behind the manager's
   });
 });
 
-/** Devices valid on both presets with every way of holding a resource. */
-function plugAll(dm: DeviceManager): void {
+/**
+ * Devices valid on the test layout and on both x86 presets, with every way of holding a
+ * resource. Port ranges are allocated only where the layout has a port pool (Firecracker has
+ * none: its two legacy ports are fixed, and only mapped).
+ */
+function plugAll(dm: DeviceManager, sys: DefaultSystemAllocator): void {
   const full = (name: string, reqs: readonly ResourceRequest[]) => dm.fullRegisterDevice(new ProbeDevice(name), reqs);
   full("serial", [{ kind: "pio", size: 8, fixed: 0x3f8 }, { kind: "irq", fixed: 4, shared: true }]);
   full("serial", [{ kind: "pio", size: 8, fixed: 0x3e8 }, { kind: "irq", fixed: 4, shared: true }]);
   for (let i = 0; i < 3; i++) full("virtio-net", [{ kind: "mmio", size: 0x1000, alignment: 0x1000 }, { kind: "msi", count: 2 }, { kind: "irq" }]);
   full("virtio-blk", [{ kind: "mmio", size: 0x2000, alignment: 0x2000, mmio64: true }, { kind: "irq", fixed: 16, shared: true }]);
-  full("virtio-blk", [{ kind: "irq", fixed: 16, shared: true }, { kind: "pio", size: 0x40, alignment: 0x40 }]);
-  full("fw-dev", [{ kind: "instanceId", fixed: 50 }, { kind: "mmio", size: 0x1000, fixed: 0xd000_0000 }, { kind: "irq", fixed: 10 }, { kind: "msi", count: 1, fixed: [200] }]);
-  dm.simpleRegisterDevice(new ProbeDevice("vmm-dev"), 77, { irq: 11, shared: true }, r(0x5000, 0x500f), r(0xe000_0000, 0xe000_0fff));
+  full("virtio-blk", [{ kind: "irq", fixed: 16, shared: true }, ...(sys.pio === undefined ? [] : [{ kind: "pio" as const, size: 0x40, alignment: 0x40 }])]);
+  full("fw-dev", [{ kind: "instanceId", fixed: 50 }, { kind: "mmio", size: 0x1000, fixed: 0xd000_0000 }, { kind: "irq", fixed: 13 }, { kind: "msi", count: 1, fixed: [200] }]);
+  dm.simpleRegisterDevice(new ProbeDevice("vmm-dev"), 77, { irq: 14, shared: true }, r(0xe000, 0xe00f), r(0xe000_0000, 0xe000_0fff));
 }
 
 /** What `allocationsOf(owner)` must list for a device, derived from its record alone. */
@@ -210,10 +214,21 @@ function expectedHoldings(sys: DefaultSystemAllocator, dm: DeviceManager, id: nu
 }
 
 describe("one truth on the real system allocator", () => {
-  for (const preset of ["pc-x86_64", "firecracker-x86_64"] as LayoutName[]) {
-    it(`${preset}: fixed, shared and allocated resources are all held under the device's owner, its instance id included`, () => {
-      const { sys, dm } = newVm(preset);
-      plugAll(dm);
+  /** Per layout: how the fixed ports, the fixed line 16 and the VMM's ports are held. */
+  const cases: { name: string; layout: LayoutName | typeof TEST_LAYOUT; serial: string[]; line16: string; vmmPort: string[] }[] = [
+    // The ISA block is reserved: a serial port there is a use of the reservation.
+    { name: "the test layout", layout: TEST_LAYOUT, serial: ["pio [io 0x3f8-0x3ff] within isa-legacy"], line16: "legacyIrq 16 shared", vmmPort: ["pio [io 0xe000-0xe00f]"] },
+    // Ports from 0xc000 only: the serial ports lie outside the pool and are only mapped; the
+    // PCI INTx lines 16-23 are reserved, so sharing 16 is a shared use of that reservation.
+    { name: "pc-x86_64", layout: "pc-x86_64", serial: [], line16: "legacyIrq 16 shared within pci-intx", vmmPort: ["pio [io 0xe000-0xe00f]"] },
+    // No port pool at all: ports are unmanaged, mapped and recorded only.
+    { name: "firecracker-x86_64", layout: "firecracker-x86_64", serial: [], line16: "legacyIrq 16 shared", vmmPort: [] },
+  ];
+  for (const c of cases) {
+    it(`${c.name}: fixed, shared and allocated resources are all held under the device's owner, its instance id included`, () => {
+      const { sys, dm } = newVm(c.layout);
+      const fresh = sys.holdings();
+      plugAll(dm, sys);
       dm.checkConsistency();
       sys.checkValid();
       assert.equal(dm.size, 9);
@@ -224,33 +239,30 @@ describe("one truth on the real system allocator", () => {
         assert.ok(listed.every((h) => h.owner === owner && !h.reserved), `${owner} holds only allocations and uses`);
         assert.ok(listed.some((h) => h.pool === "instanceId" && h.id === id), `${owner} holds its instance id`);
       }
-      // Fixed values: a serial port inside the ISA reservation is a use of it; IRQ 4 lies below
-      // the IRQ pool (5..23), so it is only recorded; the firmware's MMIO range is held exactly.
-      assert.deepEqual(sys.allocationsOf("serial@0").map(holdingText), ["pio [io 0x3f8-0x3ff] within isa-legacy", "instanceId 0"]);
+      // IRQ 4 lies below the IRQ pool (5..23): only recorded. The firmware's MMIO range, line and
+      // GSI are held exactly.
+      assert.deepEqual(sys.allocationsOf("serial@0").map(holdingText), [...c.serial, "instanceId 0"]);
       assert.deepEqual(dm.resourcesOf(0).irqs, [{ irq: 4, allocated: false, fixed: true, shared: true }]);
+      assert.equal(dm.resourcesOf(0).pio[0]!.allocated, c.serial.length > 0);
       assert.equal(sys.holdings().some((h) => h.pool === "legacyIrq" && h.id === 4), false);
-      assert.deepEqual(sys.allocationsOf("fw-dev@50").map(holdingText), ["mmio32 [mem 0xd0000000-0xd0000fff]", "legacyIrq 10", "msi 200", "instanceId 50"]);
-      assert.deepEqual(sys.allocationsOf("vmm-dev@77").map(holdingText), [
-        "pio [io 0x5000-0x500f]",
-        "mmio32 [mem 0xe0000000-0xe0000fff]",
-        "legacyIrq 11 shared",
-        "instanceId 77",
-      ]);
-      // Shared line 16: held once in the pool, listed for both holders.
-      assert.deepEqual(sys.allocationsOf("virtio-blk@5").filter((h) => h.pool === "legacyIrq").map(holdingText), ["legacyIrq 16 shared"]);
-      assert.deepEqual(sys.allocationsOf("virtio-blk@6").filter((h) => h.pool === "legacyIrq").map(holdingText), ["legacyIrq 16 shared"]);
+      assert.deepEqual(sys.allocationsOf("fw-dev@50").map(holdingText), ["mmio32 [mem 0xd0000000-0xd0000fff]", "legacyIrq 13", "msi 200", "instanceId 50"]);
+      assert.deepEqual(sys.allocationsOf("vmm-dev@77").map(holdingText), [...c.vmmPort, "mmio32 [mem 0xe0000000-0xe0000fff]", "legacyIrq 14 shared", "instanceId 77"]);
+      // Shared line 16: held once, listed for both holders.
+      for (const owner of ["virtio-blk@5", "virtio-blk@6"]) {
+        assert.deepEqual(sys.allocationsOf(owner).filter((h) => h.pool === "legacyIrq").map(holdingText), [c.line16], owner);
+      }
       // Every holding of a name@id owner is a live device's: nothing else was allocated.
       const owners = new Set(dm.instanceIds().map((id) => dm.resourcesOf(id).owner));
       for (const h of sys.holdings()) if (!h.reserved) assert.ok(owners.has(h.owner), `${holdingText(h)} of ${h.owner}`);
-      // Unplugging everything leaves the allocator as it started.
+      // Unplugging everything leaves the allocator holding what it held before.
       for (const id of dm.instanceIds()) dm.fullUnregisterDevice(id);
-      assert.deepEqual(sys.holdings(), new DefaultSystemAllocator(getLayout(preset)).holdings());
+      assert.deepEqual(sys.holdings(), fresh);
     });
   }
 
   it("releaseAll of one virtio-net@N frees exactly its holdings and never touches another virtio-net@M", () => {
-    const { sys, dm } = newVm("pc-x86_64");
-    plugAll(dm);
+    const { sys, dm } = newVm();
+    plugAll(dm, sys);
     const nets = dm.instanceIds().filter((id) => dm.resourcesOf(id).name === "virtio-net");
     assert.deepEqual(nets, [2, 3, 4]);
     const before = new Map(nets.map((id) => [id, sys.allocationsOf(`virtio-net@${id}`)] as const));
@@ -269,7 +281,7 @@ describe("one truth on the real system allocator", () => {
 });
 
 describe("shared legacy lines", () => {
-  /** Lines of pc-x86_64: in the pool, in a reservation (ACPI SCI), and below the pool. */
+  /** Lines of the test layout: in the pool, in a reservation (ACPI SCI), and below the pool. */
   const LINES = [
     { line: 16, where: "in the pool" },
     { line: 9, where: "in a reservation" },
@@ -278,7 +290,7 @@ describe("shared legacy lines", () => {
 
   for (const { line, where } of LINES) {
     it(`line ${line} (${where}): two and three shared holders are fine`, () => {
-      const { sys, dm } = newVm("pc-x86_64");
+      const { sys, dm } = newVm();
       for (let i = 0; i < 3; i++) dm.fullRegisterDevice(new ProbeDevice(`pci${i}`), [{ kind: "irq", fixed: line, shared: true }]);
       dm.checkConsistency();
       sys.checkValid();
@@ -294,7 +306,7 @@ describe("shared legacy lines", () => {
         [true, false, new RegExp(`^b@1: requests\\[0\\] \\(irq ${line}\\): \\[irq ${line}\\] is shared by a@0; pass shared: true to share it$`)],
         [false, false, new RegExp(`^b@1: requests\\[0\\] \\(irq ${line}\\): \\[irq ${line}\\] is held by a@0, which does not share it$`)],
       ] as const) {
-        const { sys, dm } = newVm("pc-x86_64");
+        const { sys, dm } = newVm();
         dm.fullRegisterDevice(new ProbeDevice("a"), [{ kind: "irq", fixed: line, shared: first }]);
         const before = state(sys, dm);
         const e = thrown(() => dm.fullRegisterDevice(new ProbeDevice("b"), [{ kind: "irq", fixed: line, shared: second }]));
@@ -311,7 +323,7 @@ describe("shared legacy lines", () => {
   }
 
   it("the allocator's own callback refuses to mix shared and unshared holders too, naming them", () => {
-    const { sys, dm } = newVm("pc-x86_64");
+    const { sys, dm } = newVm();
     dm.fullRegisterDevice(new ProbeDevice("a"), [{ kind: "irq", fixed: 16, shared: true }]);
     dm.fullRegisterDevice(new ProbeDevice("b"), [{ kind: "irq", fixed: 16, shared: true }]);
     const irq = sys.irqCallback();
@@ -322,7 +334,7 @@ describe("shared legacy lines", () => {
   });
 
   it("a shared line in the pool is freed only when its last holder unplugs", () => {
-    const { sys, dm } = newVm("pc-x86_64");
+    const { sys, dm } = newVm();
     for (const name of ["a", "b", "c"]) dm.fullRegisterDevice(new ProbeDevice(name), [{ kind: "irq", fixed: 16, shared: true }]);
     assert.equal(sys.legacyIrq.ownerOf(16), "a@0");
     dm.fullUnregisterDevice(0);
@@ -343,7 +355,7 @@ describe("shared legacy lines", () => {
   });
 
   it("a shared line in a reservation keeps the reservation when its last holder unplugs", () => {
-    const { sys, dm } = newVm("pc-x86_64");
+    const { sys, dm } = newVm();
     for (const name of ["a", "b"]) dm.fullRegisterDevice(new ProbeDevice(name), [{ kind: "irq", fixed: 9, shared: true }]);
     dm.fullUnregisterDevice(1);
     assert.deepEqual(sys.allocationsOf("a@0").map(holdingText), ["legacyIrq 9 shared within acpi-sci", "instanceId 0"]);
@@ -369,9 +381,8 @@ describe("shared legacy lines", () => {
 });
 
 describe("registration errors name the device and the request", () => {
-  /** pc-x86_64 with x@0, x@1 and holder@2 (fixed line 10, GSI 30, ports 0x1000-0x1007, MMIO at 0xd0000000): the next device is @3. */
-  function setup(layout: LayoutName | DefaultSystemAllocator = "pc-x86_64") {
-    const sys = typeof layout === "string" ? new DefaultSystemAllocator(getLayout(layout)) : layout;
+  /** The test layout with x@0, x@1 and holder@2 (fixed line 10, GSI 30, ports 0x1000-0x1007, MMIO at 0xd0000000): the next device is @3. */
+  function setup(sys = new DefaultSystemAllocator(TEST_LAYOUT)) {
     const dm = DeviceManager.fromSystemAllocator(sys);
     dm.fullRegisterDevice(new ProbeDevice("x"), []);
     dm.fullRegisterDevice(new ProbeDevice("x"), []);
@@ -499,7 +510,7 @@ describe("registration errors name the device and the request", () => {
       requestIndex: 1,
       owner: "x@1",
     });
-    const small = new DefaultSystemAllocator({ ...getLayout("pc-x86_64"), instanceId: { first: 0, last: 2 } });
+    const small = new DefaultSystemAllocator({ ...TEST_LAYOUT, instanceId: { first: 0, last: 2 } });
     const vm = setup(small);
     const e = thrown(() => vm.dm.fullRegisterDevice(new ProbeDevice("virtio-blk"), [{ kind: "irq" }]));
     allocatorError("ResourceNotAvailable", /^virtio-blk: instance id: .*no free id in \[id 0-2\]$/)(e);

@@ -18,14 +18,14 @@ const GiB = 1n << 30n;
 const r = (start: bigint | number, end: bigint | number) => new RangeInclusive(start, end);
 
 /**
- * A VM on pc-x86_64 with every way of holding a resource: allocated, fixed in free pool space,
+ * A VM on the test layout with every way of holding a resource: allocated, fixed in free pool space,
  * fixed inside a platform reservation (the serial ports in the ISA block, the RTC's line 8),
  * fixed outside every pool (IRQ 4 below the IRQ pool, a ROM below the MMIO pools, GSI 5000),
  * shared lines (16 in the pool, 4 outside it, 9 in a reservation), a simple registration, a
  * fixed instance id, an MSI range with a window and alignment, and 64-bit MMIO.
  */
 function sampleVm() {
-  const { sys, dm } = newVm("pc-x86_64");
+  const { sys, dm } = newVm();
   const devices = new Map<number, ProbeDevice>();
   /** How to plug each device again, on any manager. */
   const replug = new Map<number, (into: DeviceManager) => number>();
@@ -249,7 +249,7 @@ describe("DeviceManager.fromJSON: a VM round trip through JSON text", () => {
   it("names the holders of a shared line in the same order as the original, whatever order they came in", () => {
     // Found by the twin test: vmm@3 took line 16 before virtio-net@0; a restore adds holders
     // in id order, so the original must list them that way too.
-    const { sys, dm } = newVm("pc-x86_64");
+    const { sys, dm } = newVm();
     dm.simpleRegisterDevice(new ProbeDevice("vmm"), 3, { irq: 16, shared: true });
     dm.fullRegisterDevice(new ProbeDevice("virtio-net"), [{ kind: "irq", fixed: 16, shared: true }]);
     dm.fullRegisterDevice(new ProbeDevice("virtio-net"), [{ kind: "irq", fixed: 4, shared: true }]);
@@ -465,7 +465,7 @@ describe("DeviceManager.fromJSON: a restored twin behaves like the original (ran
     let restoredDevices = 0;
     fc.assert(
       fc.property(fc.array(opArb, { minLength: 5, maxLength: 35 }), fc.nat(), (ops, cut) => {
-        const { sys, dm } = newVm("pc-x86_64");
+        const { sys, dm } = newVm();
         const a: Vm = { sys, dm, objects: new Map() };
         const at = cut % (ops.length + 1);
         for (const o of ops.slice(0, at)) apply(a, o);
@@ -943,7 +943,7 @@ describe("DeviceManager.fromJSON: fault injection at every step", () => {
       });
     };
     // A small VM with one of each kind of resource keeps "every k" to a few hundred restores.
-    const small = newVm("pc-x86_64");
+    const small = newVm();
     small.dm.fullRegisterDevice(new ProbeDevice("serial"), [{ kind: "pio", size: 8, fixed: 0x3f8 }, { kind: "irq", fixed: 4, shared: true }]);
     small.dm.fullRegisterDevice(new ProbeDevice("nic"), [
       { kind: "mmio", size: 0x1000, alignment: 0x1000, window: { min: 0xc000_0000, max: 0xcfff_ffff } },

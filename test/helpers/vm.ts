@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import type { Device } from "../../src/devices/device.js";
 import { DeviceManager, type DeviceManagerRestoreOptions, type DeviceResources } from "../../src/devices/device-manager.js";
 import { AllocatorError } from "../../src/core/errors.js";
-import { getLayout, type LayoutName } from "../../src/system/layouts.js";
+import { getLayout, type LayoutName, type SystemLayout } from "../../src/system/layouts.js";
 import { DefaultSystemAllocator } from "../../src/system/system-allocator.js";
 
 /** One access a {@link ProbeDevice} saw. */
@@ -34,9 +34,32 @@ export class ProbeDevice implements Device {
   }
 }
 
-/** A fresh VM on a preset (pc-x86_64 unless told). */
-export function newVm(preset: LayoutName = "pc-x86_64"): { sys: DefaultSystemAllocator; dm: DeviceManager } {
-  const sys = new DefaultSystemAllocator(getLayout(preset));
+/**
+ * A PC-like layout of the tests' own, so that their exact addresses do not follow the presets:
+ * ports [0x0, 0xffff] with the ISA block reserved (a serial port there is a use of it), 32-bit
+ * MMIO [0xb000_0000, 4 GiB) with MMCONFIG and the IOAPIC reserved, 32 GiB of 64-bit MMIO at
+ * 64 GiB, legacy lines 5..23 with 8 and 9 reserved (line 4 is below the pool), MSI 24..4095.
+ */
+export const TEST_LAYOUT: SystemLayout = Object.freeze<SystemLayout>({
+  name: "test-pc",
+  pio: { base: 0x0, size: 0x1_0000 },
+  mmio32: { base: 0xb000_0000, size: 0x5000_0000 },
+  mmio64: { base: 0x10_0000_0000n, size: 0x8_0000_0000n },
+  legacyIrq: { first: 5, last: 23 },
+  msi: { first: 24, last: 4095 },
+  instanceId: { first: 0, last: 0xffff_ffff },
+  reserved: [
+    { pool: "pio", start: 0x0, end: 0xfff, owner: "isa-legacy" },
+    { pool: "mmio32", start: 0xb000_0000, end: 0xbfff_ffff, owner: "pci-mmconfig" },
+    { pool: "mmio32", start: 0xfec0_0000, end: 0xfec0_0fff, owner: "ioapic" },
+    { pool: "legacyIrq", start: 8, owner: "rtc" },
+    { pool: "legacyIrq", start: 9, owner: "acpi-sci" },
+  ],
+});
+
+/** A fresh VM on a preset, or on {@link TEST_LAYOUT} unless told. */
+export function newVm(layout: LayoutName | SystemLayout = TEST_LAYOUT): { sys: DefaultSystemAllocator; dm: DeviceManager } {
+  const sys = new DefaultSystemAllocator(typeof layout === "string" ? getLayout(layout) : layout);
   return { sys, dm: DeviceManager.fromSystemAllocator(sys) };
 }
 
