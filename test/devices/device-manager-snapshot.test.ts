@@ -649,13 +649,13 @@ describe("DeviceManager.fromJSON: validation", () => {
     [
       "unmanaged where a callback exists",
       (s) => (s.devices[2]!["pio"][0].heldBy = "unmanaged"),
-      /virtio-net@2: \[io 0x2000-0x201f\] was recorded without a pio allocator, but a pio callback was given/,
+      /virtio-net@2: \[io 0x2000-0x201f\] was recorded without an allocator \(no pio callback\), but a pio callback was given/,
       "virtio-net@2",
     ],
     [
       "an unmanaged instance id where a callback exists",
       (s) => (s.devices[7]!["instanceId"].heldBy = "unmanaged"),
-      /rtc@40: instance id 40 was recorded without an? .*allocator, but an? .*callback was given/,
+      /rtc@40: instance id 40 was recorded without an allocator \(no deviceId callback\), but a deviceId callback was given/,
       "rtc@40",
     ],
   ];
@@ -681,7 +681,7 @@ describe("DeviceManager.fromJSON: validation", () => {
     };
     refuse(copy(), /serial@0: \[io 0x3f8-0x3ff\] is held by the allocator, but no pio callback was given/, { options: without("pio"), device: "serial@0" });
     refuse(copy(), /serial@0: \[irq 4\] is reported outside the pools, but no irq callback was given/, { options: without("irq"), device: "serial@0" });
-    refuse(copy(), /serial@0: instance id 0 is held by the allocator, but no instanceId callback was given/, { options: without("deviceId") });
+    refuse(copy(), /serial@0: instance id 0 is held by the allocator, but no deviceId callback was given/, { options: without("deviceId") });
     // Only "outside" left for MMIO: the ROM below the pools.
     const s = copy();
     s.devices = s.devices.filter((d) => d["mmio"].every((m: { heldBy: string }) => m.heldBy !== "allocator"));
@@ -691,7 +691,7 @@ describe("DeviceManager.fromJSON: validation", () => {
       device: "boot-rom@5",
     });
     // And the whole snapshot against a manager with no callbacks at all.
-    refuse(copy(), /serial@0: instance id 0 is held by the allocator, but no instanceId callback was given/, { options: () => ({ devices: objects() }) });
+    refuse(copy(), /serial@0: instance id 0 is held by the allocator, but no deviceId callback was given/, { options: () => ({ devices: objects() }) });
   });
 
   it("refuses a missing, misnamed or non-device object, naming the device", () => {
