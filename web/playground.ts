@@ -59,7 +59,7 @@ function pretty(layout: Record<string, unknown>): string {
 }
 
 function starts(): Start[] {
-  const list: Start[] = [{ key: "default", label: "built-in default (Firecracker-like microVM)", source: "layout.json", text: pretty(DEFAULT_LAYOUT as Record<string, unknown>) }];
+  const list: Start[] = [{ key: "default", label: "built-in default (what `vm-allocator plan` plans)", source: "layout.json", text: pretty(DEFAULT_LAYOUT as Record<string, unknown>) }];
   for (const name of layoutNames) {
     list.push({ key: `preset:${name}`, label: `preset ${name}, no devices`, source: "layout.json", text: pretty({ preset: name, devices: [] }) });
   }

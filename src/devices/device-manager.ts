@@ -46,6 +46,8 @@ import type {
   CallbackHolding,
   HoldingsFunc,
   IdAllocateFunc,
+  MmioPool,
+  Placement,
 } from "../system/allocation-callbacks.js";
 import { Bus } from "./bus.js";
 import {
@@ -90,6 +92,8 @@ type AllocateParams = {
   window?: { readonly min: bigint; readonly max: bigint };
   mmio64?: boolean;
   allowFallback?: boolean;
+  pool?: MmioPool;
+  placement?: Placement;
 };
 
 type Undo = () => void;
@@ -985,6 +989,9 @@ export class DeviceManager {
       params.fixed = r.fixed;
       params.allowReserved = true;
     }
+    // Only what differs from the defaults, so that a callback written before these existed works.
+    if (r.pool !== undefined && r.pool !== "mmio64") params.pool = r.pool;
+    if (r.placement === "last") params.placement = "last";
     const range = this.#allocateRange(cb, r.kind, params, undo, `requests[${r.index}]`);
     return range === null ? slot(RangeInclusive.withSize(r.fixed!, r.size), "outside") : slot(range, "allocator");
   }
