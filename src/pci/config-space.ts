@@ -95,6 +95,8 @@ export class PciConfigSpace {
   readonly #external = new Uint8Array(PCI_CONFIG_SPACE_SIZE);
   readonly #handler: PciConfigHandler | undefined;
   #lastCapability = 0;
+  /** [start, end) of every capability, for overlap checks. */
+  readonly #capabilities: [number, number][] = [];
   #nextCapability = PCI_CAPABILITIES_START;
 
   constructor(ids: PciHeaderIds, handler?: PciConfigHandler) {
@@ -159,9 +161,12 @@ export class PciConfigSpace {
     if (!Number.isInteger(offset) || offset % 4 !== 0 || offset < PCI_CAPABILITIES_START || offset + length > PCI_LEGACY_CONFIG_SPACE_SIZE) {
       throw new AllocatorError("InvalidArgument", `capability 0x${id.toString(16)} of ${length} bytes does not fit at offset 0x${offset.toString(16)} (capabilities live in 0x40-0xff, dword aligned)`);
     }
-    for (let i = offset; i < offset + length; i++) {
-      if (this.#external[i] === 0) throw new AllocatorError("InvalidArgument", `capability 0x${id.toString(16)} at 0x${offset.toString(16)} overlaps another capability at 0x${i.toString(16)}`);
+    for (const [start, end] of this.#capabilities) {
+      if (offset < end && start < offset + length) {
+        throw new AllocatorError("InvalidArgument", `capability 0x${id.toString(16)} at 0x${offset.toString(16)} (${length} bytes) overlaps the capability at 0x${start.toString(16)}`);
+      }
     }
+    this.#capabilities.push([offset, offset + length]);
     this.claim(offset, model ? length : 2);
     this.#bytes[offset] = id;
     if (this.#lastCapability === 0) this.#bytes[PciConfigRegister.CapabilitiesPointer] = offset;
