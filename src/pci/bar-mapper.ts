@@ -84,7 +84,18 @@ export class PciBarMapper {
    * @throws what `fullRegisterDevice` throws; nothing is held then.
    */
   place(region: PciBarRegion): void {
-    region.instanceId = this.#dm.fullRegisterDevice(region, [this.#request(region)]);
+    try {
+      region.instanceId = this.#dm.fullRegisterDevice(region, [this.#request(region)]);
+    } catch (error) {
+      if (!(error instanceof AllocatorError)) throw error;
+      // Name the BAR as a person thinks of it, not as the device manager's request list.
+      const why = error.cause instanceof AllocatorError ? error.cause : error;
+      throw new AllocatorError(error.code, `${region.name} (${describeBarKind(region.bar)}, ${hex(region.bar.size)} ${region.bar.kind === "io" ? "ports" : "bytes"}): ${why.message}`, {
+        cause: error,
+        owner: error.owner,
+        device: error.device,
+      });
+    }
     region.range = this.#rangeOf(region);
     this.#regions.add(region);
   }

@@ -390,7 +390,13 @@ export class PciHost implements PciConfigTarget {
         const line = spec.interruptPin === 0 ? undefined : intxLine(this.intxRouting, address.device, spec.interruptPin);
         const fn = new PciFunction(address, devices[i]!, spec, line, this.#ctx);
         const requests: ResourceRequest[] = line === undefined ? [] : [{ kind: "irq", fixed: line, shared: true }];
-        fn.instanceId = this.deviceManager.fullRegisterDevice(fn, requests);
+        try {
+          fn.instanceId = this.deviceManager.fullRegisterDevice(fn, requests);
+        } catch (error) {
+          if (!(error instanceof AllocatorError) || line === undefined) throw error;
+          const why = error.cause instanceof AllocatorError ? error.cause : error;
+          throw new AllocatorError(error.code, `${fn.name} INT${"ABCD"[spec.interruptPin - 1]} (${this.intxRouting.name} line ${line}): ${why.message}`, { cause: error, owner: error.owner });
+        }
         undo.push(() => this.deviceManager.fullUnregisterDevice(fn.instanceId));
         for (const r of fn.regions) {
           this.#mapper.place(r);
@@ -412,7 +418,9 @@ export class PciHost implements PciConfigTarget {
         throw new AllocatorError("InvalidState", `cannot plug ${what}: ${describe(error)}; undoing it failed too (${failures.map(describe).join("; ")}): the allocator may have leaked`, { cause: error, device: what });
       }
       if (!(error instanceof AllocatorError)) throw error;
-      throw new AllocatorError(error.code, `cannot plug ${what}: ${error.message}`, { cause: error, owner: error.owner, device: what });
+      // The device manager's errors already begin with the BAR's or function's owner name.
+      const message = error.message.startsWith(what) ? `cannot plug ${error.message}` : `cannot plug ${what}: ${error.message}`;
+      throw new AllocatorError(error.code, message, { cause: error, owner: error.owner, device: what });
     }
     for (const fn of plugged) {
       let table = this.#segments.get(fn.address.segment);

@@ -99,7 +99,7 @@ describe("BAR placement", () => {
     const n = machine({}, small);
     withBars(n, [{ kind: "mem32", size: 0x10_0000 }], "fills-32");
     const before = JSON.stringify(n.sys.holdings());
-    assert.throws(() => withBars(n, [{ kind: "mem64", size: 0x10_0000 }], "np"), code("ResourceNotAvailable", /^cannot plug np 0000:00:02\.0: /));
+    assert.throws(() => withBars(n, [{ kind: "mem64", size: 0x10_0000 }], "np"), code("ResourceNotAvailable", /^cannot plug np 0000:00:02\.0 BAR 0 \(mem 64bit, 0x100000 bytes\): no free space/));
     assert.equal(JSON.stringify(n.sys.holdings()), before, "nothing held after the failed plug");
     assert.equal(n.host.slots.holderOf("00:02.0"), undefined);
     assert.equal(n.host.size, 1);
