@@ -115,23 +115,23 @@ export class PciConfigSpace {
     this.setMask(PciConfigRegister.InterruptLine, 1, 0xff);
   }
 
-  /** The value of `size` bytes at `offset` as the model holds them (device-owned bytes read 0). */
+  /** The value of `size` (1 to 4) bytes at `offset` as the model holds them (device-owned bytes read 0). */
   getRaw(offset: number, size: number): number {
     const b = this.#bytes;
     let v = 0;
-    for (let i = size - 1; i >= 0; i--) v = v * 256 + b[offset + i]!;
-    return v;
+    for (let i = size - 1; i >= 0; i--) v = (v << 8) | b[offset + i]!;
+    return v >>> 0;
   }
 
   /** Sets bytes directly, masks ignored: for the PCI layer's own state (ids, status bits, BAR flags). */
   setRaw(offset: number, size: number, value: number): void {
-    for (let i = 0; i < size; i++) this.#bytes[offset + i] = Math.floor(value / 2 ** (8 * i)) & 0xff;
+    for (let i = 0; i < size; i++) this.#bytes[offset + i] = (value >>> (8 * i)) & 0xff;
   }
 
   /** Sets which bits of `size` bytes at `offset` the guest may write. */
   setMask(offset: number, size: number, mask: number): void {
     for (let i = 0; i < size; i++) {
-      this.#wmask[offset + i] = Math.floor(mask / 2 ** (8 * i)) & 0xff;
+      this.#wmask[offset + i] = (mask >>> (8 * i)) & 0xff;
       this.#external[offset + i] = 0;
     }
   }
@@ -139,7 +139,7 @@ export class PciConfigSpace {
   /** Sets which bits of `size` bytes at `offset` the guest clears by writing one. */
   setWriteOneToClear(offset: number, size: number, mask: number): void {
     for (let i = 0; i < size; i++) {
-      this.#w1c[offset + i] = Math.floor(mask / 2 ** (8 * i)) & 0xff;
+      this.#w1c[offset + i] = (mask >>> (8 * i)) & 0xff;
       this.#external[offset + i] = 0;
     }
   }
@@ -192,7 +192,7 @@ export class PciConfigSpace {
       const e = ext[offset + i]!;
       while (i + n < size && ext[offset + i + n] === e) n++;
       const part = e === 0 ? this.getRaw(offset + i, n) : this.#deviceRead(offset + i, n);
-      value += part * 2 ** (8 * i);
+      value = (value | (part << (8 * i))) >>> 0;
       i += n;
     }
     return value;
@@ -201,21 +201,22 @@ export class PciConfigSpace {
   /** What the guest writes, through the masks; the device's bytes go to its handler. */
   write(offset: number, size: number, value: number): void {
     const ext = this.#external;
+    const bytes = this.#bytes;
+    const wmask = this.#wmask;
+    const w1c = this.#w1c;
     for (let i = 0; i < size; ) {
-      let n = 1;
       const e = ext[offset + i]!;
-      while (i + n < size && ext[offset + i + n] === e) n++;
-      const part = Math.floor(value / 2 ** (8 * i)) % 2 ** (8 * n);
       if (e === 0) {
-        for (let j = 0; j < n; j++) {
-          const k = offset + i + j;
-          const v = (part >>> (8 * j)) & 0xff;
-          const wm = this.#wmask[k]!;
-          this.#bytes[k] = ((this.#bytes[k]! & ~wm) | (v & wm)) & ~(v & this.#w1c[k]!);
-        }
-      } else {
-        this.#deviceWrite(offset + i, n, part);
+        const k = offset + i;
+        const v = (value >>> (8 * i)) & 0xff;
+        const wm = wmask[k]!;
+        bytes[k] = ((bytes[k]! & ~wm) | (v & wm)) & ~(v & w1c[k]!);
+        i++;
+        continue;
       }
+      let n = 1;
+      while (i + n < size && ext[offset + i + n] === 1) n++;
+      this.#deviceWrite(offset + i, n, n === 4 ? value >>> 0 : (value >>> (8 * i)) & ((1 << (8 * n)) - 1));
       i += n;
     }
   }
