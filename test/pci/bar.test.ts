@@ -162,6 +162,30 @@ describe("BAR placement", () => {
     m.host.checkConsistency();
   });
 
+  it("64-bit BARs go anywhere the guest puts them, up to the top of the space; the all-ones pattern is never mapped", () => {
+    const m = machine();
+    const fn = withBars(m, [{ kind: "mem64", size: 0x4000 }]);
+    const g = new Guest(m.dm);
+    g.configWrite("ecam", 0, 1, 0, 4, 2, 0x2);
+    for (const base of [1n << 63n, 0xffff_fffe_ffff_8000n, 0x20_0000_0000n]) {
+      g.setBar("ecam", 0, 1, 0, 0, base, true);
+      const b = fn.bars()[0]!;
+      assert.ok(b.routed, `at ${base.toString(16)}`);
+      assert.equal(b.range.start, base);
+      assert.deepEqual(g.read("mem", base + 0x3fffn, 1), [0x40]);
+    }
+    // 0xffff_ffff_ffff_c000 is what sizing leaves in both halves: unrouted, no move, no report.
+    g.setBar("ecam", 0, 1, 0, 0, 0xffff_ffff_ffff_c000n, true);
+    assert.ok(!fn.bars()[0]!.routed);
+    assert.equal(fn.bars()[0]!.range.start, 0x20_0000_0000n);
+    assert.equal(m.conflicts.length, 0);
+    // Just below 4 GiB is the firmware's: refused, naming it.
+    g.setBar("ecam", 0, 1, 0, 0, 0xffff_8000n, true);
+    assert.equal(m.conflicts.length, 1, "while the high half still reads all ones the BAR counts as being sized");
+    assert.match(m.conflicts[0]!.message, /\[mem 0xffff8000-0xffffbfff 64bit\]: can't map: .*conflicts with firmware \[mem 0xff000000-0xffffffff\]/);
+    m.host.checkConsistency();
+  });
+
   it("an I/O BAR moves only inside the I/O window", () => {
     const m = machine();
     const fn = withBars(m, [{ kind: "io", size: 0x20 }]);
