@@ -21,6 +21,7 @@ import {
   PciConfigSpace,
   PciStatus,
   type PciConfigHandler,
+  type PciHeaderIds,
 } from "./config-space.js";
 import type { IntxLines } from "./intx.js";
 import { normalizeMsiSpec, PCI_CAP_ID_MSI, PciMsiCapability, type PciMsiSpec } from "./msi.js";
@@ -87,14 +88,7 @@ export interface NormalizedPciDevice {
   readonly msi: { readonly vectors: number; readonly perVectorMask: boolean } | undefined;
   readonly msix: NormalizedMsixSpec | undefined;
   readonly capabilities: readonly PciCapabilitySpec[];
-  readonly ids: {
-    readonly vendorId: number;
-    readonly deviceId: number;
-    readonly classCode: number;
-    readonly revision: number;
-    readonly subsystemVendorId: number;
-    readonly subsystemId: number;
-  };
+  readonly ids: Omit<PciHeaderIds, "interruptPin">;
 }
 
 function int(value: unknown, name: string, max: number, fallback?: number): number {
