@@ -26,11 +26,11 @@ import { DeviceManager } from "../src/devices/device-manager.js";
 import { AddressAllocator } from "../src/core/address-allocator.js";
 import { isAllocatorError, type AllocatorError } from "../src/core/errors.js";
 import { AllocPolicy } from "../src/core/resource.js";
-import { layoutToJSON, type AddressPoolName, type IdPoolName, type SystemLayout } from "../src/system/layouts.js";
+import { layoutToJSON, MEMORY_POOL_NAMES, type AddressPoolName, type IdPoolName, type SystemLayout } from "../src/system/layouts.js";
 import { DefaultSystemAllocator, type AddressPoolView, type IdPoolView } from "../src/system/system-allocator.js";
 import { field, item, type Problem } from "./diagnostics.js";
 import type { DeviceSpec, LayoutFile } from "./layout-file.js";
-import { PLAN_FORMAT, PLAN_VERSION, type PlanDevice, type PlanSnapshot } from "./snapshot.js";
+import { PLAN_FORMAT, PLAN_VERSION, type PlanDevice, type PlanParameters, type PlanSnapshot } from "./snapshot.js";
 
 /** What planning produced: a snapshot when everything was allocated, and every problem found. */
 export interface PlanOutcome {
@@ -127,10 +127,20 @@ export function planLayout(layout: LayoutFile, options: PlanOptions): PlanOutcom
     source: options.source,
     ...(layout.description === undefined ? {} : { description: layout.description }),
     preset: layout.preset,
+    ...(Object.keys(layout.givenParameters).length === 0 ? {} : { parameters: planParameters(layout) }),
     system: sys.toJSON(),
     devices,
   };
   return { snapshot, problems };
+}
+
+/** The parameters a layout file gave, as a plan records them. */
+function planParameters(layout: LayoutFile): PlanParameters {
+  const { ramSize, physAddressBits } = layout.givenParameters;
+  return {
+    ...(ramSize === undefined ? {} : { ramSize: hex(BigInt(ramSize)) }),
+    ...(physAddressBits === undefined ? {} : { physAddressBits }),
+  };
 }
 
 /**
@@ -279,7 +289,7 @@ class FixedResources {
   ): void {
     const label = kind === "pio" ? "io" : "mem";
     const shown = `[${label} ${hex(start)}-${hex(end)}]`;
-    const candidates: AddressPoolName[] = kind === "pio" ? ["pio"] : ["mmio32", "mmio64"];
+    const candidates: readonly AddressPoolName[] = kind === "pio" ? ["pio"] : MEMORY_POOL_NAMES;
     let pool: { name: AddressPoolName; view: AddressPoolView } | undefined;
     for (const name of candidates) {
       const view = this.#sys.pool(name);

@@ -11,6 +11,7 @@ import { formatProblem, InputError, Problems, sortProblems, type Problem } from 
 import { JsonSyntaxError, parseJson, type JsonValue } from "./json-source.js";
 import { readLayout } from "./layout-file.js";
 import { planLayout } from "./plan.js";
+import { renderCmdline, renderDts } from "./render/guest.js";
 import { renderIomem } from "./render/iomem.js";
 import { renderJson, REPORT_FORMAT } from "./render/json.js";
 import { renderSvg } from "./render/svg.js";
@@ -95,16 +96,19 @@ function usageLine(error: InputError, style: Style): string {
 }
 
 function render(plan: LoadedPlan, format: Format, style: Style): string {
-  const view = planView(plan);
   switch (format) {
     case "text":
-      return renderText(view, style);
+      return renderText(planView(plan), style);
     case "iomem":
-      return renderIomem(view);
+      return renderIomem(planView(plan));
     case "json":
-      return renderJson(view, plan.snapshot);
+      return renderJson(planView(plan), plan.snapshot);
     case "svg":
-      return renderSvg(view);
+      return renderSvg(planView(plan));
+    case "cmdline":
+      return renderCmdline(plan);
+    case "dts":
+      return renderDts(plan);
   }
 }
 

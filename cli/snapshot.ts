@@ -24,7 +24,7 @@
 import { AddressAllocator } from "../src/core/address-allocator.js";
 import { isAllocatorError } from "../src/core/errors.js";
 import { IdAllocator } from "../src/core/id-allocator.js";
-import { layoutNames, resolveLayout, type AddressPoolName, type IdPoolName } from "../src/system/layouts.js";
+import { getPreset, isAddressPool, layoutNames, MEMORY_POOL_NAMES, resolveLayout, resolveParameters, type AddressPoolName, type IdPoolName, type PoolName } from "../src/system/layouts.js";
 import { DefaultSystemAllocator, type Holding, type SystemAllocatorSnapshot } from "../src/system/system-allocator.js";
 import { parseHexU64 } from "../src/core/u64.js";
 import { describeJson, field, item, Problems } from "./diagnostics.js";
@@ -55,6 +55,12 @@ export interface PlanDevice {
   readonly msi: readonly { readonly gsi: number; readonly fixed: boolean }[];
 }
 
+/** Layout parameters as a plan records them. */
+export interface PlanParameters {
+  readonly ramSize?: string;
+  readonly physAddressBits?: number;
+}
+
 /** A saved plan. */
 export interface PlanSnapshot {
   readonly format: typeof PLAN_FORMAT;
@@ -64,6 +70,8 @@ export interface PlanSnapshot {
   readonly description?: string;
   /** The preset the layout started from. */
   readonly preset: string;
+  /** The preset's parameters the layout gave (`ramSize` as a hex string); absent when none. */
+  readonly parameters?: PlanParameters;
   readonly system: SystemAllocatorSnapshot;
   /** Sorted by instance id. */
   readonly devices: readonly PlanDevice[];
@@ -75,7 +83,7 @@ export interface LoadedPlan {
   readonly sys: DefaultSystemAllocator;
 }
 
-const TOP_KEYS = ["format", "version", "source", "description", "preset", "system", "devices"];
+const TOP_KEYS = ["format", "version", "source", "description", "preset", "parameters", "system", "devices"];
 const DEVICE_KEYS = ["instanceId", "name", "owner", "instanceIdFixed", "pio", "mmio", "irqs", "msi"];
 
 /** True when `value` looks like a plan snapshot rather than a layout (it says it is one). */
@@ -107,11 +115,39 @@ export function readPlanSnapshot(value: unknown, problems: Problems): LoadedPlan
   if (typeof preset !== "string" || !(layoutNames as readonly string[]).includes(preset)) {
     problems.add("preset", `must be one of ${layoutNames.map((n) => JSON.stringify(n)).join(", ")}, got ${describeJson(preset)}`);
   }
+  if (value["parameters"] !== undefined) readParameters(value["parameters"], typeof preset === "string" ? preset : undefined, problems);
   const sys = readSystem(value["system"], problems);
   const devices = readDevices(value["devices"], problems);
   if (sys !== undefined && devices !== undefined) crossCheck(sys, devices.valid, devices.complete, problems);
   if (problems.list.length > before || sys === undefined || devices === undefined) return undefined;
   return { snapshot: value as unknown as PlanSnapshot, sys };
+}
+
+/** Checks a plan's `parameters` as its preset would take them. */
+function readParameters(value: unknown, preset: string | undefined, problems: Problems): void {
+  if (!isJsonObject(value)) {
+    problems.add("parameters", `must be an object { ramSize?, physAddressBits? }, got ${describeJson(value)}`);
+    return;
+  }
+  const given: { ramSize?: bigint; physAddressBits?: unknown } = {};
+  for (const key of Object.keys(value)) {
+    if (key === "ramSize") {
+      const v = value[key];
+      const n = typeof v === "string" ? parseHexU64(v) : undefined;
+      if (n === undefined) problems.add("parameters.ramSize", `must be a "0x..." hex string, got ${describeJson(v)}`);
+      else given.ramSize = n;
+    } else if (key === "physAddressBits") given.physAddressBits = value[key];
+    else problems.add(field("parameters", key), "unknown field (expected one of: ramSize, physAddressBits)");
+  }
+  if (preset === undefined || !(layoutNames as readonly string[]).includes(preset)) return;
+  try {
+    // The layout too: some parameter pairs leave a preset no room (more RAM than address bits).
+    getPreset(preset).layout(resolveParameters(preset, given as { ramSize?: bigint; physAddressBits?: number }, "parameters"));
+  } catch (e) {
+    if (!isAllocatorError(e)) throw e;
+    const m = /^(parameters(?:\.\w+)?):?\s*(.*)$/s.exec(e.message);
+    problems.add(m?.[1] ?? "parameters", m?.[2] ?? e.message);
+  }
 }
 
 const KNOWN_FIELDS = new Set(["format", "version", "layout", "pools", "reserved", "claims", "uses", "base", "end", "blocks", "first", "last", "allocated", "released", "owners"]);
@@ -189,7 +225,7 @@ function readSystem(value: unknown, problems: Problems): DefaultSystemAllocator 
       if (isJsonObject(pools)) {
         for (const [pool, snap] of Object.entries(pools)) {
           try {
-            if (pool === "pio" || pool === "mmio32" || pool === "mmio64") AddressAllocator.fromJSON(snap);
+            if (isAddressPool(pool as PoolName)) AddressAllocator.fromJSON(snap);
             else if (pool === "legacyIrq" || pool === "msi" || pool === "instanceId") IdAllocator.fromJSON(snap);
           } catch (e) {
             if (!isAllocatorError(e)) throw e;
@@ -326,7 +362,7 @@ function crossCheck(
       problems.add(field(path, "instanceId"), `instance id ${d.instanceId} is outside the instanceId pool, yet not marked fixed`);
     }
     for (const kind of ["pio", "mmio"] as const) {
-      const pools: AddressPoolName[] = kind === "pio" ? ["pio"] : ["mmio32", "mmio64"];
+      const pools: readonly AddressPoolName[] = kind === "pio" ? ["pio"] : MEMORY_POOL_NAMES;
       const label = kind === "pio" ? "io" : "mem";
       d[kind].forEach((r, j) => {
         const at = item(field(path, kind), j);

@@ -4,14 +4,25 @@
  * ranges nested in the platform reservation they sit in, and those outside every pool listed
  * apart.
  */
-import type { AddressPoolName, IdPoolName } from "../src/system/layouts.js";
+import {
+  ADDRESS_POOL_NAMES,
+  getPreset,
+  LAYOUT_KEYS,
+  layoutToJSON,
+  resolveLayout,
+  resolveParameters,
+  type AddressPoolName,
+  type IdPoolName,
+} from "../src/system/layouts.js";
 import type { Origin, PlanView, Region, Segment, IdAssignment, AddressSpaceView, IdSpaceView, DeviceView } from "./model.js";
-import type { LoadedPlan, PlanDevice } from "./snapshot.js";
+import type { LoadedPlan, PlanDevice, PlanSnapshot } from "./snapshot.js";
 
 const ADDRESS_TITLES: Readonly<Record<AddressPoolName, string>> = {
   pio: "Port I/O",
+  systemMemory: "System memory",
   mmio32: "MMIO below 4 GiB",
   mmio64: "MMIO above 4 GiB",
+  pastMmio64: "Past the 64-bit MMIO",
 };
 
 const ID_TITLES: Readonly<Record<IdPoolName, string>> = {
@@ -65,7 +76,7 @@ export function planView(plan: LoadedPlan): PlanView {
 
   const addressSpaces: AddressSpaceView[] = [];
   const nested = new Set<Region>();
-  for (const name of ["pio", "mmio32", "mmio64"] as const) {
+  for (const name of ADDRESS_POOL_NAMES) {
     const pool = sys.pool(name);
     if (pool === undefined) continue;
     const kind = name === "pio" ? "io" : "mem";
@@ -137,11 +148,40 @@ export function planView(plan: LoadedPlan): PlanView {
     source: snapshot.source,
     description: snapshot.description,
     preset: snapshot.preset,
+    parameters: parameterText(snapshot),
+    presetChanges: presetChanges(snapshot),
     addressSpaces,
     unpooled,
     idSpaces,
     devices: devices.map(deviceView),
   };
+}
+
+function parameterText(snapshot: PlanSnapshot): string | undefined {
+  const p = snapshot.parameters;
+  if (p === undefined) return undefined;
+  const parts = [...(p.ramSize === undefined ? [] : [`ramSize ${p.ramSize}`]), ...(p.physAddressBits === undefined ? [] : [`physAddressBits ${p.physAddressBits}`])];
+  return parts.length === 0 ? undefined : parts.join(", ");
+}
+
+/** The layout keys (pools, `reserved`) where the plan's layout differs from its preset's, in layout order. */
+function presetChanges(snapshot: PlanSnapshot): string[] {
+  const p = snapshot.parameters ?? {};
+  const preset = getPreset(snapshot.preset);
+  const own = layoutToJSON(
+    resolveLayout(preset.layout(resolveParameters(preset.name, { ...(p.ramSize === undefined ? {} : { ramSize: p.ramSize }), ...(p.physAddressBits === undefined ? {} : { physAddressBits: p.physAddressBits }) }))),
+  ) as unknown as Record<string, unknown>;
+  const planned = snapshot.system.layout as unknown as Record<string, unknown>;
+  // A new name alone changes nothing the guest sees.
+  return LAYOUT_KEYS.filter((k) => k !== "name" && JSON.stringify(own[k]) !== JSON.stringify(planned[k]));
+}
+
+/** How a heading names the plan's machine: `preset pc-x86_64`, or `derived from preset ...: pio, mmio64 changed`. */
+export function presetLabel(view: PlanView): string | undefined {
+  if (view.preset === undefined) return undefined;
+  const params = view.parameters === undefined ? "" : `, ${view.parameters}`;
+  if (view.presetChanges.length === 0) return `preset ${view.preset}${params}`;
+  return `derived from preset ${view.preset}${params}: ${view.presetChanges.join(", ")} changed`;
 }
 
 function deviceView(d: PlanDevice): DeviceView {

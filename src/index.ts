@@ -26,7 +26,10 @@ export type {
   IdAllocateFunc,
   IdAllocateParams,
   IrqPool,
+  MmioPool,
+  Placement,
 } from "./system/allocation-callbacks.js";
+export { MMIO_POOLS } from "./system/allocation-callbacks.js";
 export {
   AddressAllocator,
   type AddressAllocatorSnapshot,
@@ -86,14 +89,22 @@ export {
   type RangeSlotJSON,
 } from "./devices/device-manager-snapshot.js";
 export {
+  ADDRESS_POOL_NAMES,
+  CLOUD_HYPERVISOR_X86_64,
+  CROSVM_X86_64,
   DEFAULT_LAYOUT_NAME,
+  FIRECRACKER_AARCH64,
   FIRECRACKER_X86_64,
   getLayout,
+  getPreset,
   LAYOUTS,
   layoutNames,
   MAX_ID_RESERVATION,
+  MEMORY_POOL_NAMES,
   PC_X86_64,
   POOL_NAMES,
+  resolveParameters,
+  RISCV64_VIRT,
   type AddressPoolName,
   type AddressWindowJSON,
   type AddressWindowLayout,
@@ -102,12 +113,24 @@ export {
   type IdRangeLayout,
   type LayoutName,
   type LayoutNumber,
+  type MemoryPoolName,
   type PoolName,
   type ReservationJSON,
   type ReservationLayout,
   type SystemLayout,
   type SystemLayoutJSON,
 } from "./system/layouts.js";
+export type {
+  Architecture,
+  Board,
+  InterruptController,
+  LayoutParameters,
+  ParameterName,
+  PciHost,
+  PhysicalRange,
+  Preset,
+  ResolvedParameters,
+} from "./system/presets/preset.js";
 export {
   DefaultSystemAllocator,
   SYSTEM_ALLOCATOR_SNAPSHOT_FORMAT,
@@ -121,6 +144,9 @@ export {
   type ReserveTarget,
   type SystemAllocatorSnapshot,
 } from "./system/system-allocator.js";
+export { guestDeviceKind, type GuestDevice, type GuestDeviceKind, type GuestMachine, type GuestRange } from "./guest/guest-device.js";
+export { virtioMmioArgument, virtioMmioCmdline } from "./guest/kernel-cmdline.js";
+export { devicetreeSource, type DevicetreeOptions } from "./guest/devicetree.js";
 // ---- PCI (src/pci) ----
 export {
   formatPciAddress,

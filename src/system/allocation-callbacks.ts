@@ -18,6 +18,24 @@
  */
 import type { RangeInclusive } from "../core/range.js";
 
+/**
+ * The memory pools an MMIO request can name (`pool` of {@link AddrAllocateParams}): below 4 GiB,
+ * the 64-bit window, the region past it (Firecracker's `past_mmio64_memory`: pmem and
+ * virtio-mem backing; cloud-hypervisor's platform MMIO area) and system memory (Firecracker's
+ * `system_memory`: ACPI tables, vmgenid, vmclock).
+ */
+export type MmioPool = "mmio32" | "mmio64" | "pastMmio64" | "systemMemory";
+
+/** Every {@link MmioPool}, in address order of a typical layout. */
+export const MMIO_POOLS: readonly MmioPool[] = Object.freeze(["systemMemory", "mmio32", "mmio64", "pastMmio64"]);
+
+/**
+ * Where in its pool a range is placed: `"first"` is the lowest fitting address (rust-vmm's
+ * `AllocPolicy::FirstMatch`, the default), `"last"` the highest (`LastMatch`, cloud-hypervisor's
+ * top-down allocator).
+ */
+export type Placement = "first" | "last";
+
 /** Which id pool an {@link IdAllocateFunc} for interrupts is asked about. */
 export type IrqPool = "legacy" | "msi";
 
@@ -79,6 +97,10 @@ export type AddrAllocateParams =
       readonly mmio64?: boolean;
       /** MMIO only, with `mmio64`: fall back to 32-bit space when 64-bit space is full. */
       readonly allowFallback?: boolean;
+      /** MMIO only: the pool to place in; `mmio64: true` is the same as `pool: "mmio64"`. */
+      readonly pool?: MmioPool;
+      /** Lowest (`"first"`, the default) or highest (`"last"`) fitting address. */
+      readonly placement?: Placement;
     }
   | {
       readonly action: "free";

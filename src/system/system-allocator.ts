@@ -23,11 +23,13 @@ import { IdClaims, RangeUses } from "./claims.js";
 import { AllocatorError } from "../core/errors.js";
 import { IdAllocator, type IdAllocatorSnapshot } from "../core/id-allocator.js";
 import {
+  ADDRESS_POOL_NAMES,
   DEFAULT_LAYOUT_NAME,
   isAddressPool,
   LAYOUTS,
   layoutToJSON,
   MAX_ID_RESERVATION,
+  MEMORY_POOL_NAMES,
   POOL_NAMES,
   poolRangeKind,
   reservationToJSON,
@@ -36,6 +38,7 @@ import {
   type AddressPoolName,
   type IdPoolName,
   type LayoutNumber,
+  type MemoryPoolName,
   type PoolName,
   type ReservationJSON,
   type ResolvedLayout,
@@ -170,8 +173,10 @@ export interface SystemAllocatorSnapshot {
   readonly layout: SystemLayoutJSON;
   readonly pools: {
     readonly pio?: AddressAllocatorSnapshot;
+    readonly systemMemory?: AddressAllocatorSnapshot;
     readonly mmio32: AddressAllocatorSnapshot;
     readonly mmio64?: AddressAllocatorSnapshot;
+    readonly pastMmio64?: AddressAllocatorSnapshot;
     readonly legacyIrq: IdAllocatorSnapshot;
     readonly msi: IdAllocatorSnapshot;
     readonly instanceId: IdAllocatorSnapshot;
@@ -202,8 +207,10 @@ const SNAPSHOT_KEYS = [...SNAPSHOT_KEYS_V1, "claims", "uses"];
 
 const POOL_TEXT: Readonly<Record<PoolName, string>> = {
   pio: "port I/O",
+  systemMemory: "system memory",
   mmio32: "32-bit MMIO",
   mmio64: "64-bit MMIO",
+  pastMmio64: "past-64-bit MMIO",
   legacyIrq: "legacy IRQ",
   msi: "MSI",
   instanceId: "instance id",
@@ -386,7 +393,7 @@ interface State {
 function emptyState(layout: ResolvedLayout): State {
   const p = layout.pools;
   const address: Partial<Record<AddressPoolName, AddressAllocator>> = {};
-  for (const pool of ["pio", "mmio32", "mmio64"] as const) {
+  for (const pool of ADDRESS_POOL_NAMES) {
     const b = p[pool];
     if (b !== undefined) address[pool] = new AddressAllocator(b.start, b.end - b.start + 1n);
   }
@@ -394,10 +401,10 @@ function emptyState(layout: ResolvedLayout): State {
   return {
     address,
     ids: { legacyIrq: ids(p.legacyIrq), msi: ids(p.msi), instanceId: ids(p.instanceId) },
-    reservedRanges: { pio: new Map(), mmio32: new Map(), mmio64: new Map() },
+    reservedRanges: { pio: new Map(), systemMemory: new Map(), mmio32: new Map(), mmio64: new Map(), pastMmio64: new Map() },
     reservedIds: { legacyIrq: new Set(), msi: new Set(), instanceId: new Set() },
     idClaims: { legacyIrq: new IdClaims(), msi: new IdClaims(), instanceId: new IdClaims() },
-    rangeUses: { pio: new RangeUses(), mmio32: new RangeUses(), mmio64: new RangeUses() },
+    rangeUses: { pio: new RangeUses(), systemMemory: new RangeUses(), mmio32: new RangeUses(), mmio64: new RangeUses(), pastMmio64: new RangeUses() },
   };
 }
 
@@ -457,7 +464,7 @@ export class DefaultSystemAllocator implements SystemAllocator {
     return this.#layoutJSON;
   }
 
-  /** True when the layout has `pool` (`pio` and `mmio64` are optional). */
+  /** True when the layout has `pool` (every address pool but `mmio32` is optional). */
   hasPool(pool: PoolName): boolean {
     return typeof pool === "string" && Object.hasOwn(this.#views, pool);
   }
@@ -473,6 +480,14 @@ export class DefaultSystemAllocator implements SystemAllocator {
   /** MMIO above 4 GiB, or undefined when the layout has none. */
   get mmio64(): AddressPoolView | undefined {
     return this.#views.mmio64 as AddressPoolView | undefined;
+  }
+  /** The region past the 64-bit MMIO, or undefined when the layout has none. */
+  get pastMmio64(): AddressPoolView | undefined {
+    return this.#views.pastMmio64 as AddressPoolView | undefined;
+  }
+  /** System memory for firmware data, or undefined when the layout has none. */
+  get systemMemory(): AddressPoolView | undefined {
+    return this.#views.systemMemory as AddressPoolView | undefined;
   }
   /** Legacy IRQ lines. */
   get legacyIrq(): IdPoolView {
@@ -524,9 +539,10 @@ export class DefaultSystemAllocator implements SystemAllocator {
   /**
    * Allocates and frees MMIO ranges. Without `mmio64` a range comes from the 32-bit pool; with
    * `mmio64: true` from the 64-bit pool, and with `allowFallback: true` too from the 32-bit pool
-   * when the 64-bit one is full or the layout has none. A `fixed` range is taken in whichever
-   * MMIO pool contains it (`mmio64` is then ignored, so that a device manager can move a range
-   * by its address alone).
+   * when the 64-bit one is full or the layout has none; with `pool` from the memory pool it names
+   * (`"pastMmio64"`, `"systemMemory"`). `placement: "last"` takes the highest fitting address.
+   * A `fixed` range is taken in whichever memory pool contains it (`mmio64` and `pool` are then
+   * ignored, so that a device manager can move a range by its address alone).
    */
   mmioAddressCallback(): AddrAllocateFunc {
     return this.#mmioCallback;
@@ -698,8 +714,13 @@ export class DefaultSystemAllocator implements SystemAllocator {
       const max = toU64((w as Record<string, unknown>)["max"], "params.window.max");
       window = { min, max };
     }
-    const mmio64 = optionalBoolean(p["mmio64"], "params.mmio64");
+    let mmio64 = optionalBoolean(p["mmio64"], "params.mmio64");
     const allowFallback = optionalBoolean(p["allowFallback"], "params.allowFallback");
+    const named = this.#namedPool(p["pool"], family, mmio64);
+    if (named === "mmio64") mmio64 = true;
+    const placement = p["placement"] ?? "first";
+    if (placement !== "first" && placement !== "last") throw invalidArgument(`params.placement must be "first" or "last", got ${describe(placement)}`);
+    const policy = placement === "last" ? AllocPolicy.LastMatch : AllocPolicy.FirstMatch;
     if (family === "pio" && (mmio64 || allowFallback)) throw invalidArgument("params.mmio64 and params.allowFallback are for MMIO ranges only");
     if (allowFallback && !mmio64) throw invalidArgument("params.allowFallback requires params.mmio64: true");
     const options = window === undefined ? { owner } : { owner, window };
@@ -727,21 +748,22 @@ export class DefaultSystemAllocator implements SystemAllocator {
       }
       return attempt(pool, AllocPolicy.ExactMatch(fixed));
     }
-    if (family === "pio") return attempt("pio", AllocPolicy.FirstMatch);
-    if (!mmio64) return attempt("mmio32", AllocPolicy.FirstMatch);
+    if (family === "pio") return attempt("pio", policy);
+    if (named !== undefined && named !== "mmio64") return attempt(named, policy);
+    if (!mmio64) return attempt("mmio32", policy);
     if (this.#state.address.mmio64 === undefined) {
-      if (allowFallback) return attempt("mmio32", AllocPolicy.FirstMatch);
+      if (allowFallback) return attempt("mmio32", policy);
       throw new AllocatorError(
         "ResourceNotAvailable",
         `no 64-bit MMIO pool in this layout for ${hex(size)} bytes (owner ${owner}); pass allowFallback: true to use 32-bit MMIO`,
       );
     }
     try {
-      return attempt("mmio64", AllocPolicy.FirstMatch);
+      return attempt("mmio64", policy);
     } catch (error) {
       if (!allowFallback || !(error instanceof AllocatorError) || error.code !== "ResourceNotAvailable") throw error;
       try {
-        return attempt("mmio32", AllocPolicy.FirstMatch);
+        return attempt("mmio32", policy);
       } catch (fallbackError) {
         if (!(fallbackError instanceof AllocatorError)) throw fallbackError;
         throw new AllocatorError(fallbackError.code, `${error.message}; falling back to 32-bit MMIO: ${fallbackError.message}`, {
@@ -753,7 +775,7 @@ export class DefaultSystemAllocator implements SystemAllocator {
 
   /** True when [start, end] meets no pool of `family`. */
   #outsideEveryPool(family: "pio" | "mmio", start: bigint, end: bigint): boolean {
-    const candidates: AddressPoolName[] = family === "pio" ? ["pio"] : ["mmio32", "mmio64"];
+    const candidates: readonly AddressPoolName[] = family === "pio" ? ["pio"] : MEMORY_POOL_NAMES;
     return candidates.every((pool) => {
       const a = this.#state.address[pool];
       return a === undefined || end < a.base || start > a.end;
@@ -782,9 +804,24 @@ export class DefaultSystemAllocator implements SystemAllocator {
     return new RangeInclusive(start, end);
   }
 
+  /** The memory pool `params.pool` names, checked against the layout; undefined when not given. */
+  #namedPool(value: unknown, family: "pio" | "mmio", mmio64: boolean): MemoryPoolName | undefined {
+    if (value === undefined) return undefined;
+    if (family === "pio") throw invalidArgument("params.pool is for MMIO ranges only");
+    if (typeof value !== "string" || !(MEMORY_POOL_NAMES as readonly string[]).includes(value)) {
+      throw invalidArgument(`params.pool must be one of ${MEMORY_POOL_NAMES.map((x) => JSON.stringify(x)).join(", ")}, got ${describe(value)}`);
+    }
+    const pool = value as MemoryPoolName;
+    if (mmio64 && pool !== "mmio64") throw invalidArgument(`params.mmio64 is true but params.pool is ${JSON.stringify(pool)}; give one`);
+    if (pool !== "mmio64" && this.#state.address[pool] === undefined) {
+      throw new AllocatorError("ResourceNotAvailable", `no ${POOL_TEXT[pool]} pool (${pool}) in this layout`);
+    }
+    return pool;
+  }
+
   /** The pool of `family` containing `start` (the pool then checks `end`), or OutOfRange. */
   #addressPoolFor(family: "pio" | "mmio", start: bigint, end: bigint): AddressPoolName {
-    const candidates: AddressPoolName[] = family === "pio" ? ["pio"] : ["mmio32", "mmio64"];
+    const candidates: readonly AddressPoolName[] = family === "pio" ? ["pio"] : MEMORY_POOL_NAMES;
     for (const pool of candidates) {
       const a = this.#state.address[pool];
       if (a !== undefined && a.base <= start && start <= a.end) return pool;
@@ -1066,7 +1103,7 @@ export class DefaultSystemAllocator implements SystemAllocator {
   owners(): string[] {
     const names = new Set<string>();
     const s = this.#state;
-    for (const pool of ["pio", "mmio32", "mmio64"] as const) {
+    for (const pool of ADDRESS_POOL_NAMES) {
       for (const o of s.address[pool]?.owners() ?? []) names.add(o);
       for (const u of s.rangeUses[pool].all()) names.add(u.owner);
     }
@@ -1127,8 +1164,10 @@ export class DefaultSystemAllocator implements SystemAllocator {
     const s = this.#state;
     const pools: {
       pio?: AddressAllocatorSnapshot;
+      systemMemory?: AddressAllocatorSnapshot;
       mmio32?: AddressAllocatorSnapshot;
       mmio64?: AddressAllocatorSnapshot;
+      pastMmio64?: AddressAllocatorSnapshot;
       legacyIrq?: IdAllocatorSnapshot;
       msi?: IdAllocatorSnapshot;
       instanceId?: IdAllocatorSnapshot;
@@ -1370,9 +1409,13 @@ export class DefaultSystemAllocator implements SystemAllocator {
     } catch (error) {
       broken(error instanceof Error ? error.message : String(error), error);
     }
-    const low = s.address.mmio32;
-    const high = s.address.mmio64;
-    if (low !== undefined && high !== undefined && low.base <= high.end && high.base <= low.end) broken("the MMIO pools overlap");
+    for (const a of MEMORY_POOL_NAMES) {
+      for (const b of MEMORY_POOL_NAMES) {
+        const x = s.address[a];
+        const y = s.address[b];
+        if (a < b && x !== undefined && y !== undefined && x.base <= y.end && y.base <= x.end) broken(`the ${a} and ${b} pools overlap`);
+      }
+    }
     const irq = s.ids.legacyIrq;
     const msi = s.ids.msi;
     if (irq.first <= msi.last && msi.first <= irq.last) broken("the legacy IRQ and MSI pools overlap");

@@ -7,8 +7,15 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { DEFAULT_LAYOUT } from "../../cli/default-layout.js";
+import { assertCompiles, dtcSkip } from "../helpers/dtc.js";
 import { EXAMPLE_RUNS, EXAMPLES, matchExpected, runCli } from "./helpers.js";
 
+/** The guest's view: the kernel command line of every example, the device tree of the non-x86 ones. */
+const GUEST_RUNS: readonly { name: string; args: readonly string[]; format: "cmdline" | "dts" }[] = [
+  ...EXAMPLE_RUNS.map((e) => ({ ...e, format: "cmdline" as const })),
+  { name: "firecracker-aarch64", args: ["examples/layouts/firecracker-aarch64.json"], format: "dts" },
+  { name: "riscv64-virt", args: ["examples/layouts/riscv64-virt.json"], format: "dts" },
+];
 const FORMATS = [
   { format: "text", ext: "txt" },
   { format: "iomem", ext: "iomem" },
@@ -26,6 +33,16 @@ describe("plan on the example layouts", { concurrency: true }, () => {
         matchExpected(`${name}.${ext}`, r.stdout);
       });
     }
+  }
+
+  for (const { name, args, format } of GUEST_RUNS) {
+    it(`${name} --format ${format} matches expected/${name}.${format}${format === "dts" ? " and dtc compiles it without a warning" : ""}`, { skip: format === "dts" ? dtcSkip : false }, async () => {
+      const r = await runCli(["plan", ...args, "--format", format]);
+      assert.equal(r.stderr, "");
+      assert.equal(r.status, 0);
+      matchExpected(`${name}.${format}`, r.stdout);
+      if (format === "dts") assertCompiles(r.stdout, `plan ${args.join(" ")} --format dts`);
+    });
   }
 
   it("text is the default format", async () => {
@@ -47,13 +64,14 @@ describe("plan on the example layouts", { concurrency: true }, () => {
   });
 
   it("check accepts every example layout", async () => {
-    const files = ["firecracker-default", "pc-q35", "large-mmio64"].map((n) => `examples/layouts/${n}.json`);
+    const counts = { "firecracker-default": 12, "pc-q35": 9, "large-mmio64": 7, "firecracker-aarch64": 7, "riscv64-virt": 4 };
+    const files = Object.keys(counts).map((n) => `examples/layouts/${n}.json`);
     const r = await runCli(["check", ...files]);
     assert.equal(r.stderr, "");
     assert.equal(r.status, 0);
     assert.deepEqual(
       r.stdout.trimEnd().split("\n"),
-      files.map((f) => `${f}: ok (layout, ${f.includes("firecracker") ? 14 : f.includes("pc-q35") ? 9 : 7} devices planned)`),
+      Object.entries(counts).map(([n, c]) => `examples/layouts/${n}.json: ok (layout, ${c} devices planned)`),
     );
   });
 

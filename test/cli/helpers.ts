@@ -22,6 +22,8 @@ export const EXAMPLE_RUNS: readonly { readonly name: string; readonly args: read
   { name: "firecracker-default", args: ["examples/layouts/firecracker-default.json"] },
   { name: "pc-q35", args: ["examples/layouts/pc-q35.json"] },
   { name: "large-mmio64", args: ["examples/layouts/large-mmio64.json"] },
+  { name: "firecracker-aarch64", args: ["examples/layouts/firecracker-aarch64.json"] },
+  { name: "riscv64-virt", args: ["examples/layouts/riscv64-virt.json"] },
 ];
 
 /** What a run of the command printed. */

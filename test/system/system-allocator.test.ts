@@ -34,6 +34,13 @@ const SMALL: SystemLayout = {
   msi: { first: 24, last: 40 },
   instanceId: { first: 0, last: 15 },
 };
+/** {@link SMALL} with the two pools Firecracker adds, for the model test. */
+const MODEL_LAYOUT: SystemLayout = {
+  ...SMALL,
+  name: "model",
+  systemMemory: { base: 0x10_0000, size: 0x1000 },
+  pastMmio64: { base: "0x100100000", size: 0x1000 },
+};
 const NO_OPTIONAL: SystemLayout = { mmio32: { base: 0x1000, size: 0x1000 }, legacyIrq: { first: 32, last: 40 }, msi: { first: 41, last: 60 } };
 
 const state = (sys: DefaultSystemAllocator): string => JSON.stringify(sys.toJSON());
@@ -55,28 +62,31 @@ function failsCleanly(sys: DefaultSystemAllocator, f: () => unknown, c: string, 
 }
 
 describe("DefaultSystemAllocator: construction and layout", () => {
-  it("uses the Firecracker-like microVM preset by default", () => {
+  it("uses the Firecracker microVM preset by default", () => {
     const sys = new DefaultSystemAllocator();
     assert.equal(sys.name, "firecracker-x86_64");
     assert.deepEqual(sys.layout, new DefaultSystemAllocator(FIRECRACKER_X86_64).layout);
-    assert.equal(sys.pio!.base, 0n);
-    assert.equal(sys.pio!.end, 0xffffn);
-    assert.equal(sys.mmio32.base, 0xc000_0000n);
-    assert.equal(sys.mmio32.end, 0xfebf_ffffn);
+    // Firecracker has no port allocator.
+    assert.equal(sys.pio, undefined);
+    assert.equal(sys.pioAddressCallback(), undefined);
+    assert.equal(sys.mmio32.base, 0xc000_1000n);
+    assert.equal(sys.mmio32.end, 0xeebf_ffffn);
     assert.equal(sys.mmio64!.base, 256n << 30n);
     assert.equal(sys.mmio64!.size, 256n << 30n);
+    assert.equal(sys.pastMmio64!.base, 512n << 30n);
+    assert.equal(sys.pastMmio64!.size, 512n << 30n);
+    assert.deepEqual([sys.systemMemory!.base, sys.systemMemory!.end], [0x9_fc00n, 0xd_ffffn]);
     assert.deepEqual([sys.legacyIrq.first, sys.legacyIrq.last], [5, 23]);
     assert.deepEqual([sys.msi.first, sys.msi.last], [24, 4095]);
     assert.deepEqual([sys.instanceId.first, sys.instanceId.last], [0, 0xffff_ffff]);
-    assert.deepEqual(sys.reservations().map(show), [
-      "pio [mem 0x0-0xfff] isa-legacy R",
-      "mmio32 [mem 0xc0000000-0xc0000fff] boot-timer R",
-      "mmio32 [mem 0xeec00000-0xfebfffff] pci-mmconfig R",
-    ]);
-    // First allocations land where Firecracker's would: devices from 0xc000_1000, ports from 0x1000.
-    assert.deepEqual(sys.mmioAddressCallback()({ action: "allocate", owner: "blk", size: 0x1000n }), r(0xc000_1000, 0xc000_1fff));
-    assert.deepEqual(sys.mmioAddressCallback()({ action: "allocate", owner: "nvme", size: 0x4000n, mmio64: true }), r(256n << 30n, (256n << 30n) + 0x3fffn));
-    assert.deepEqual(sys.pioAddressCallback()!({ action: "allocate", owner: "p", size: 8n }), r(0x1000, 0x1007));
+    assert.deepEqual(sys.reservations(), []);
+    // First allocations land where Firecracker's would: devices from 0xc000_1000.
+    const mmio = sys.mmioAddressCallback();
+    assert.deepEqual(mmio({ action: "allocate", owner: "blk", size: 0x1000n }), r(0xc000_1000, 0xc000_1fff));
+    assert.deepEqual(mmio({ action: "allocate", owner: "nvme", size: 0x4000n, mmio64: true }), r(256n << 30n, (256n << 30n) + 0x3fffn));
+    assert.deepEqual(mmio({ action: "allocate", owner: "pmem", size: 0x20_0000n, alignment: 0x20_0000n, pool: "pastMmio64" }), r(512n << 30n, (512n << 30n) + 0x1f_ffffn));
+    // vmgenid: 16 bytes, 8-byte aligned, LastMatch in system memory: right below the RSDP.
+    assert.deepEqual(mmio({ action: "allocate", owner: "vmgenid", size: 16n, alignment: 8n, pool: "systemMemory", placement: "last" }), r(0xd_fff0, 0xd_ffff));
     assert.equal(sys.irqCallback()({ action: "allocate", owner: "blk" }), 5);
     assert.equal(sys.irqCallback()({ action: "allocate", owner: "blk", pool: "msi" }), 24);
     assert.equal(sys.deviceIdCallback()({ action: "allocate", owner: "blk" }), 0);
@@ -90,11 +100,13 @@ describe("DefaultSystemAllocator: construction and layout", () => {
     assert.equal(sys.mmio32.find(0xfee0_0000)!.owner, "lapic");
     assert.equal(sys.mmio32.find(0xb000_0000)!.owner, "pci-mmconfig");
     assert.equal(sys.legacyIrq.ownerOf(8), "rtc");
-    // The first 32-bit BAR goes to the start of the PCI hole, right after MMCONFIG.
+    assert.equal(sys.legacyIrq.ownerOf(16), "pci-intx");
+    // The first 32-bit BAR goes to the start of the PCI hole, right after MMCONFIG; I/O BARs from 0xc000.
     assert.deepEqual(sys.mmioAddressCallback()({ action: "allocate", owner: "gpu", size: 0x100_0000n, alignment: 0x100_0000n }), r(0xc000_0000, 0xc0ff_ffff));
-    // IRQs skip the reserved ISA lines.
+    assert.deepEqual(sys.pioAddressCallback()!({ action: "allocate", owner: "nic", size: 0x20n, alignment: 0x20n }), r(0xc000, 0xc01f));
+    // IRQs skip the reserved ISA lines and the PIRQ lines.
     const irqs = Array.from({ length: 6 }, () => sys.irqCallback()({ action: "allocate", owner: "x" }));
-    assert.deepEqual(irqs, [5, 6, 7, 10, 11, 13]);
+    assert.deepEqual(irqs, [5, 6, 10, 11, 13, 14]);
     sys.checkValid();
   });
 
@@ -285,6 +297,17 @@ describe("DefaultSystemAllocator: address callbacks", () => {
     failsCleanly(sys, () => mmio({ action: "allocate", owner: "a", size: 0x10n, allowFallback: true }), "InvalidArgument", /allowFallback requires params\.mmio64/);
     failsCleanly(sys, () => mmio({ action: "allocate", owner: "a", size: 0x10n, mmio64: "yes" } as unknown as AddrAllocateParams), "InvalidArgument", /^params\.mmio64 must be a boolean/);
     assert.deepEqual(mmio({ action: "allocate", owner: "w", size: 0x10n, window: { min: 0x1f00n, max: 0x1fffn } }), r(0x1f00, 0x1f0f));
+    // Naming a pool: the layout must have it, and it must agree with mmio64.
+    failsCleanly(sys, () => mmio({ action: "allocate", owner: "a", size: 0x10n, pool: "pastMmio64" }), "ResourceNotAvailable", /^no past-64-bit MMIO pool \(pastMmio64\) in this layout$/);
+    failsCleanly(sys, () => mmio({ action: "allocate", owner: "a", size: 0x10n, pool: "io" } as unknown as AddrAllocateParams), "InvalidArgument", /^params\.pool must be one of "systemMemory", "mmio32", "mmio64", "pastMmio64", got "io"$/);
+    failsCleanly(sys, () => mmio({ action: "allocate", owner: "a", size: 0x10n, pool: "mmio32", mmio64: true }), "InvalidArgument", /^params\.mmio64 is true but params\.pool is "mmio32"; give one$/);
+    failsCleanly(sys, () => mmio({ action: "allocate", owner: "a", size: 0x10n, placement: "middle" } as unknown as AddrAllocateParams), "InvalidArgument", /^params\.placement must be "first" or "last", got "middle"$/);
+    failsCleanly(sys, () => sys.pioAddressCallback()!({ action: "allocate", owner: "a", size: 1n, pool: "mmio32" }), "InvalidArgument", /^params\.pool is for MMIO ranges only$/);
+    // pool "mmio64" is mmio64: true; placement "last" takes the highest fitting address, aligned.
+    assert.deepEqual(mmio({ action: "allocate", owner: "a", size: 0x10n, pool: "mmio64", placement: "last" }), r(FOUR_GIB + 0xff0n, FOUR_GIB + 0xfffn));
+    assert.deepEqual(mmio({ action: "allocate", owner: "a", size: 0x10n, alignment: 0x100n, placement: "last" }), r(0x1e00, 0x1e0f));
+    assert.deepEqual(mmio({ action: "allocate", owner: "a", size: 0x10n, pool: "mmio32" }), r(0x1100, 0x110f));
+    assert.deepEqual(sys.pioAddressCallback()!({ action: "allocate", owner: "a", size: 1n, placement: "last" }), r(0x1ff, 0x1ff));
   });
 
   it("fall back from a full 64-bit pool to 32-bit space only when allowed", () => {
@@ -376,7 +399,7 @@ describe("DefaultSystemAllocator: reservations", () => {
   it("reject bad arguments", () => {
     const sys = new DefaultSystemAllocator(NO_OPTIONAL);
     failsCleanly(sys, () => sys.reserve("pio", { start: 0, size: 1 }, "x"), "InvalidArgument", /^this layout has no pio pool$/);
-    failsCleanly(sys, () => sys.reserve("io" as PoolName, { start: 0, size: 1 }, "x"), "InvalidArgument", /^pool must be one of "pio", "mmio32"/);
+    failsCleanly(sys, () => sys.reserve("io" as PoolName, { start: 0, size: 1 }, "x"), "InvalidArgument", /^pool must be one of "pio", "systemMemory", "mmio32"/);
     failsCleanly(sys, () => sys.reserve("mmio32", { start: 0x1000, size: 1 }, ""), "InvalidArgument", /^owner must be a non-empty string/);
     failsCleanly(sys, () => sys.reserve("mmio32", 0x1000, "x"), "InvalidArgument", /^range needs end or size/);
     failsCleanly(sys, () => sys.reserve("mmio32", { start: 0x1000, end: 0x1001, size: 2 }, "x"), "InvalidArgument", /both end and size/);
@@ -467,8 +490,11 @@ interface MItem {
 const OWNERS = ["a", "b", "c"] as const;
 const BOUNDS: Record<PoolName, [bigint, bigint]> = {
   pio: [0x100n, 0x1ffn],
+  // Far from the others, so that a fixed offset from one never lands in another.
+  systemMemory: [0x10_0000n, 0x10_0fffn],
   mmio32: [0x1000n, 0x1fffn],
   mmio64: [FOUR_GIB, FOUR_GIB + 0xfffn],
+  pastMmio64: [FOUR_GIB + 0x10_0000n, FOUR_GIB + 0x10_0fffn],
   legacyIrq: [5n, 12n],
   msi: [24n, 40n],
   instanceId: [0n, 15n],
@@ -515,6 +541,29 @@ class Model {
     }
     return cursor <= last ? tryGap(cursor, last) : undefined;
   }
+  lastFit(pool: PoolName, size: bigint, align: bigint, lo: bigint, hi: bigint): bigint | undefined {
+    const [base, last] = BOUNDS[pool];
+    lo = lo > base ? lo : base;
+    hi = hi < last ? hi : last;
+    const tryGap = (g0: bigint, g1: bigint): bigint | undefined => {
+      const from = g0 > lo ? g0 : lo;
+      const to = g1 < hi ? g1 : hi;
+      if (to < from || to - from + 1n < size) return undefined;
+      const s = ((to - size + 1n) / align) * align;
+      return s >= from ? s : undefined;
+    };
+    // Gaps from the top down: the first that fits holds the highest placement.
+    let ceiling = last;
+    for (const h of this.inPool(pool).reverse()) {
+      if (h.end < ceiling) {
+        const s = tryGap(h.end + 1n, ceiling);
+        if (s !== undefined) return s;
+      }
+      if (h.start === 0n) return undefined;
+      if (h.start - 1n < ceiling) ceiling = h.start - 1n;
+    }
+    return ceiling >= base ? tryGap(base, ceiling) : undefined;
+  }
   key(i: MItem): string {
     return `${i.pool} ${i.start}-${i.end} ${i.owner}${i.reserved ? " R" : ""}${i.use === true ? " U" : ""}`;
   }
@@ -548,6 +597,8 @@ type Op =
       alignShift: number;
       mmio64: boolean;
       fallback: boolean;
+      target: "default" | "pastMmio64" | "systemMemory";
+      last: boolean;
       fixed: { slot: number; skew: number } | undefined;
       allowReserved: boolean;
       window: [number, number] | undefined;
@@ -574,6 +625,8 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
     alignShift: fc.integer({ min: 0, max: 9 }),
     mmio64: fc.boolean(),
     fallback: fc.boolean(),
+    target: fc.oneof({ arbitrary: fc.constant("default" as const), weight: 4 }, { arbitrary: fc.constantFrom("pastMmio64" as const, "systemMemory" as const), weight: 2 }),
+    last: fc.boolean(),
     // Fixed placements: mostly aligned slots near or inside the pool, sometimes off by a few bytes.
     fixed: fc.oneof(
       { arbitrary: fc.constant(undefined), weight: 3 },
@@ -659,9 +712,22 @@ function step(sys: DefaultSystemAllocator, model: Model, op: Op): string {
       const size = BigInt(op.family === "pio" ? (op.size % 0x30) + 1 : op.size);
       const align = 1n << BigInt(op.family === "pio" ? op.alignShift % 5 : op.alignShift);
       const cb = op.family === "pio" ? sys.pioAddressCallback()! : sys.mmioAddressCallback();
-      const mmio64 = op.family === "mmio" && op.mmio64;
+      const named = op.family === "mmio" && op.target !== "default" ? op.target : undefined;
+      const mmio64 = op.family === "mmio" && named === undefined && op.mmio64;
       const fallback = mmio64 && op.fallback;
-      const params: { action: "allocate"; owner: string; size: bigint; alignment: bigint; mmio64?: boolean; allowFallback?: boolean; fixed?: bigint; allowReserved?: boolean; window?: { min: bigint; max: bigint } } = {
+      const params: {
+        action: "allocate";
+        owner: string;
+        size: bigint;
+        alignment: bigint;
+        mmio64?: boolean;
+        allowFallback?: boolean;
+        pool?: "pastMmio64" | "systemMemory";
+        placement?: "first" | "last";
+        fixed?: bigint;
+        allowReserved?: boolean;
+        window?: { min: bigint; max: bigint };
+      } = {
         action: "allocate",
         owner: op.owner,
         size,
@@ -669,7 +735,9 @@ function step(sys: DefaultSystemAllocator, model: Model, op: Op): string {
       };
       if (mmio64) params.mmio64 = true;
       if (fallback) params.allowFallback = true;
-      const primary: PoolName = op.family === "pio" ? "pio" : mmio64 ? "mmio64" : "mmio32";
+      if (named !== undefined) params.pool = named;
+      if (op.last) params.placement = "last";
+      const primary: PoolName = op.family === "pio" ? "pio" : (named ?? (mmio64 ? "mmio64" : "mmio32"));
       if (op.fixed !== undefined) {
         // Fixed offsets are taken relative to the pool the request would use, and may fall outside it.
         const stride = ((size + align - 1n) / align) * align;
@@ -677,7 +745,7 @@ function step(sys: DefaultSystemAllocator, model: Model, op: Op): string {
         if (fixed < 0n) return "skipped";
         params.fixed = fixed;
         if (op.allowReserved) params.allowReserved = true;
-        const pools: PoolName[] = op.family === "pio" ? ["pio"] : ["mmio32", "mmio64"];
+        const pools: PoolName[] = op.family === "pio" ? ["pio"] : ["systemMemory", "mmio32", "mmio64", "pastMmio64"];
         const pool = pools.find((p) => BOUNDS[p][0] <= fixed && fixed <= BOUNDS[p][1]);
         const end = fixed + size - 1n;
         if (pool === undefined) {
@@ -711,7 +779,7 @@ function step(sys: DefaultSystemAllocator, model: Model, op: Op): string {
       }
       const order: PoolName[] = fallback ? ["mmio64", "mmio32"] : [primary];
       for (const pool of order) {
-        const at = model.firstFit(pool, size, align, lo, hi);
+        const at = op.last ? model.lastFit(pool, size, align, lo, hi) : model.firstFit(pool, size, align, lo, hi);
         if (at === undefined) continue;
         assert.deepEqual(cb(params), r(at, at + size - 1n), JSON.stringify(op));
         model.items.push({ pool, start: at, end: at + size - 1n, owner: op.owner, reserved: false });
@@ -801,7 +869,7 @@ describe("DefaultSystemAllocator: against a model", () => {
   it("allocates, frees, reserves and releases exactly as the model says, and failures change nothing", () => {
     fc.assert(
       fc.property(fc.array(opArb, { minLength: 1, maxLength: 60 }), (ops) => {
-        const sys = new DefaultSystemAllocator(SMALL);
+        const sys = new DefaultSystemAllocator(MODEL_LAYOUT);
         const model = new Model();
         for (const op of ops) {
           step(sys, model, op);
@@ -815,7 +883,7 @@ describe("DefaultSystemAllocator: against a model", () => {
   it("behaves identically after a snapshot round trip", () => {
     fc.assert(
       fc.property(fc.array(opArb, { maxLength: 40 }), fc.array(opArb, { minLength: 1, maxLength: 40 }), (before, after) => {
-        const sys = new DefaultSystemAllocator(SMALL);
+        const sys = new DefaultSystemAllocator(MODEL_LAYOUT);
         const model = new Model();
         for (const op of before) step(sys, model, op);
         const text = JSON.stringify(sys.toJSON());
@@ -1048,21 +1116,20 @@ describe("DefaultSystemAllocator with a real DeviceManager", () => {
     consistent(sys, dm);
     assert.deepEqual(dm.resourcesOf(blk).mmio.map((s) => s.range), [r(0xc000_0000, 0xc000_0fff)]);
     assert.deepEqual(dm.resourcesOf(blk).irqs, [{ irq: 5, allocated: true, fixed: false, shared: false }]);
-    assert.deepEqual(dm.resourcesOf(nvme).mmio.map((s) => s.range), [r(64n << 30n, (64n << 30n) + 0x3fffn)]);
+    assert.deepEqual(dm.resourcesOf(nvme).mmio.map((s) => s.range), [r(4n << 30n, (4n << 30n) + 0x3fffn)]);
     assert.deepEqual(dm.resourcesOf(nvme).msi.map((m) => m.gsi), [24, 25, 26, 27]);
-    assert.deepEqual(dm.resourcesOf(nvme).pio.map((s) => s.range), [r(0x1000, 0x101f)]);
-    // A fixed port inside the platform's ISA block uses the reservation: held for the device, the block stays.
-    assert.deepEqual(dm.resourcesOf(serial).pio, [{ range: r(0x3f8, 0x3ff), allocated: true, fixed: true }]);
-    assert.equal(sys.pio!.find(0x3f8)!.owner, "isa-legacy");
-    assert.deepEqual(sys.allocationsOf(`serial@${serial}`).map(show), [`pio [mem 0x3f8-0x3ff] serial@${serial}`, `instanceId ${serial} serial@${serial}`]);
-    // IRQ 4 lies below the preset's legacy pool: only recorded.
+    assert.deepEqual(dm.resourcesOf(nvme).pio.map((s) => s.range), [r(0xc000, 0xc01f)]);
+    // COM1 lies below the PC's I/O window and IRQ 4 below its legacy pool: only recorded.
+    assert.deepEqual(dm.resourcesOf(serial).pio, [{ range: r(0x3f8, 0x3ff), allocated: false, fixed: true }]);
+    assert.equal(sys.pio!.find(0x3f8), undefined);
+    assert.deepEqual(sys.allocationsOf(`serial@${serial}`).map(show), [`instanceId ${serial} serial@${serial}`]);
     assert.deepEqual(dm.resourcesOf(serial).irqs, [{ irq: 4, allocated: false, fixed: true, shared: false }]);
     assert.equal(dm.pioRead(0x3f8, new Uint8Array(1)), true);
 
     // A guest reprograms a BAR: the allocator follows, overlapping and not.
     const moved = dm.moveRange(blk, r(0xc000_0000, 0xc000_0fff), 0xc010_0000);
     assert.deepEqual(moved, r(0xc010_0000, 0xc010_0fff));
-    dm.moveRange(nvme, r(64n << 30n, (64n << 30n) + 0x3fffn), 0xc020_0000);
+    dm.moveRange(nvme, r(4n << 30n, (4n << 30n) + 0x3fffn), 0xc020_0000);
     dm.moveRange(nvme, r(0xc020_0000, 0xc020_3fff), 0xc020_4000);
     consistent(sys, dm);
     assert.equal(sys.mmio32.find(0xc020_4000)!.owner, "nvme@1");
