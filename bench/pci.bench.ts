@@ -7,7 +7,7 @@
  * Everything goes through `DeviceManager.pioRead/pioWrite/mmioRead/mmioWrite`, as VM exits do.
  */
 import { DeviceManager } from "../src/devices/device-manager.js";
-import { PciHost } from "../src/pci/pci-host.js";
+import { PciRootComplex } from "../src/pci/root-complex.js";
 import type { PciDevice } from "../src/pci/pci-function.js";
 import { getLayout } from "../src/system/layouts.js";
 import { DefaultSystemAllocator } from "../src/system/system-allocator.js";
@@ -34,7 +34,7 @@ class Fn implements PciDevice {
 
 const sys = new DefaultSystemAllocator(getLayout("pc-x86_64"));
 const dm = DeviceManager.fromSystemAllocator(sys);
-const pci = PciHost.fromSystemAllocator(sys, dm, { ecam: { base: ECAM }, buses: [{ bus: 0 }] });
+const pci = PciRootComplex.fromSystemAllocator(sys, dm, { ecam: { base: ECAM }, buses: [{ bus: 0 }] });
 pci.plug(new Fn("host-bridge", 0x8086, 0x29c0, 0x060000), { address: "00:00.0" });
 for (let i = 1; i < 32; i++) pci.plug(new Fn(`virtio-${i}`));
 pci.checkConsistency();

@@ -6,7 +6,7 @@
  *
  * Run: `node dist/examples/04-q35-pci.js`
  */
-import { DefaultSystemAllocator, DeviceManager, getLayout, PciHost, type PciDevice, type PciFunction } from "../src/index.js";
+import { DefaultSystemAllocator, DeviceManager, getLayout, getPreset, PciRootComplex, type PciDevice, type PciFunction } from "../src/index.js";
 
 /** A PCI function whose BARs answer with a fixed byte and count what they see. */
 class Fn implements PciDevice {
@@ -33,8 +33,12 @@ const sys = new DefaultSystemAllocator(getLayout("pc-x86_64"));
 const dm = DeviceManager.fromSystemAllocator(sys);
 const start = JSON.stringify(sys.holdings());
 let messages = 0;
-// The preset reserves 0xb0000000 (256 MiB) for MMCONFIG: the ECAM window uses that reservation.
-const pci = PciHost.fromSystemAllocator(sys, dm, { ecam: { base: 0xb000_0000 }, onMsi: () => messages++ });
+// The ECAM window and its buses come from the preset's board (q35: 0xb0000000, buses 0-255); the
+// layout reserves the same range as "pci-mmconfig", which the window uses.
+const q35 = getPreset("pc-x86_64");
+const host = q35.board(q35.defaults).pci!;
+const pci = PciRootComplex.fromSystemAllocator(sys, dm, { ecam: { base: host.ecam.base, lastBus: host.lastBus }, onMsi: () => messages++ });
+const ecamBase = host.ecam.base;
 
 pci.plug(new Fn("q35-host-bridge", 0x8086, 0x29c0, 0x060000), { address: "00:00.0" });
 pci.plug(new Fn("ich9-lpc", 0x8086, 0x2918, 0x060100), { address: "00:1f.0" });
@@ -52,7 +56,7 @@ const nvmeDevice = new Fn("nvme", 0x1b36, 0x0010, 0x010802, {
 const nvme = pci.plug(nvmeDevice);
 
 // --- the guest ---------------------------------------------------------------------------------
-const ecam = (bdf: PciFunction["address"], reg: number) => 0xb000_0000n + BigInt((bdf.bus << 20) | (bdf.device << 15) | (bdf.function << 12) | reg);
+const ecam = (bdf: PciFunction["address"], reg: number) => ecamBase + BigInt((bdf.bus << 20) | (bdf.device << 15) | (bdf.function << 12) | reg);
 const le = (v: number, n: number) => Uint8Array.from({ length: n }, (_, i) => (v >>> (8 * i)) & 0xff);
 const value = (d: Uint8Array) => d.reduceRight((v, b) => v * 256 + b, 0);
 function probe(via: "ecam" | "cf8"): number {

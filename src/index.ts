@@ -225,4 +225,4 @@ export {
   type PciDevice,
   type PciFunctionContext,
 } from "./pci/pci-function.js";
-export { PciHost, type PciHostOptions, type PciPlugOptions } from "./pci/pci-host.js";
+export { PciRootComplex, type PciRootComplexOptions, type PciPlugOptions } from "./pci/root-complex.js";

@@ -32,7 +32,7 @@ export class PciConfigMechanism1 implements Device {
   #address = 0;
 
   /**
-   * @param target where accesses go (a `PciHost`).
+   * @param target where accesses go (a `PciRootComplex`).
    * @param options `port`: the address register's port (default 0xcf8); `name`: the device name.
    */
   constructor(target: PciConfigTarget, options: { readonly port?: number; readonly name?: string } = {}) {

@@ -169,7 +169,7 @@ export interface PciFunctionContext {
 const barRegister = (index: number): number => PciConfigRegister.Bar0 + 4 * index;
 
 /**
- * The live state of one plugged function. Device code gets it from `PciHost.plug` and uses it
+ * The live state of one plugged function. Device code gets it from `PciRootComplex.plug` and uses it
  * to raise interrupts; the host uses it to answer configuration accesses.
  *
  * It is also the device-manager device that holds the function's INTx line (it maps no range).
@@ -196,7 +196,7 @@ export class PciFunction implements Device {
   #intxLevel = false;
   #intxDriven = false;
 
-  /** @internal Built by the host from a normalized declaration; see `PciHost.plug`. */
+  /** @internal Built by the host from a normalized declaration; see `PciRootComplex.plug`. */
   constructor(address: PciAddress, device: PciDevice, spec: NormalizedPciDevice, intxLine: number | undefined, ctx: PciFunctionContext) {
     this.address = address;
     this.bdf = formatPciAddress(address);

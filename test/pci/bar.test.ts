@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { barHighMask, barIsSizing, barLowMask, normalizeBars, type PciBar } from "../../src/pci/bar.js";
 import { PC_X86_64 } from "../../src/system/layouts.js";
-import { Guest, machine, TestPciDevice, code, type Machine } from "./helpers.js";
+import { Guest, machine, MMIO64_BASE, TestPciDevice, code, type Machine } from "./helpers.js";
 
 const bar = (kind: PciBar["kind"], size: bigint, prefetchable = false): PciBar => ({ index: 0, kind, size, prefetchable });
 
@@ -83,17 +83,17 @@ describe("BAR placement", () => {
     assert.equal(io!.range.start, 0xc000n);
     assert.equal(m32!.range.start, 0xc000_0000n);
     assert.equal(m64!.range.start, 0xc020_0000n, "aligned to its 2 MiB size, after the 1 MiB one");
-    assert.equal(pref!.range.start, 64n << 30n);
+    assert.equal(pref!.range.start, MMIO64_BASE);
     const owners = m.sys.holdings().filter((h) => "range" in h && h.owner.startsWith("dev 0000:00:01.0 BAR")).map((h) => h.owner.replace(/@\d+$/, ""));
     assert.deepEqual(owners.sort(), ["dev 0000:00:01.0 BAR 0", "dev 0000:00:01.0 BAR 1", "dev 0000:00:01.0 BAR 2", "dev 0000:00:01.0 BAR 4"]);
   });
 
   it("prefetchable 64-bit BARs fall back to 32-bit space when 64-bit space is full, never the reverse", () => {
-    const layout = { ...PC_X86_64, mmio64: { base: 64 * 2 ** 30, size: 0x10_0000 } };
+    const layout = { ...PC_X86_64, mmio64: { base: MMIO64_BASE, size: 0x10_0000 } };
     const m = machine({}, layout);
     const a = withBars(m, [{ kind: "mem64", size: 0x10_0000, prefetchable: true }], "a");
     const b = withBars(m, [{ kind: "mem64", size: 0x10_0000, prefetchable: true }], "b");
-    assert.equal(a.bars()[0]!.range.start, 64n << 30n);
+    assert.equal(a.bars()[0]!.range.start, MMIO64_BASE);
     assert.equal(b.bars()[0]!.range.start, 0xc000_0000n, "fell back below 4 GiB");
     const small = { ...PC_X86_64, mmio32: { base: 0xb000_0000, size: 0x1010_0000 }, reserved: PC_X86_64.reserved!.filter((r) => r.owner === "pci-mmconfig" || r.pool !== "mmio32") };
     const n = machine({}, small);
@@ -167,7 +167,7 @@ describe("BAR placement", () => {
     const fn = withBars(m, [{ kind: "mem64", size: 0x4000 }]);
     const g = new Guest(m.dm);
     g.configWrite("ecam", 0, 1, 0, 4, 2, 0x2);
-    for (const base of [1n << 63n, 0xffff_fffe_ffff_8000n, 0x20_0000_0000n]) {
+    for (const base of [1n << 63n, 0xffff_fffe_ffff_8000n, 0x100_0000_0000n]) {
       g.setBar("ecam", 0, 1, 0, 0, base, true);
       const b = fn.bars()[0]!;
       assert.ok(b.routed, `at ${base.toString(16)}`);
@@ -177,12 +177,12 @@ describe("BAR placement", () => {
     // 0xffff_ffff_ffff_c000 is what sizing leaves in both halves: unrouted, no move, no report.
     g.setBar("ecam", 0, 1, 0, 0, 0xffff_ffff_ffff_c000n, true);
     assert.ok(!fn.bars()[0]!.routed);
-    assert.equal(fn.bars()[0]!.range.start, 0x20_0000_0000n);
+    assert.equal(fn.bars()[0]!.range.start, 0x100_0000_0000n);
     assert.equal(m.conflicts.length, 0);
-    // Just below 4 GiB is the firmware's: refused, naming it.
+    // Just below 4 GiB is the BIOS's: refused, naming it.
     g.setBar("ecam", 0, 1, 0, 0, 0xffff_8000n, true);
     assert.equal(m.conflicts.length, 1, "while the high half still reads all ones the BAR counts as being sized");
-    assert.match(m.conflicts[0]!.message, /\[mem 0xffff8000-0xffffbfff 64bit\]: can't map: .*conflicts with firmware \[mem 0xff000000-0xffffffff\]/);
+    assert.match(m.conflicts[0]!.message, /\[mem 0xffff8000-0xffffbfff 64bit\]: can't map: .*conflicts with bios \[mem 0xfffc0000-0xffffffff\]/);
     m.host.checkConsistency();
   });
 
@@ -197,7 +197,7 @@ describe("BAR placement", () => {
     assert.equal(m.conflicts.length, 1);
     assert.equal(m.conflicts[0]!.error.code, "OutOfRange");
     assert.match(m.conflicts[0]!.message, /^0000:00:01\.0: BAR 0 \[io 0x1000-0x101f\]: can't map: /);
-    const wide = machine({ ioWindow: { min: 0x1000, max: 0xffff } });
+    const wide = machine({ ioWindow: { min: 0x1000, max: 0xffff } }, { ...PC_X86_64, pio: { base: 0x1000, size: 0xf000 } });
     assert.equal(withBars(wide, [{ kind: "io", size: 0x20 }]).bars()[0]!.range.start, 0x1000n);
     assert.throws(() => machine({ ioWindow: { min: 0, max: 0x1_0000 } }), code("InvalidArgument"));
   });
@@ -243,7 +243,7 @@ describe("BAR placement", () => {
       [{ kind: "mem64", size: 0x1000 }],
       [{ kind: "io", size: 0x40 }, { kind: "mem32", size: 0x1000 }],
     ];
-    const memBases = [0xc000_0000n, 0xc000_1000n, 0xc000_2000n, 0xc000_4000n, 0xfec0_0000n, 0xb000_0000n, 0x10_0000_0000n];
+    const memBases = [0xc000_0000n, 0xc000_1000n, 0xc000_2000n, 0xc000_4000n, 0xfec0_0000n, 0xb000_0000n, MMIO64_BASE, 0x100_0000_0000n];
     const ioBases = [0xc000n, 0xc020n, 0xc040n, 0xc080n, 0x1000n];
     const action = fc.oneof(
       fc.record({ t: fc.constant("bar" as const), dev: fc.integer({ min: 1, max: 4 }), which: fc.nat(), base: fc.nat(), half: fc.boolean() }),

@@ -202,7 +202,7 @@ describe("ECAM", () => {
 
 function machineOn(m: ReturnType<typeof machine>): void {
   // A second host on the same device manager: 0xcf8 is free only if the first one had none.
-  void new (m.host.constructor as typeof import("../../src/pci/pci-host.js").PciHost)({ deviceManager: m.dm, configMechanism: false, ecam: { base: ECAM_BASE } });
+  void new (m.host.constructor as typeof import("../../src/pci/root-complex.js").PciRootComplex)({ deviceManager: m.dm, configMechanism: false, ecam: { base: ECAM_BASE } });
 }
 
 describe("whatever the guest writes", () => {

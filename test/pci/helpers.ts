@@ -6,17 +6,22 @@
 import assert from "node:assert/strict";
 import { AllocatorError } from "../../src/core/errors.js";
 import { DeviceManager } from "../../src/devices/device-manager.js";
-import { getLayout } from "../../src/system/layouts.js";
+import { getLayout, getPreset } from "../../src/system/layouts.js";
 import { DefaultSystemAllocator } from "../../src/system/system-allocator.js";
 import type { PciBarConflict } from "../../src/pci/bar-mapper.js";
 import type { PciDevice } from "../../src/pci/pci-function.js";
-import { PciHost, type PciHostOptions } from "../../src/pci/pci-host.js";
+import { PciRootComplex, type PciRootComplexOptions } from "../../src/pci/root-complex.js";
 import type { PciMsiMessage, PciVectorFailure } from "../../src/pci/vectors.js";
 import type { PciBarSpec } from "../../src/pci/bar.js";
 import type { PciMsixSpec } from "../../src/pci/msix.js";
 import type { PciMsiSpec } from "../../src/pci/msi.js";
 
-export const ECAM_BASE = 0xb000_0000n;
+const q35 = getPreset("pc-x86_64");
+/** The preset's ECAM window (q35: 0xb0000000, 256 MiB for buses 0-255). */
+export const ECAM_BASE = q35.board(q35.defaults).pci!.ecam.base;
+/** The preset's 64-bit MMIO pool: where prefetchable 64-bit BARs go. */
+export const MMIO64_BASE = BigInt(getLayout("pc-x86_64").mmio64!.base);
+export const MMIO64_END = MMIO64_BASE + BigInt(getLayout("pc-x86_64").mmio64!.size) - 1n;
 
 export const code = (c: string, message?: RegExp) => (e: unknown) => {
   assert.ok(e instanceof AllocatorError, `expected AllocatorError ${c}, got ${String(e)}`);
@@ -28,21 +33,21 @@ export const code = (c: string, message?: RegExp) => (e: unknown) => {
 export interface Machine {
   readonly sys: DefaultSystemAllocator;
   readonly dm: DeviceManager;
-  readonly host: PciHost;
+  readonly host: PciRootComplex;
   readonly conflicts: PciBarConflict[];
   readonly messages: PciMsiMessage[];
   readonly failures: PciVectorFailure[];
   readonly intx: { gsi: number; level: boolean }[];
 }
 
-export function machine(options: Partial<Omit<PciHostOptions, "deviceManager" | "irq">> = {}, layout = getLayout("pc-x86_64")): Machine {
+export function machine(options: Partial<Omit<PciRootComplexOptions, "deviceManager" | "irq">> = {}, layout = getLayout("pc-x86_64")): Machine {
   const sys = new DefaultSystemAllocator(layout);
   const dm = DeviceManager.fromSystemAllocator(sys);
   const conflicts: PciBarConflict[] = [];
   const messages: PciMsiMessage[] = [];
   const failures: PciVectorFailure[] = [];
   const intx: { gsi: number; level: boolean }[] = [];
-  const host = PciHost.fromSystemAllocator(sys, dm, {
+  const host = PciRootComplex.fromSystemAllocator(sys, dm, {
     ecam: { base: ECAM_BASE },
     onBarConflict: (c) => conflicts.push(c),
     onMsi: (m) => messages.push(m),

@@ -2,11 +2,11 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { DeviceManager } from "../../src/devices/device-manager.js";
-import { PciHost } from "../../src/pci/pci-host.js";
+import { PciRootComplex } from "../../src/pci/root-complex.js";
 import { PC_X86_64 } from "../../src/system/layouts.js";
 import { DefaultSystemAllocator } from "../../src/system/system-allocator.js";
 import type { PciBarSpec } from "../../src/pci/bar.js";
-import { Guest, machine, TestPciDevice, code, type Machine } from "./helpers.js";
+import { Guest, machine, MMIO64_BASE, TestPciDevice, code, type Machine } from "./helpers.js";
 
 const state = (m: Machine) => JSON.stringify({ held: m.sys.holdings(), devices: m.dm.toJSON(), slots: m.host.slots.toJSON(), size: m.host.size });
 
@@ -26,7 +26,7 @@ describe("hotplug", () => {
   });
 
   it("a function whose last BAR does not fit is not plugged at all: slot, line and earlier BARs are given back", () => {
-    const layout = { ...PC_X86_64, mmio64: { base: 64 * 2 ** 30, size: 0x10_0000 } };
+    const layout = { ...PC_X86_64, mmio64: { base: MMIO64_BASE, size: 0x10_0000 } };
     const m = machine({}, layout);
     const before = state(m);
     const bars: PciBarSpec[] = [{ kind: "io", size: 0x40 }, { kind: "mem32", size: 0x1000 }, { kind: "mem64", index: 2, size: 1n << 40n, prefetchable: true }];
@@ -53,7 +53,7 @@ describe("hotplug", () => {
       },
       holdings: sys.holdingsCallback()!,
     });
-    const host = new PciHost({ deviceManager: dm, ecam: { base: 0xb000_0000 } });
+    const host = new PciRootComplex({ deviceManager: dm, ecam: { base: 0xb000_0000 } });
     const before = JSON.stringify(sys.holdings());
     assert.throws(() => host.plug(new TestPciDevice("x", 1, 1, 0, { interruptPin: 1, bars: [{ kind: "mem32", size: 0x1000 }, { kind: "mem32", size: 0x1000 }] })), (e) => e === boom);
     assert.equal(JSON.stringify(sys.holdings()), before);
@@ -90,7 +90,7 @@ describe("hotplug", () => {
   });
 
   it("a multi-function device with one function that cannot be plugged is not plugged at all", () => {
-    const layout = { ...PC_X86_64, mmio64: { base: 64 * 2 ** 30, size: 0x10_0000 } };
+    const layout = { ...PC_X86_64, mmio64: { base: MMIO64_BASE, size: 0x10_0000 } };
     const m = machine({}, layout);
     const before = state(m);
     assert.throws(

@@ -2,7 +2,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { DeviceManager } from "../../src/devices/device-manager.js";
 import { intxLine, Q35_INTX_ROUTING, swizzledIntxRouting } from "../../src/pci/intx.js";
-import { PciHost } from "../../src/pci/pci-host.js";
+import { PciRootComplex } from "../../src/pci/root-complex.js";
 import { PC_X86_64 } from "../../src/system/layouts.js";
 import { DefaultSystemAllocator, type IdHolding } from "../../src/system/system-allocator.js";
 import { Guest, machine, TestPciDevice, code, type Machine } from "./helpers.js";
@@ -30,8 +30,12 @@ describe("INTx", () => {
     const b = m.host.plug(new TestPciDevice("b", 1, 1, 0, { interruptPin: 1 }), { address: "00:05.0" });
     assert.equal(a.intxLine, 21);
     assert.equal(b.intxLine, 21);
-    const line = () => m.sys.holdings().filter((h) => "id" in h && h.pool === "legacyIrq" && h.id === 21);
-    assert.deepEqual(line().map((h) => [h.owner, "shared" in h && h.shared]), [[`a 0000:00:01.0@${a.instanceId}`, true], [`b 0000:00:05.0@${b.instanceId}`, true]]);
+    // The preset reserves PIRQ A-H for PCI ("pci-intx"); each function uses its line, shared, inside it.
+    const line = () => m.sys.holdings().filter((h) => "id" in h && h.pool === "legacyIrq" && h.id === 21 && !h.reserved);
+    assert.deepEqual(line().map((h) => [h.owner, "shared" in h && h.shared, "within" in h && h.within]), [
+      [`a 0000:00:01.0@${a.instanceId}`, true, "pci-intx"],
+      [`b 0000:00:05.0@${b.instanceId}`, true, "pci-intx"],
+    ]);
     assert.deepEqual(m.dm.resourcesOf(a.instanceId).irqs, [{ irq: 21, allocated: true, fixed: true, shared: true }]);
     m.host.unplug(a);
     assert.equal(line().length, 1);
@@ -234,7 +238,7 @@ describe("MSI-X", () => {
     const sys = new DefaultSystemAllocator(PC_X86_64);
     const dm = DeviceManager.fromSystemAllocator(sys);
     const failures: unknown[] = [];
-    const host = new PciHost({ deviceManager: dm, onVectorFailure: (f) => failures.push(f.error) });
+    const host = new PciRootComplex({ deviceManager: dm, onVectorFailure: (f) => failures.push(f.error) });
     const f = host.plug(new TestPciDevice("x", 1, 1, 0, { msi: { vectors: 1 } }));
     host.configWrite(f.address, f.msi!.offset + 2, 2, 1);
     assert.deepEqual(f.msi!.gsis(), [-1]);

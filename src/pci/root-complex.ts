@@ -1,5 +1,5 @@
 /**
- * The PCI host: a root complex tying slots, configuration access, BARs and interrupts to a
+ * The PCI root complex: ties slots, configuration access, BARs and interrupts to a
  * device manager.
  *
  * - Functions are plugged at a reserved address or at the lowest free slot (a
@@ -36,8 +36,8 @@ import { normalizePciDevice, PciFunction, type NormalizedPciDevice, type PciDevi
 import { PciSlotAllocator, type PciBusSpec } from "./slot-allocator.js";
 import { PciVectorSource, type PciMsiMessage, type PciVectorFailure } from "./vectors.js";
 
-/** Options of a {@link PciHost}. */
-export interface PciHostOptions {
+/** Options of a {@link PciRootComplex}. */
+export interface PciRootComplexOptions {
   /** Where BARs, INTx lines and the configuration mechanisms are held and mapped. */
   readonly deviceManager: DeviceManager;
   /** Source of MSI/MSI-X GSIs (`pool: "msi"`); without one, enabled vectors get none. */
@@ -62,7 +62,7 @@ export interface PciHostOptions {
   readonly onIntx?: (gsi: number, level: boolean) => void;
 }
 
-/** Where {@link PciHost.plug} puts a function. */
+/** Where {@link PciRootComplex.plug} puts a function. */
 export interface PciPlugOptions {
   /** Exactly this address; otherwise function 0 of the lowest free slot of `segment`/`bus`. */
   readonly address?: PciAddressInput;
@@ -78,14 +78,14 @@ const ALL_ONES = [0, 0xff, 0xffff, 0xff_ffff, 0xffff_ffff];
  * ```ts
  * const sys = new DefaultSystemAllocator(getLayout("pc-x86_64"));
  * const dm = DeviceManager.fromSystemAllocator(sys);
- * const pci = PciHost.fromSystemAllocator(sys, dm, { ecam: { base: 0xb000_0000 } });
+ * const pci = PciRootComplex.fromSystemAllocator(sys, dm, { ecam: { base: 0xb000_0000 } });
  * pci.plug(hostBridge, { address: "00:00.0" });
  * const blk = pci.plug(virtioBlk);                    // 0000:00:01.0, BARs allocated
  * blk.signalMsi(0);                                   // once the guest enabled MSI-X
  * pci.unplug(blk);                                    // slot, BARs and vectors given back
  * ```
  */
-export class PciHost implements PciConfigTarget {
+export class PciRootComplex implements PciConfigTarget {
   readonly deviceManager: DeviceManager;
   /** The slot allocator; reserve addresses here for functions plugged later by other code. */
   readonly slots: PciSlotAllocator;
@@ -109,7 +109,7 @@ export class PciHost implements PciConfigTarget {
    * @throws AllocatorError `InvalidArgument` for bad options, and what the device manager throws
    *   when a mechanism's fixed range is taken (nothing stays registered then).
    */
-  constructor(options: PciHostOptions) {
+  constructor(options: PciRootComplexOptions) {
     if (typeof options !== "object" || options === null) throw new AllocatorError("InvalidArgument", "options must be an object { deviceManager, ... }");
     const known = ["deviceManager", "irq", "buses", "intxRouting", "ioWindow", "configMechanism", "ecam", "onBarConflict", "onVectorFailure", "onMsi", "onIntx"];
     for (const k of Object.keys(options)) if (!known.includes(k)) throw new AllocatorError("InvalidArgument", `options has unknown field ${JSON.stringify(k)}`);
@@ -146,10 +146,10 @@ export class PciHost implements PciConfigTarget {
   }
 
   /** A host taking the `irq` callback of a system allocator (any object of its shape). */
-  static fromSystemAllocator(sys: SystemAllocator, deviceManager: DeviceManager, options: Omit<PciHostOptions, "deviceManager" | "irq"> = {}): PciHost {
+  static fromSystemAllocator(sys: SystemAllocator, deviceManager: DeviceManager, options: Omit<PciRootComplexOptions, "deviceManager" | "irq"> = {}): PciRootComplex {
     if (typeof sys !== "object" || sys === null || typeof sys.irqCallback !== "function") throw new AllocatorError("InvalidArgument", "sys must be a system allocator with irqCallback()");
     const irq = sys.irqCallback();
-    return new PciHost({ ...options, deviceManager, ...(irq === undefined ? {} : { irq }) });
+    return new PciRootComplex({ ...options, deviceManager, ...(irq === undefined ? {} : { irq }) });
   }
 
   /** Number of plugged functions. */
@@ -351,7 +351,7 @@ export class PciHost implements PciConfigTarget {
         failures.push(error);
       }
     }
-    if (failures.length > 0) throw new AllocatorError("InvalidState", `closing the PCI host left leaks: ${failures.map(describe).join("; ")}`, { cause: failures[0] });
+    if (failures.length > 0) throw new AllocatorError("InvalidState", `closing the PCI root complex left leaks: ${failures.map(describe).join("; ")}`, { cause: failures[0] });
   }
 
   #plug(devices: readonly PciDevice[], options: PciPlugOptions): PciFunction[] {
