@@ -214,18 +214,12 @@ export class PciRootComplex implements PciConfigTarget {
     if (fn === undefined || (target instanceof PciFunction && fn !== target)) throw new AllocatorError("NotFound", `no PCI function is plugged at ${formatPciAddress(a)}`);
     table![pciRoutingId(a)] = undefined;
     this.#count--;
-    const failures: unknown[] = [];
-    const attempt = (f: () => void): void => {
-      try {
-        f();
-      } catch (error) {
-        failures.push(error);
-      }
-    };
     fn.quiesce();
-    for (const r of [...fn.regions].reverse()) attempt(() => this.#mapper.remove(r));
-    attempt(() => this.deviceManager.fullUnregisterDevice(fn.instanceId));
-    attempt(() => this.slots.free(a, fn.device.name));
+    const failures = runAll([
+      ...[...fn.regions].reverse().map((r) => () => this.#mapper.remove(r)),
+      () => this.deviceManager.fullUnregisterDevice(fn.instanceId),
+      () => this.slots.free(a, fn.device.name),
+    ]);
     this.#updateMultiFunction(a);
     this.#mapper.retryPending();
     if (failures.length > 0) {
@@ -336,21 +330,10 @@ export class PciRootComplex implements PciConfigTarget {
    * @throws AllocatorError `InvalidState` when a free was refused (everything is gone anyway).
    */
   close(): void {
-    const failures: unknown[] = [];
-    for (const fn of this.functions().reverse()) {
-      try {
-        this.unplug(fn);
-      } catch (error) {
-        failures.push(error);
-      }
-    }
-    for (const id of this.#mechanismIds.splice(0).reverse()) {
-      try {
-        this.deviceManager.fullUnregisterDevice(id);
-      } catch (error) {
-        failures.push(error);
-      }
-    }
+    const failures = runAll([
+      ...this.functions().reverse().map((fn) => () => this.unplug(fn)),
+      ...this.#mechanismIds.splice(0).reverse().map((id) => () => void this.deviceManager.fullUnregisterDevice(id)),
+    ]);
     if (failures.length > 0) throw new AllocatorError("InvalidState", `closing the PCI root complex left leaks: ${failures.map(describe).join("; ")}`, { cause: failures[0] });
   }
 
@@ -406,14 +389,7 @@ export class PciRootComplex implements PciConfigTarget {
         plugged.push(fn);
       }
     } catch (error) {
-      const failures: unknown[] = [];
-      for (let i = undo.length - 1; i >= 0; i--) {
-        try {
-          undo[i]!();
-        } catch (e) {
-          failures.push(e);
-        }
-      }
+      const failures = runAll(undo.reverse());
       if (failures.length > 0) {
         throw new AllocatorError("InvalidState", `cannot plug ${what}: ${describe(error)}; undoing it failed too (${failures.map(describe).join("; ")}): the allocator may have leaked`, { cause: error, device: what });
       }
@@ -447,6 +423,19 @@ export class PciRootComplex implements PciConfigTarget {
     for (let f = 1; f < 8; f++) if (table[base + f] !== undefined) others = true;
     f0.setMultiFunction(others);
   }
+}
+
+/** Runs every step, whatever the others throw; returns what they threw. */
+function runAll(steps: readonly (() => void)[]): unknown[] {
+  const failures: unknown[] = [];
+  for (const step of steps) {
+    try {
+      step();
+    } catch (error) {
+      failures.push(error);
+    }
+  }
+  return failures;
 }
 
 function describe(error: unknown): string {
