@@ -58,6 +58,12 @@ export class PciBarMapper {
   #conflicts = 0;
   #evictions = 0;
 
+  /**
+   * Places, maps and moves the BARs of one host.
+   * @param dm the device manager BARs are registered on and moved through.
+   * @param ioWindow where I/O BARs may be placed and moved.
+   * @param onConflict told of a guest-written base that collides (kept in the register, left unmapped).
+   */
   constructor(dm: DeviceManager, ioWindow: { readonly min: bigint; readonly max: bigint }, onConflict?: (conflict: PciBarConflict) => void) {
     this.#dm = dm;
     this.#ioWindow = ioWindow;

@@ -18,7 +18,9 @@ import type { PciMsixCapability } from "./msix.js";
 
 /** What a BAR region needs from its function: the device's handlers. */
 export interface PciBarHandler {
+  /** Fills `data` with what the guest reads at `offset` inside BAR number `bar`. */
   barRead?(bar: number, offset: bigint, data: Uint8Array): void;
+  /** Takes what the guest writes at `offset` inside BAR number `bar`. */
   barWrite?(bar: number, offset: bigint, data: Uint8Array): void;
 }
 
@@ -54,6 +56,7 @@ export class PciBarRegion implements Device {
   readonly #handler: PciBarHandler;
   #msix: MsixWindows | undefined;
 
+  /** The device-manager device that serves one BAR of a function (its accesses go to `handler`). */
   constructor(
     functionName: string,
     deviceName: string,

@@ -32,6 +32,7 @@ export class PciConfigMechanism1 implements Device {
   #address = 0;
 
   /**
+   * A mechanism #1 port device, to be mapped on the PIO bus at `port` (8 ports).
    * @param target where accesses go (a `PciRootComplex`).
    * @param options `port`: the address register's port (default 0xcf8); `name`: the device name.
    */

@@ -69,7 +69,9 @@ export const PCI_CAPABILITIES_START = 0x40;
  * of the function's configuration space; `size` is 1 to 4 bytes and `value` little-endian.
  */
 export interface PciConfigHandler {
+  /** Reads `size` (1, 2 or 4) bytes of a device-specific register at `offset`, little-endian. */
   configRead?(offset: number, size: number): number;
+  /** Writes `size` (1, 2 or 4) bytes of a device-specific register at `offset`, little-endian. */
   configWrite?(offset: number, size: number, value: number): void;
 }
 
@@ -99,6 +101,11 @@ export class PciConfigSpace {
   readonly #capabilities: [number, number][] = [];
   #nextCapability = PCI_CAPABILITIES_START;
 
+  /**
+   * A function's configuration space with a type-0 header.
+   * @param ids the header's identity (vendor, device, class, revision, ...).
+   * @param handler the device's own registers, reached for offsets the header does not define.
+   */
   constructor(ids: PciHeaderIds, handler?: PciConfigHandler) {
     this.#handler = handler;
     this.#external.fill(1, PCI_CAPABILITIES_START);
@@ -245,5 +252,6 @@ export class PciConfigSpace {
 export interface PciConfigTarget {
   /** `size` (1, 2 or 4) bytes at `offset` (the access stays inside the 4 KiB space), little-endian. */
   readConfig(segment: number, routingId: number, offset: number, size: number): number;
+  /** Writes `size` (1, 2 or 4) bytes at `offset`, little-endian; ignored for an absent function. */
   writeConfig(segment: number, routingId: number, offset: number, size: number, value: number): void;
 }

@@ -73,6 +73,10 @@ export class IntxLines {
   readonly #asserted = new Map<number, number>();
   readonly #sink: ((gsi: number, level: boolean) => void) | undefined;
 
+  /**
+   * The INTx lines of one host, wired-OR over the functions that assert them.
+   * @param sink told of every change of a line's level (asserted by at least one function, or by none).
+   */
   constructor(sink?: (gsi: number, level: boolean) => void) {
     this.#sink = sink;
   }

@@ -55,6 +55,10 @@ export class PciMsiCapability {
     return perVectorMask ? 0x18 : 0x0e;
   }
 
+  /**
+   * An MSI capability at `offset` of `config`, holding its GSIs from `source` under `owner` while
+   * the guest enables it, and raising messages through `deliver`.
+   */
   constructor(
     config: PciConfigSpace,
     offset: number,

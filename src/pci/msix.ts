@@ -102,6 +102,10 @@ export class PciMsixCapability {
   readonly #gsis: Int32Array;
   #held = 0;
 
+  /**
+   * An MSI-X capability at `offset` of `config` whose table and PBA live in a BAR, holding a GSI
+   * from `source` under `owner` for each vector the guest unmasks, and raising messages through `deliver`.
+   */
   constructor(config: PciConfigSpace, offset: number, spec: NormalizedMsixSpec, source: PciVectorSource, owner: string, deliver: (message: PciMsiMessage) => void) {
     this.#config = config;
     this.offset = offset;

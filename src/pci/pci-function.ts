@@ -163,6 +163,7 @@ export interface PciFunctionContext {
   readonly mapper: PciBarMapper;
   readonly vectors: PciVectorSource;
   readonly lines: IntxLines;
+  /** Signals an MSI or MSI-X message the function raised. */
   readonly deliver: (message: PciMsiMessage) => void;
 }
 

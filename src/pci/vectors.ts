@@ -45,6 +45,11 @@ export class PciVectorSource {
   #failures = 0;
   #held = 0;
 
+  /**
+   * The source of MSI and MSI-X GSIs for the functions of one host.
+   * @param irq the irq callback vectors are held through (`pool: "msi"`); without one no vector is ever held.
+   * @param onFailure told of a hold or release the callback refused (never thrown at the guest).
+   */
   constructor(irq: IdAllocateFunc | undefined, onFailure?: (failure: PciVectorFailure) => void) {
     this.#irq = irq;
     this.#onFailure = onFailure;
