@@ -21,10 +21,15 @@ export type {
   AddrAllocateFunc,
   AddrAllocateParams,
   AllocationCallbacks,
+  CallbackHolding,
+  HoldingsFunc,
   IdAllocateFunc,
   IdAllocateParams,
   IrqPool,
+  MmioPool,
+  Placement,
 } from "./system/allocation-callbacks.js";
+export { MMIO_POOLS } from "./system/allocation-callbacks.js";
 export {
   AddressAllocator,
   type AddressAllocatorSnapshot,
@@ -74,16 +79,39 @@ export {
   type UnmappedHook,
   type UnmappedReason,
 } from "./devices/bus.js";
-export { DeviceManager, type DeviceResources, type HeldIrq, type HeldMsi, type HeldRange } from "./devices/device-manager.js";
 export {
+  DeviceManager,
+  type DeviceManagerRestoreOptions,
+  type DeviceResources,
+  type HeldBy,
+  type HeldIrq,
+  type HeldMsi,
+  type HeldRange,
+} from "./devices/device-manager.js";
+export {
+  DEVICE_MANAGER_SNAPSHOT_FORMAT,
+  type DeviceJSON,
+  type DeviceManagerSnapshot,
+  type IdSlotJSON,
+  type RangeSlotJSON,
+} from "./devices/device-manager-snapshot.js";
+export {
+  ADDRESS_POOL_NAMES,
+  CLOUD_HYPERVISOR_X86_64,
+  CROSVM_X86_64,
   DEFAULT_LAYOUT_NAME,
+  FIRECRACKER_AARCH64,
   FIRECRACKER_X86_64,
   getLayout,
+  getPreset,
   LAYOUTS,
   layoutNames,
   MAX_ID_RESERVATION,
+  MEMORY_POOL_NAMES,
   PC_X86_64,
   POOL_NAMES,
+  resolveParameters,
+  RISCV64_VIRT,
   type AddressPoolName,
   type AddressWindowJSON,
   type AddressWindowLayout,
@@ -92,20 +120,116 @@ export {
   type IdRangeLayout,
   type LayoutName,
   type LayoutNumber,
+  type MemoryPoolName,
   type PoolName,
   type ReservationJSON,
   type ReservationLayout,
   type SystemLayout,
   type SystemLayoutJSON,
 } from "./system/layouts.js";
+export type {
+  Architecture,
+  Board,
+  InterruptController,
+  LayoutParameters,
+  ParameterName,
+  PciHost,
+  PhysicalRange,
+  Preset,
+  ResolvedParameters,
+} from "./system/presets/preset.js";
 export {
   DefaultSystemAllocator,
   SYSTEM_ALLOCATOR_SNAPSHOT_FORMAT,
   type AddressHolding,
   type AddressPoolView,
   type Holding,
+  type IdClaimJSON,
   type IdHolding,
   type IdPoolView,
+  type RangeUseJSON,
   type ReserveTarget,
   type SystemAllocatorSnapshot,
 } from "./system/system-allocator.js";
+export { guestDeviceKind, type GuestDevice, type GuestDeviceKind, type GuestMachine, type GuestRange } from "./guest/guest-device.js";
+export { virtioMmioArgument, virtioMmioCmdline } from "./guest/kernel-cmdline.js";
+export { devicetreeSource, type DevicetreeOptions } from "./guest/devicetree.js";
+// ---- PCI (src/pci) ----
+export {
+  formatPciAddress,
+  formatPciBus,
+  parsePciAddress,
+  PCI_BUSES,
+  PCI_DEVICES_PER_BUS,
+  PCI_FUNCTIONS_PER_DEVICE,
+  PCI_MAX_SEGMENT,
+  pciAddress,
+  pciAddressKey,
+  pciAddressOfKey,
+  pciRoutingId,
+  toPciAddress,
+  type PciAddress,
+  type PciAddressInput,
+} from "./pci/address.js";
+export {
+  PCI_SLOT_ALLOCATOR_SNAPSHOT_FORMAT,
+  PciSlotAllocator,
+  type PciBusSpec,
+  type PciSlotAllocatorSnapshot,
+  type PciSlotHolding,
+} from "./pci/slot-allocator.js";
+export {
+  barBase,
+  barFlags,
+  barHighMask,
+  barIsSizing,
+  barLowMask,
+  barRequest,
+  describeBarKind,
+  normalizeBars,
+  PCI_BAR_COUNT,
+  type PciBar,
+  type PciBarSpec,
+  type PciIoWindow,
+} from "./pci/bar.js";
+export {
+  PCI_CAPABILITIES_START,
+  PCI_CONFIG_SPACE_SIZE,
+  PCI_HEADER_TYPE_MULTI_FUNCTION,
+  PCI_LEGACY_CONFIG_SPACE_SIZE,
+  PciCommand,
+  PciConfigRegister,
+  PciConfigSpace,
+  PciStatus,
+  type PciConfigHandler,
+  type PciConfigTarget,
+  type PciHeaderIds,
+} from "./pci/config-space.js";
+export { PCI_CONFIG_ADDRESS_PORT, PCI_CONFIG_DATA_PORT, PciConfigMechanism1 } from "./pci/config-mechanism.js";
+export { PCI_ECAM_BUS_SIZE, PciEcam, type PciEcamOptions } from "./pci/ecam.js";
+export { intxLine, IntxLines, Q35_INTX_ROUTING, swizzledIntxRouting, type PciIntxRouting } from "./pci/intx.js";
+export { normalizeMsiSpec, PCI_CAP_ID_MSI, PciMsiCapability, type PciMsiSpec } from "./pci/msi.js";
+export {
+  msixPbaSize,
+  msixTableSize,
+  normalizeMsixSpec,
+  PCI_CAP_ID_MSIX,
+  PCI_MSIX_CAPABILITY_SIZE,
+  PCI_MSIX_MAX_VECTORS,
+  PciMsixCapability,
+  type NormalizedMsixSpec,
+  type PciMsixSpec,
+} from "./pci/msix.js";
+export { PciVectorSource, type PciMsiMessage, type PciVectorFailure } from "./pci/vectors.js";
+export { PciBarRegion, type PciBarHandler } from "./pci/bar-region.js";
+export { PciBarMapper, type PciBarConflict } from "./pci/bar-mapper.js";
+export {
+  normalizePciDevice,
+  PciFunction,
+  type NormalizedPciDevice,
+  type PciBarInfo,
+  type PciCapabilitySpec,
+  type PciDevice,
+  type PciFunctionContext,
+} from "./pci/pci-function.js";
+export { PciRootComplex, type PciRootComplexOptions, type PciPlugOptions } from "./pci/root-complex.js";

@@ -11,8 +11,10 @@
  * with the optimizer as usual and again with inlining disabled (`--no-turbo-inlining`): they must
  * allocate nothing even when no call is inlined. The others pass an address at or above 2^31 as a
  * double, which V8 boxes at any call it does not inline; they are allocation-free when the
- * accessor is inlined into its caller, as at a monomorphic call site (README, "Design"), so each
- * runs in a process of its own, as one emulator's access loop would.
+ * accessor is inlined into its caller, as at a monomorphic call site (README, "Design"). Whether
+ * V8 inlines it varies from run to run (concurrent compilation), so each of those kinds runs in a
+ * process of its own, as one emulator's access loop would, up to three times: one clean run
+ * proves that the path itself allocates nothing.
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -65,10 +67,18 @@ describe("dispatch allocates nothing per access", () => {
   it("10^6 accesses of each kind with a number address at or above 2^31, each in its own process", async () => {
     const loose = (await probeRun([], ["list"])).filter((k) => !k.strict);
     assert.ok(loose.length >= 10, `${loose.length} kinds`);
+    const clean = (r: Report) => r.accesses === 1_000_000 && r.collections === 0 && (r.heapGrowth ?? Infinity) < MAX_GROWTH;
     const reports: Report[] = [];
     // Two at a time: the machine's cores, not a queue of a dozen processes.
     for (let i = 0; i < loose.length; i += 2) {
-      const batch = loose.slice(i, i + 2).map((k) => probeRun([], [k.group, k.kind]));
+      const batch = loose.slice(i, i + 2).map(async (k) => {
+        let last: Report[] = [];
+        for (let attempt = 0; attempt < 3; attempt++) {
+          last = await probeRun([], [k.group, k.kind]);
+          if (last.length === 1 && clean(last[0]!)) break;
+        }
+        return last;
+      });
       reports.push(...(await Promise.all(batch)).flat());
     }
     assert.equal(reports.length, loose.length);
