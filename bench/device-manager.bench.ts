@@ -19,7 +19,7 @@ const PAIRS = 1000;
 const DISPATCHES = 1 << 16;
 const TARGET_NS = 5000;
 
-/** Lowest-first ids from a stack of free ones. */
+/** Lowest-first ids from a stack of free ones. Fixed values are outside its pool (null: not held). */
 function idCallback(count: number): IdAllocateFunc {
   const free: number[] = [];
   for (let i = count - 1; i >= 0; i--) free.push(i);
@@ -28,13 +28,14 @@ function idCallback(count: number): IdAllocateFunc {
       free.push(p.id);
       return p.id;
     }
+    if (p.fixed !== undefined) return null;
     const id = free.pop();
     if (id === undefined) throw new AllocatorError("ResourceNotAvailable", "no id left");
     return id;
   };
 }
 
-/** Fixed-size slots from `base`; every request must fit one slot. */
+/** Fixed-size slots from `base`; every request must fit one slot. Fixed ranges are outside its pool. */
 function slotCallback(base: bigint, slot: bigint, count: number): AddrAllocateFunc {
   const free: RangeInclusive[] = [];
   for (let i = count - 1; i >= 0; i--) free.push(RangeInclusive.withSize(base + BigInt(i) * slot, slot));
@@ -43,6 +44,7 @@ function slotCallback(base: bigint, slot: bigint, count: number): AddrAllocateFu
       free.push(p.range);
       return p.range;
     }
+    if (p.fixed !== undefined) return null;
     const r = free.pop();
     if (r === undefined) throw new AllocatorError("ResourceNotAvailable", "no slot left");
     return r;
@@ -107,7 +109,7 @@ const phases: Phase[] = [
     run: () => {
       const range = new RangeInclusive(0xf000_0000n, 0xf000_0fffn);
       for (let i = 0; i < PAIRS; i++) {
-        dm.simpleRegisterDevice(fresh[i]!, 100_000, 5, undefined, range);
+        dm.simpleRegisterDevice(fresh[i]!, 100_000, 0xf_ffff, undefined, range); // a line no preloaded device holds
         dm.unregisterDevice(100_000);
       }
     },
