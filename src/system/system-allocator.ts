@@ -44,6 +44,7 @@ import {
 import { formatRange, RangeInclusive } from "../core/range.js";
 import { AllocPolicy } from "../core/resource.js";
 import type { SystemAllocator } from "./system-allocator-interface.js";
+import { checkCanonicalLayout, checkCanonicalReservation } from "./canonical-layout.js";
 import { hex, toU32, toU64, type U32Input, type U64Input } from "../core/u64.js";
 
 /** A range held in an address pool. */
@@ -971,6 +972,8 @@ export class DefaultSystemAllocator implements SystemAllocator {
       throw invalidSnapshot(`format must be "${SYSTEM_ALLOCATOR_SNAPSHOT_FORMAT}", got ${describe(x["format"])}`);
     }
     if (x["version"] !== 1) throw invalidSnapshot(`unsupported version ${describe(x["version"])} (supported: 1)`);
+    // Snapshots carry numbers in one canonical form only, as the pools' own snapshots do.
+    checkCanonicalLayout(x["layout"], "layout", invalidSnapshot);
     let layout: ResolvedLayout;
     try {
       layout = resolveLayout(x["layout"], "layout");
@@ -1036,6 +1039,7 @@ export class DefaultSystemAllocator implements SystemAllocator {
       const e = item as Record<string, unknown>;
       if (!Object.hasOwn(e, "end")) throw invalidSnapshot(`${at} is missing "end"`);
       if (Object.hasOwn(e, "size")) throw invalidSnapshot(`${at} has unknown field "size" (snapshots give start and end)`);
+      checkCanonicalReservation(e, at, invalidSnapshot);
       let r: ReturnType<typeof resolveReservation>;
       try {
         r = resolveReservation(e, at, layout.pools);
