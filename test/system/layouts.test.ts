@@ -357,8 +357,11 @@ describe("layoutToJSON", () => {
           const span = (b.end - b.start + 1n) / 8n;
           if (span === 0n || slot >= 8) continue;
           const lo = b.start + BigInt(slot) * span;
-          const s = lo + BigInt(Math.floor(f * Number(span - 1n)));
-          const e = s + BigInt(Math.floor(g * Number(lo + span - 1n - s)));
+          const last = lo + span - 1n;
+          // Clamped: above 2^53, Number() may round a span up and the fraction land past it.
+          const atMost = (v: bigint) => (v < last ? v : last);
+          const s = atMost(lo + BigInt(Math.floor(f * Number(span - 1n))));
+          const e = atMost(s + BigInt(Math.floor(g * Number(last - s))));
           reserved.push({ pool, start: num(s), end: num(e), owner });
         }
         layout["reserved"] = reserved;
