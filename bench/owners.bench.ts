@@ -1,12 +1,16 @@
 /**
- * Releasing an owner against freeing its ids one by one: N ids allocated under one owner in an
- * IdAllocator over [0, 2^32-1], then `freeOwner` versus a `freeId` loop over the same ids (and, for
- * reference, a `freeId` loop over ids without owner). Target: freeOwner costs no more per id than
- * the freeId loop.
+ * Releasing an owner against freeing what it holds one by one. IdAllocator: N ids allocated
+ * under one owner in [0, 2^32-1], then `freeOwner` versus a `freeId` loop over the same ids (and,
+ * for reference, a `freeId` loop over ids without owner). AddressAllocator: M ranges of one owner,
+ * `releaseOwner` versus a `free` loop. Target: releasing an owner costs no more per item than
+ * freeing the items one by one.
  *
- * Run: `npm run bench -- id-owners`
+ * Run: `npm run bench -- owners`
  */
+import { AddressAllocator } from "../src/core/address-allocator.js";
 import { IdAllocator } from "../src/core/id-allocator.js";
+import type { RangeInclusive } from "../src/core/range.js";
+import { AllocPolicy } from "../src/core/resource.js";
 import { printTarget, runPhases } from "./harness.js";
 
 const N = 1 << 19;
@@ -68,3 +72,33 @@ console.log(
     `freeId ${oneByOne!.nsPerOp.toFixed(1)} ns/id (owned), ${plain!.nsPerOp.toFixed(1)} ns/id (no owner): freeOwner/freeId = ${ratio.toFixed(2)}`,
 );
 printTarget("freeOwner <= freeId per id", ratio <= 1, `ratio ${ratio.toFixed(2)}`);
+
+const M = 1 << 16;
+let pool = new AddressAllocator(0, 1n << 40n);
+let ranges: RangeInclusive[] = [];
+function ownedRanges(): void {
+  pool = new AddressAllocator(0, 1n << 40n);
+  ranges = [];
+  // Interleaved with another owner's ranges, so that each release merges into a gap.
+  for (let i = 0; i < M; i++) {
+    ranges.push(pool.allocate(0x1000n, 0x1000n, AllocPolicy.FirstMatch, { owner: "virtio-net@1" }));
+    pool.allocate(0x1000n, 0x1000n, AllocPolicy.FirstMatch, { owner: "virtio-blk@2" });
+  }
+}
+const [release, frees] = runPhases(
+  [
+    { name: `releaseOwner (${M} ranges of one owner)`, ops: M, setup: ownedRanges, run: () => pool.releaseOwner("virtio-net@1") },
+    {
+      name: `free x${M} (the same ranges)`,
+      ops: M,
+      setup: ownedRanges,
+      run: () => {
+        for (let i = 0; i < ranges.length; i++) pool.free(ranges[i]!);
+      },
+    },
+  ],
+  { iterations: 3 },
+);
+const addressRatio = release!.nsPerOp / frees!.nsPerOp;
+console.log(`releaseOwner ${release!.nsPerOp.toFixed(1)} ns/range, free ${frees!.nsPerOp.toFixed(1)} ns/range: releaseOwner/free = ${addressRatio.toFixed(2)}`);
+printTarget("releaseOwner <= free per range", addressRatio <= 1, `ratio ${addressRatio.toFixed(2)}`);
