@@ -6,7 +6,7 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 import { InputError } from "./diagnostics.js";
 
 /** Output formats of `plan` and `show`. */
-export const FORMATS = ["text", "iomem", "json", "svg"] as const;
+export const FORMATS = ["text", "iomem", "json", "svg", "cmdline", "dts"] as const;
 /** One of {@link FORMATS}. */
 export type Format = (typeof FORMATS)[number];
 
@@ -40,7 +40,7 @@ GSIs and device instance ids, allocated by vm-allocator's DefaultSystemAllocator
 Commands:
   plan [FILE]   allocate a layout (built-in Firecracker-like microVM when no FILE) and print it
   check FILE... validate layouts or saved plans and list every problem found
-  show FILE     print a plan saved with \`plan --save\`
+  show FILE     print a plan saved with \`plan --save\` or written by \`plan --format json\`
 
 Options:
   -h, --help     show help (also \`vm-allocator <command> --help\`)
@@ -50,31 +50,37 @@ Exit status: 0 on success, 2 for bad input or usage, 1 for an internal error.
 Results go to stdout, diagnostics to stderr. Colour is used only on a terminal, and never
 with NO_COLOR set or --no-color.
 `,
-  plan: `usage: vm-allocator plan [FILE|-] [--format text|iomem|json|svg] [--save PLAN]
+  plan: `usage: vm-allocator plan [FILE|-] [--format text|iomem|json|svg|cmdline|dts] [--save PLAN]
 
 Reads a layout (JSON; "-" reads stdin), allocates every reserved range and every device request
 through DefaultSystemAllocator and DeviceManager, and prints the result. Without FILE it plans
-the built-in default: the firecracker-x86_64 preset with the legacy devices at Firecracker's
-fixed ports (serial, i8042, RTC) and eight virtio-mmio devices.
+the built-in default: a Firecracker v1.16 x86_64 microVM (COM1, the i8042, eight virtio-mmio
+devices in Firecracker's attach order, vmgenid and vmclock).
 
 Layout file:
   {
-    "preset": "firecracker-x86_64" | "pc-x86_64",       (default firecracker-x86_64)
+    "preset": "firecracker-x86_64" | "pc-x86_64" | "cloud-hypervisor-x86_64" | "crosvm-x86_64"
+              | "firecracker-aarch64" | "riscv64-virt",   (default firecracker-x86_64)
+    "parameters": { "ramSize": "0x200000000", "physAddressBits": 46 },   (presets that take them)
     "layout": { ...overrides of the preset's pools... },
     "reserved": [ { "pool": "mmio32", "start": "0xfec00000", "size": "0x1000", "owner": "ioapic" },
                   { "pool": "legacyIrq", "id": 4, "owner": "com1" } ],
     "devices": [ { "name": "virtio-blk0",
                    "requests": [ { "kind": "mmio", "size": "0x1000" }, { "kind": "irq" } ] } ]
   }
-  Request kinds: pio/mmio {size, alignment?, fixed?, window?: {min, max}, mmio64?, allowFallback?},
+  Request kinds: pio/mmio {size, alignment?, fixed?, window?: {min, max}, placement?: "first"|"last",
+    mmio only: mmio64?, allowFallback?, pool?: "mmio32"|"mmio64"|"pastMmio64"|"systemMemory"},
   irq {fixed?}, msi {count, fixed?: [...]}, instanceId {fixed?}.
   Numbers are JSON numbers (non-negative safe integers) or strings: "0x1000", "4096", "0xffff_ffff".
   Unknown fields are errors.
 
 Options:
   -f, --format FMT  text (default: a table per pool, then IRQs/GSIs), iomem (/proc/iomem and
-                    /proc/ioports style), json (machine-readable, u64 as hex strings),
-                    svg (a map of each address space)
+                    /proc/ioports style), json (machine-readable, u64 as hex strings;
+                    it carries the saved plan, so \`show\` and \`check\` read it),
+                    svg (a map of each address space), cmdline (the kernel command line
+                    for the virtio-mmio devices: virtio_mmio.device=4K@0xc0001000:5 ...),
+                    dts (a devicetree source for dtc; aarch64 and riscv64 presets only)
   -s, --save PLAN   also write the whole allocator state to PLAN (for \`show\` and \`check\`);
                     written only when planning succeeds
       --no-color    never colour the output
@@ -82,9 +88,10 @@ Options:
 `,
   check: `usage: vm-allocator check FILE...
 
-Validates each FILE, a layout or a plan saved with \`plan --save\`, and lists every problem found,
-one per line on stderr, as FILE: FIELD-PATH: reason. A layout is also planned, so overlapping
-fixed ranges and requests no pool can satisfy are reported too.
+Validates each FILE (a layout, a plan saved with \`plan --save\` or a report written by
+\`plan --format json\`) and lists every problem found, one per line on stderr, as
+FILE: FIELD-PATH: reason. A layout is also planned, so overlapping fixed ranges and requests no
+pool can satisfy are reported too. A report must say what the plan it carries says.
 
 Exit status: 0 when every file is valid (one "ok" line per file on stdout), 2 otherwise.
 
@@ -92,12 +99,13 @@ Options:
       --no-color  never colour the output
   -h, --help      show this help
 `,
-  show: `usage: vm-allocator show PLAN [--format text|iomem|json|svg]
+  show: `usage: vm-allocator show PLAN [--format text|iomem|json|svg|cmdline|dts]
 
-Prints a plan saved with \`vm-allocator plan --save PLAN\`, in any output format.
+Prints a plan saved with \`vm-allocator plan --save PLAN\`, or the report that
+\`vm-allocator plan --format json\` writes (it carries that plan), in any output format.
 
 Options:
-  -f, --format FMT  text (default), iomem, json or svg (see \`vm-allocator plan --help\`)
+  -f, --format FMT  text (default), iomem, json, svg, cmdline or dts (see \`vm-allocator plan --help\`)
       --no-color    never colour the output
   -h, --help        show this help
 `,

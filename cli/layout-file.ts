@@ -12,6 +12,9 @@
  * }
  * ```
  *
+ * `"parameters": { "ramSize": "0x200000000", "physAddressBits": 40 }` gives the preset's layout
+ * parameters (the guest's RAM size, its physical address width), for the presets that take them.
+ *
  * Reading checks the whole file and records every problem with its field path before anything
  * is allocated; only the checks that need the allocator (overlaps, exhausted pools) are left to
  * planning. Validation is this module's own, so that every problem is found, not just the
@@ -20,18 +23,24 @@
  */
 import { normalizeResourceRequests, MAX_MSI_VECTORS, REQUEST_FIELDS, type NormalizedResourceRequest, type ResourceRequest } from "../src/devices/device.js";
 import { isAllocatorError } from "../src/core/errors.js";
+import { MMIO_POOLS } from "../src/system/allocation-callbacks.js";
 import {
-  getLayout,
+  getPreset,
   isAddressPool,
+  LAYOUT_KEYS,
   layoutNames,
+  layoutToJSON,
   POOL_NAMES,
   resolveLayout,
+  resolveParameters,
   resolveReservation,
   type LayoutName,
   type PoolName,
   type ResolvedLayout,
   type ResolvedReservation,
+  type SystemLayout,
 } from "../src/system/layouts.js";
+import type { LayoutParameters, ResolvedParameters } from "../src/system/presets/preset.js";
 import { describeJson, field, item, type Problems } from "./diagnostics.js";
 import { isJsonObject, type JsonObject } from "./json-source.js";
 import { readInteger, readU32 } from "./numbers.js";
@@ -60,6 +69,10 @@ export interface ReservationSpec extends ResolvedReservation {
 export interface LayoutFile {
   readonly description: string | undefined;
   readonly preset: LayoutName;
+  /** The preset's parameters, defaults filled in. */
+  readonly parameters: ResolvedParameters;
+  /** The parameters the file gave, as it gave them (for the plan snapshot). */
+  readonly givenParameters: LayoutParameters;
   /** The pools and reservations, preset and overrides merged, every number exact. */
   readonly system: ResolvedLayout;
   /** `system.reserved` with their paths, in the same order. */
@@ -67,9 +80,8 @@ export interface LayoutFile {
   readonly devices: readonly DeviceSpec[];
 }
 
-const TOP_KEYS = ["description", "preset", "layout", "reserved", "devices"];
-const LAYOUT_KEYS = ["name", "pio", "mmio32", "mmio64", "legacyIrq", "msi", "instanceId", "reserved"];
-const OPTIONAL_POOLS = ["pio", "mmio64"];
+const TOP_KEYS = ["description", "preset", "parameters", "layout", "reserved", "devices"];
+const OPTIONAL_POOLS = ["pio", "systemMemory", "mmio64", "pastMmio64"];
 const RESERVATION_KEYS = ["pool", "start", "end", "size", "owner"];
 const DEVICE_KEYS = ["name", "requests"];
 /** Longest device name: it is part of every owner string and must fit in a table. */
@@ -152,17 +164,56 @@ export function readLayout(value: unknown, problems: Problems, options: ReadLayo
     else problems.add("preset", `must be one of ${layoutNames.map((n) => JSON.stringify(n)).join(", ")}, got ${describeJson(presetValue)}`);
   }
 
-  const system = readSystem(top, preset, problems, options.partial === true);
+  const params = readParameters(top["parameters"], preset, problems);
+  const system = params === undefined ? undefined : readSystem(top, preset, params.resolved, problems, options.partial === true);
   const devices = readDevices(top["devices"], problems);
-  if (system === undefined || devices === undefined) return undefined;
+  if (params === undefined || system === undefined || devices === undefined) return undefined;
   if (problems.list.length > before && options.partial !== true) return undefined;
-  return { description, preset, system: system.resolved, reserved: system.reserved, devices };
+  return { description, preset, parameters: params.resolved, givenParameters: params.given, system: system.resolved, reserved: system.reserved, devices };
+}
+
+/** The file's `parameters`, checked against what the preset takes. */
+function readParameters(value: unknown, preset: LayoutName, problems: Problems): { given: LayoutParameters; resolved: ResolvedParameters } | undefined {
+  if (value === undefined) return { given: {}, resolved: resolveParameters(preset) };
+  const o = expectObject(value, "parameters", problems, "an object { ramSize?, physAddressBits? }");
+  if (o === undefined) return undefined;
+  const before = problems.list.length;
+  checkKeys(o, ["ramSize", "physAddressBits"], "parameters", problems);
+  const given: { ramSize?: bigint; physAddressBits?: number } = {};
+  if (o["ramSize"] !== undefined) {
+    const v = readInteger(o["ramSize"], "parameters.ramSize", problems);
+    if (v !== undefined) given.ramSize = v;
+  }
+  if (o["physAddressBits"] !== undefined) {
+    const v = readU32(o["physAddressBits"], "parameters.physAddressBits", problems);
+    if (v !== undefined) given.physAddressBits = v;
+  }
+  if (problems.list.length > before) return undefined;
+  try {
+    return { given, resolved: resolveParameters(preset, given, "parameters") };
+  } catch (error) {
+    addLibraryProblem(error, problems, "parameters");
+    return undefined;
+  }
 }
 
 /** The preset with the file's overrides and extra reservations applied and validated. */
-function readSystem(top: JsonObject, preset: LayoutName, problems: Problems, partial: boolean): { resolved: ResolvedLayout; reserved: ReservationSpec[] } | undefined {
+function readSystem(
+  top: JsonObject,
+  preset: LayoutName,
+  parameters: ResolvedParameters,
+  problems: Problems,
+  partial: boolean,
+): { resolved: ResolvedLayout; reserved: ReservationSpec[] } | undefined {
   const before = problems.list.length;
-  const base = getLayout(preset);
+  let base: SystemLayout;
+  try {
+    // In canonical JSON form: presets hold bigints, which a file (and its reader) never does.
+    base = layoutToJSON(resolveLayout(getPreset(preset).layout(parameters)));
+  } catch (error) {
+    addLibraryProblem(error, problems, "parameters");
+    return undefined;
+  }
   // Pools: the preset's, each replaced by the file's override (null removes an optional pool).
   const merged: Record<string, unknown> = {};
   for (const key of LAYOUT_KEYS) {
@@ -195,7 +246,7 @@ function readSystem(top: JsonObject, preset: LayoutName, problems: Problems, par
           problems.add(at, `cannot be removed: every layout needs a ${key} pool`);
         }
       } else {
-        const pool = key === "pio" || key === "mmio32" || key === "mmio64" ? readWindow(v, at, problems) : readIdRange(v, at, problems);
+        const pool = isAddressPool(key as PoolName) ? readWindow(v, at, problems) : readIdRange(v, at, problems);
         if (pool !== undefined) merged[key] = pool;
       }
     }
@@ -221,7 +272,9 @@ function readSystem(top: JsonObject, preset: LayoutName, problems: Problems, par
     ...(extra ?? []).map((value, i) => ({ value, path: item("reserved", i) })),
   ];
   const reserved: ReservationSpec[] = [];
+  const overridden = new Set(overrides === undefined ? [] : Object.keys(overrides).filter((k) => overrides[k] !== undefined && overrides[k] !== null));
   for (const { value, path } of entries) {
+    if (fromPreset && path.startsWith("preset ") && !presetReservationFits(value, path, pools, overridden, preset, problems)) continue;
     const r = readReservation(value, path, pools, problems);
     if (r !== undefined) reserved.push(r);
   }
@@ -236,6 +289,31 @@ function readSystem(top: JsonObject, preset: LayoutName, problems: Problems, par
     return undefined;
   }
   return { resolved, reserved: kept };
+}
+
+/**
+ * False, with a problem at the overridden pool that says what to do, when a reservation the
+ * preset makes no longer lies inside a pool the file overrode (a `layout.mmio32` that leaves out
+ * the preset's IOAPIC).
+ */
+function presetReservationFits(value: unknown, path: string, pools: ResolvedLayout, overridden: Set<string>, preset: LayoutName, problems: Problems): boolean {
+  const r = value as { pool?: unknown; start?: unknown; end?: unknown; size?: unknown; owner?: unknown };
+  if (typeof r.pool !== "string" || !overridden.has(r.pool)) return true;
+  let spec: ResolvedReservation;
+  try {
+    spec = resolveReservation(value, path, { ...pools.pools, [r.pool]: { start: 0n, end: 0xffff_ffff_ffff_ffffn } });
+  } catch {
+    return true; // not a range problem; readReservation reports it
+  }
+  const bounds = pools.pools[spec.pool];
+  if (bounds !== undefined && spec.start >= bounds.start && spec.end <= bounds.end) return true;
+  const where = bounds === undefined ? "" : ` ${showSpan({ pool: spec.pool, start: bounds.start, end: bounds.end })}`;
+  problems.add(
+    `layout.${spec.pool}`,
+    `preset ${preset} reserves ${showSpan(spec)} for ${spec.owner} (${path}), which the overridden layout.${spec.pool}${where} no longer holds; ` +
+      `give layout.${spec.pool} a window that covers it, or list the reservations you keep in layout.reserved (the preset's, without this one)`,
+  );
+  return false;
 }
 
 function readWindow(value: unknown, path: string, problems: Problems): { base: bigint; size: bigint } | undefined {
@@ -449,14 +527,25 @@ function readRequest(value: unknown, path: string, problems: Problems): Resource
           }
         }
       }
-      const flags: { mmio64?: boolean; allowFallback?: boolean } = {};
+      const flags: { mmio64?: boolean; allowFallback?: boolean; pool?: (typeof MMIO_POOLS)[number]; placement?: "first" | "last" } = {};
       for (const flag of ["mmio64", "allowFallback"] as const) {
         const v = o[flag];
         if (v === undefined) continue;
         if (typeof v === "boolean") flags[flag] = v;
         else problems.add(at(flag), `must be true or false, got ${describeJson(v)}`);
       }
-      if (flags.allowFallback === true && flags.mmio64 !== true) problems.add(at("allowFallback"), "requires mmio64: true");
+      const pool = k === "mmio" ? o["pool"] : undefined;
+      if (pool !== undefined) {
+        if (typeof pool === "string" && (MMIO_POOLS as readonly string[]).includes(pool)) flags.pool = pool as (typeof MMIO_POOLS)[number];
+        else problems.add(at("pool"), `must be one of ${MMIO_POOLS.join(", ")}, got ${describeJson(pool)}`);
+        if (flags.mmio64 === true && flags.pool !== undefined && flags.pool !== "mmio64") problems.add(at("pool"), `is ${describeJson(pool)} but mmio64 is true; give one`);
+      }
+      const placement = o["placement"];
+      if (placement !== undefined) {
+        if (placement === "first" || placement === "last") flags.placement = placement;
+        else problems.add(at("placement"), `must be "first" or "last", got ${describeJson(placement)}`);
+      }
+      if (flags.allowFallback === true && flags.mmio64 !== true && flags.pool !== "mmio64") problems.add(at("allowFallback"), "requires mmio64: true");
       if (size !== undefined && size > 0n && fixed !== undefined) {
         const hex = (v: bigint) => `0x${v.toString(16)}`;
         if (alignment !== undefined && fixed % alignment !== 0n) problems.add(at("fixed"), `${hex(fixed)} is not a multiple of the alignment ${hex(alignment)}`);
@@ -478,8 +567,11 @@ function readRequest(value: unknown, path: string, problems: Problems): Resource
     case "irq":
     case "instanceId": {
       const fixed = o["fixed"] === undefined ? undefined : readU32(o["fixed"], at("fixed"), problems);
+      const shared = o["shared"];
+      if (shared !== undefined && typeof shared !== "boolean") problems.add(at("shared"), `must be true or false, got ${describeJson(shared)}`);
       if (problems.list.length > before) return undefined;
-      return fixed === undefined ? { kind: k } : { kind: k, fixed };
+      const base = fixed === undefined ? { kind: k } : { kind: k, fixed };
+      return shared === true ? { ...base, shared: true } : base;
     }
     case "msi": {
       const count = required(o, "count", path, problems, (v, p) => readU32(v, p, problems));

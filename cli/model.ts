@@ -108,6 +108,13 @@ export interface PlanView {
   readonly description: string | undefined;
   /** The preset the system allocator was built from, when known. */
   readonly preset: string | undefined;
+  /** The preset's parameters the layout gave, as `ramSize 0x20000000`; undefined when none. */
+  readonly parameters: string | undefined;
+  /**
+   * What the layout changed of the preset (pool names, `reserved`); empty when the pools and
+   * reservations are the preset's own. A layout with changes is derived from the preset, not it.
+   */
+  readonly presetChanges: readonly string[];
   readonly addressSpaces: readonly AddressSpaceView[];
   /**
    * Fixed device ranges that no pool covers (a device at a fixed address the allocator does not

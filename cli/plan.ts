@@ -3,39 +3,34 @@
  * would use it: a `DefaultSystemAllocator` built from the layout, and a `DeviceManager` on top of
  * it that registers each device with `fullRegisterDevice`.
  *
- * **Fixed resources.** The device manager maps a request with a `fixed` value without asking the
- * allocator. Left at that, a later allocation could hand the same space to another device, so
- * before any device is registered every fixed resource is checked against the pools:
+ * **Fixed resources.** The device manager holds every fixed value through the allocator when it
+ * registers the device. Registration follows the file's order, so before any device is
+ * registered every fixed resource of every device is checked against the pools and set aside:
  *
- * - inside free space of a pool, it is reserved for the device (the allocator then never hands
- *   it out);
+ * - inside free space of a pool, it is reserved under a placeholder until its device registers
+ *   (and then released just before, so that the device manager holds it for the device): an
+ *   allocation for an earlier device can never take it;
  * - inside a reservation of the layout (a serial port inside the ISA port block, a device on an
- *   IRQ line the platform set aside), it is used as is: the platform reserved it for such devices;
+ *   IRQ line the platform set aside), it is used as the platform meant it;
  * - outside every pool (Firecracker's serial IRQ 4, below its IRQ pool), it is only mapped;
  * - anything else is a conflict, reported with both field paths.
  *
- * Legacy IRQ lines may be shared by devices that ask for them fixed (Firecracker puts COM1 and
- * COM3 on IRQ 4), but an allocated line, an MSI GSI, an instance id or a range never is. Doing
- * this for all devices first means a fixed resource of a late device is never taken by an
- * allocation for an earlier one: the file's order only decides the order of allocations.
+ * Legacy IRQ lines may be shared by devices that say `shared: true` (Firecracker's COM1 and COM3
+ * on IRQ 4); an MSI GSI, an instance id or a range never is.
  *
- * **Errors** carry the field path of the request that failed: the device manager calls the
- * allocator callbacks in a documented order (instance id, IRQs, MSI vectors, PIO, MMIO, each in
- * request order), so counting the calls through a thin wrapper tells which request a failing
- * call served.
+ * **Errors** carry the field path of the request that failed: the device manager's errors name
+ * the request (`error.requestIndex`).
  */
-import type { AddrAllocateFunc, IdAllocateFunc } from "../src/system/allocation-callbacks.js";
 import type { Device, NormalizedAddressRequest } from "../src/devices/device.js";
 import { DeviceManager } from "../src/devices/device-manager.js";
 import { AddressAllocator } from "../src/core/address-allocator.js";
 import { isAllocatorError, type AllocatorError } from "../src/core/errors.js";
 import { AllocPolicy } from "../src/core/resource.js";
-import { layoutToJSON, type AddressPoolName, type IdPoolName, type SystemLayout } from "../src/system/layouts.js";
+import { layoutToJSON, MEMORY_POOL_NAMES, type AddressPoolName, type IdPoolName, type SystemLayout } from "../src/system/layouts.js";
 import { DefaultSystemAllocator, type AddressPoolView, type IdPoolView } from "../src/system/system-allocator.js";
-import type { SystemAllocator } from "../src/system/system-allocator-interface.js";
 import { field, item, type Problem } from "./diagnostics.js";
 import type { DeviceSpec, LayoutFile } from "./layout-file.js";
-import { PLAN_FORMAT, PLAN_VERSION, type PlanDevice, type PlanSnapshot } from "./snapshot.js";
+import { PLAN_FORMAT, PLAN_VERSION, type PlanDevice, type PlanParameters, type PlanSnapshot } from "./snapshot.js";
 
 /** What planning produced: a snapshot when everything was allocated, and every problem found. */
 export interface PlanOutcome {
@@ -62,73 +57,13 @@ function placeholder(name: string): Device {
 
 const hex = (v: bigint): string => `0x${v.toString(16)}`;
 
-type CallKind = "deviceId" | "legacy" | "msi" | "pio" | "mmio";
-
-/** Counts allocate calls per kind so a failure can be traced to the request it served. */
-class CallTracker {
-  counts: Record<CallKind, number> = { deviceId: 0, legacy: 0, msi: 0, pio: 0, mmio: 0 };
-  failed: { kind: CallKind; index: number } | undefined;
-
-  reset(): void {
-    this.counts = { deviceId: 0, legacy: 0, msi: 0, pio: 0, mmio: 0 };
-    this.failed = undefined;
-  }
-
-  wrapId(cb: IdAllocateFunc | undefined, irq: boolean): IdAllocateFunc | undefined {
-    if (cb === undefined) return undefined;
-    return (params) => {
-      if (params.action !== "allocate") return cb(params);
-      const kind: CallKind = irq ? (params.pool === "msi" ? "msi" : "legacy") : "deviceId";
-      return this.#count(kind, () => cb(params));
-    };
-  }
-
-  wrapAddress(cb: AddrAllocateFunc | undefined, kind: "pio" | "mmio"): AddrAllocateFunc | undefined {
-    if (cb === undefined) return undefined;
-    return (params) => (params.action === "allocate" ? this.#count(kind, () => cb(params)) : cb(params));
-  }
-
-  #count<T>(kind: CallKind, call: () => T): T {
-    const index = this.counts[kind]++;
-    try {
-      return call();
-    } catch (error) {
-      this.failed ??= { kind, index };
-      throw error;
-    }
-  }
-}
-
-/**
- * Which request the `index`-th allocate call of `kind` served: its path, and which part of it
- * when that is not plain (one vector of an MSI block, an instance id nobody requested).
- */
-function requestOf(device: DeviceSpec, kind: CallKind, index: number): { path: string; what: string | undefined } {
-  const requests = field(device.path, "requests");
-  const reqs = device.normalized;
-  if (kind === "deviceId") {
-    const r = reqs.find((q) => q.kind === "instanceId");
-    return r === undefined ? { path: device.path, what: "cannot allocate an instance id" } : { path: item(requests, r.index), what: undefined };
-  }
-  if (kind === "msi") {
-    let left = index;
-    for (const r of reqs) {
-      if (r.kind !== "msi" || r.fixed !== undefined) continue;
-      if (left < r.count) return { path: item(requests, r.index), what: `vector ${left + 1} of ${r.count}` };
-      left -= r.count;
-    }
-    return { path: device.path, what: "an MSI vector" };
-  }
-  const wanted = kind === "legacy" ? "irq" : kind;
-  const r = reqs.filter((q) => q.kind === wanted && q.fixed === undefined)[index];
-  return r === undefined ? { path: device.path, what: kind } : { path: item(requests, r.index), what: undefined };
-}
-
 /** A fixed resource reserved for a device before its instance id (and so its owner) is known. */
 interface Pending {
   readonly pool: AddressPoolName | IdPoolName;
   readonly start: bigint;
   readonly end: bigint;
+  /** The owner it is reserved under, when not the device's placeholder. */
+  readonly owner?: string;
 }
 
 /**
@@ -139,14 +74,7 @@ export function planLayout(layout: LayoutFile, options: PlanOptions): PlanOutcom
   const problems: Problem[] = [];
   const keepGoing = options.keepGoing === true;
   const sys = new DefaultSystemAllocator(layoutToJSON(layout.system) as SystemLayout);
-  const tracker = new CallTracker();
-  const wrapped: SystemAllocator = {
-    deviceIdCallback: () => tracker.wrapId(sys.deviceIdCallback(), false),
-    irqCallback: () => tracker.wrapId(sys.irqCallback(), true),
-    pioAddressCallback: () => tracker.wrapAddress(sys.pioAddressCallback(), "pio"),
-    mmioAddressCallback: () => tracker.wrapAddress(sys.mmioAddressCallback(), "mmio"),
-  };
-  const dm = DeviceManager.fromSystemAllocator(wrapped);
+  const dm = DeviceManager.fromSystemAllocator(sys);
   const fixed = new FixedResources(sys, layout);
 
   // Phase 1: every fixed resource of every device, before anything is allocated.
@@ -164,32 +92,31 @@ export function planLayout(layout: LayoutFile, options: PlanOptions): PlanOutcom
   const devices: PlanDevice[] = [];
   layout.devices.forEach((device, i) => {
     if (skip.has(i) || (problems.length > 0 && !keepGoing)) return;
-    tracker.reset();
+    // What phase 1 set aside for this device is released now, for the device manager to hold.
+    const setAside = fixed.release(device);
     let id: number;
     try {
       id = dm.fullRegisterDevice(placeholder(device.name), device.requests);
     } catch (error) {
       if (!isAllocatorError(error)) throw error;
-      const failed = tracker.failed;
-      if (failed === undefined) {
-        problems.push({ path: device.path, message: `cannot register ${device.name}: ${error.message}` });
-      } else {
-        const { path, what } = requestOf(device, failed.kind, failed.index);
-        problems.push({ path, message: what === undefined ? error.message : `${what}: ${error.message}` });
-      }
+      fixed.restore(setAside);
+      // The library names the device and the request; the field path says both here, so only a
+      // detail after the request's description (which MSI vector) is kept.
+      const reason = error.message.replace(/^[^:]*: (?:requests\[\d+\] \([^)]*\)|instance id): /, "");
+      if (error.requestIndex === undefined) problems.push({ path: device.path, message: `cannot register ${device.name}: ${reason}` });
+      else problems.push({ path: item(field(device.path, "requests"), error.requestIndex), message: reason });
       return;
     }
     const held = dm.resourcesOf(id);
-    fixed.adopt(device, held.owner);
     devices.push({
       instanceId: held.instanceId,
       name: held.name,
       owner: held.owner,
-      instanceIdFixed: !held.instanceIdAllocated,
-      pio: held.pio.map((r) => ({ start: hex(r.range.start), end: hex(r.range.end), fixed: !r.allocated })),
-      mmio: held.mmio.map((r) => ({ start: hex(r.range.start), end: hex(r.range.end), fixed: !r.allocated })),
-      irqs: held.irqs.map((q) => ({ irq: q.irq, fixed: !q.allocated })),
-      msi: held.msi.map((m) => ({ gsi: m.gsi, fixed: !m.allocated })),
+      instanceIdFixed: held.instanceIdFixed,
+      pio: held.pio.map((r) => ({ start: hex(r.range.start), end: hex(r.range.end), fixed: r.fixed })),
+      mmio: held.mmio.map((r) => ({ start: hex(r.range.start), end: hex(r.range.end), fixed: r.fixed })),
+      irqs: held.irqs.map((q) => ({ irq: q.irq, fixed: q.fixed })),
+      msi: held.msi.map((m) => ({ gsi: m.gsi, fixed: m.fixed })),
     });
   });
   if (problems.length > 0) return { snapshot: undefined, problems };
@@ -200,10 +127,20 @@ export function planLayout(layout: LayoutFile, options: PlanOptions): PlanOutcom
     source: options.source,
     ...(layout.description === undefined ? {} : { description: layout.description }),
     preset: layout.preset,
+    ...(Object.keys(layout.givenParameters).length === 0 ? {} : { parameters: planParameters(layout) }),
     system: sys.toJSON(),
     devices,
   };
   return { snapshot, problems };
+}
+
+/** The parameters a layout file gave, as a plan records them. */
+function planParameters(layout: LayoutFile): PlanParameters {
+  const { ramSize, physAddressBits } = layout.givenParameters;
+  return {
+    ...(ramSize === undefined ? {} : { ramSize: hex(BigInt(ramSize)) }),
+    ...(physAddressBits === undefined ? {} : { physAddressBits }),
+  };
 }
 
 /**
@@ -241,7 +178,7 @@ class FixedResources {
     this.#devices.set(owner, device.path);
     const problems: Problem[] = [];
     const pending: Pending[] = [];
-    this.#pending.set(device.name, pending);
+    this.#pending.set(device.path, pending);
     for (const r of device.normalized) {
       if (r.fixed === undefined) continue;
       const at = field(item(field(device.path, "requests"), r.index), "fixed");
@@ -264,15 +201,18 @@ class FixedResources {
     return problems;
   }
 
-  /** Moves a registered device's reservations from the placeholder to its real owner. */
-  adopt(device: DeviceSpec, owner: string): void {
-    if (FixedResources.placeholderOwner(device) === owner) return;
-    for (const p of this.#pending.get(device.name) ?? []) {
-      const target = { start: p.start, end: p.end };
-      this.#sys.unreserve(p.pool, target);
-      this.#sys.reserve(p.pool, target, owner);
-    }
-    this.#devices.set(owner, device.path);
+  /** Releases what was set aside for `device`, just before it registers; returns it for {@link restore}. */
+  release(device: DeviceSpec): { pending: Pending[]; owner: string } {
+    const pending = this.#pending.get(device.path) ?? [];
+    this.#pending.delete(device.path);
+    const owner = FixedResources.placeholderOwner(device);
+    for (const p of pending) this.#sys.unreserve(p.pool, { start: p.start, end: p.end });
+    return { pending, owner };
+  }
+
+  /** Sets aside again what {@link release} released, when the device failed to register (`check`). */
+  restore(setAside: { pending: Pending[]; owner: string }): void {
+    for (const p of setAside.pending) this.#sys.reserve(p.pool, { start: p.start, end: p.end }, p.pool === "instanceId" ? p.owner ?? setAside.owner : setAside.owner);
   }
 
   /** `owner (path)` for an owner the layout or a device introduced, else just the owner. */
@@ -299,8 +239,8 @@ class FixedResources {
       return;
     }
     this.#instanceOwners.set(device.name, device.path);
-    // The device manager allocates instance ids under the device name, so reserve it under that.
     this.#sys.reserve("instanceId", id, device.name);
+    this.#pending.get(device.path)!.push({ pool: "instanceId", start: BigInt(id), end: BigInt(id), owner: device.name });
   }
 
   #claimIrq(irq: number, owner: string, at: string, pending: Pending[], problems: Problem[]): void {
@@ -349,7 +289,7 @@ class FixedResources {
   ): void {
     const label = kind === "pio" ? "io" : "mem";
     const shown = `[${label} ${hex(start)}-${hex(end)}]`;
-    const candidates: AddressPoolName[] = kind === "pio" ? ["pio"] : ["mmio32", "mmio64"];
+    const candidates: readonly AddressPoolName[] = kind === "pio" ? ["pio"] : MEMORY_POOL_NAMES;
     let pool: { name: AddressPoolName; view: AddressPoolView } | undefined;
     for (const name of candidates) {
       const view = this.#sys.pool(name);

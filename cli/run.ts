@@ -10,13 +10,14 @@ import { DEFAULT_LAYOUT, DEFAULT_SOURCE } from "./default-layout.js";
 import { formatProblem, InputError, Problems, sortProblems, type Problem } from "./diagnostics.js";
 import { JsonSyntaxError, parseJson, type JsonValue } from "./json-source.js";
 import { readLayout } from "./layout-file.js";
-import type { PlanView } from "./model.js";
 import { planLayout } from "./plan.js";
+import { renderCmdline, renderDts } from "./render/guest.js";
 import { renderIomem } from "./render/iomem.js";
-import { renderJson } from "./render/json.js";
+import { renderJson, REPORT_FORMAT } from "./render/json.js";
 import { renderSvg } from "./render/svg.js";
 import { renderText } from "./render/text.js";
-import { isPlanSnapshot, readPlanSnapshot, type LoadedPlan, type PlanSnapshot } from "./snapshot.js";
+import { isPlanReport, readPlanReport } from "./report.js";
+import { isPlanSnapshot, PLAN_FORMAT, readPlanSnapshot, type LoadedPlan, type PlanSnapshot } from "./snapshot.js";
 import { planView } from "./view.js";
 
 /** What the command sees of its surroundings. */
@@ -54,27 +55,28 @@ export function run(argv: readonly string[], environment: Environment): Outcome 
       case "plan": {
         const source = command.file === undefined ? DEFAULT_SOURCE : command.file === "-" ? "stdin" : command.file;
         const value = command.file === undefined ? DEFAULT_LAYOUT : readJsonFile(command.file, environment);
-        if (isPlanSnapshot(value)) {
-          throw InputError.of(`is a saved plan, not a layout; print it with \`vm-allocator show ${command.file ?? ""}\``, source);
+        if (isPlanSnapshot(value) || isPlanReport(value)) {
+          const what = isPlanReport(value) ? "a plan report" : "a saved plan";
+          throw InputError.of(`is ${what}, not a layout; print it with \`vm-allocator show ${command.file ?? ""}\``, source);
         }
         const snapshot = plan(value, source);
         const loaded = selfCheck(snapshot);
-        const text = render(planView(loaded), command.format, useColor(environment.stdout, environment.env, command.colorAllowed) ? ANSI : PLAIN);
+        const text = render(loaded, command.format, useColor(environment.stdout, environment.env, command.colorAllowed) ? ANSI : PLAIN);
         if (command.save !== undefined) writeAtomically(command.save, `${JSON.stringify(snapshot, null, 2)}\n`);
         return { status: 0, stdout: text, stderr: "" };
       }
       case "show": {
         const source = command.file === "-" ? "stdin" : command.file;
         const value = readJsonFile(command.file, environment);
-        if (!isPlanSnapshot(value)) {
+        if (!isPlanSnapshot(value) && !isPlanReport(value)) {
           const hint = typeof value === "object" && value !== null && !Array.isArray(value) && "devices" in value && !("system" in value)
             ? `is a layout, not a saved plan; plan it with \`vm-allocator plan ${command.file}\``
-            : 'is not a saved plan (its "format" is not "vm-allocator/plan"); write one with `vm-allocator plan --save`';
+            : `is not a saved plan (its "format" is neither "${PLAN_FORMAT}" nor "${REPORT_FORMAT}"); write one with \`vm-allocator plan --save\` or \`--format json\``;
           throw InputError.of(hint, source);
         }
         const loaded = load(value, source);
         const style = useColor(environment.stdout, environment.env, command.colorAllowed) ? ANSI : PLAIN;
-        return { status: 0, stdout: render(planView(loaded), command.format, style), stderr: "" };
+        return { status: 0, stdout: render(loaded, command.format, style), stderr: "" };
       }
       case "check":
         return check(command.files, environment);
@@ -93,16 +95,20 @@ function usageLine(error: InputError, style: Style): string {
   return `vm-allocator: ${style.error("error:")} ${first}${tail}`;
 }
 
-function render(view: PlanView, format: Format, style: Style): string {
+function render(plan: LoadedPlan, format: Format, style: Style): string {
   switch (format) {
     case "text":
-      return renderText(view, style);
+      return renderText(planView(plan), style);
     case "iomem":
-      return renderIomem(view);
+      return renderIomem(planView(plan));
     case "json":
-      return renderJson(view);
+      return renderJson(planView(plan), plan.snapshot);
     case "svg":
-      return renderSvg(view);
+      return renderSvg(planView(plan));
+    case "cmdline":
+      return renderCmdline(plan);
+    case "dts":
+      return renderDts(plan);
   }
 }
 
@@ -116,10 +122,10 @@ function plan(value: JsonValue, source: string): PlanSnapshot {
   return outcome.snapshot;
 }
 
-/** Validates a saved plan; every problem becomes an {@link InputError}. */
+/** Validates a saved plan or a plan report; every problem becomes an {@link InputError}. */
 function load(value: unknown, source: string): LoadedPlan {
   const problems = new Problems();
-  const loaded = readPlanSnapshot(value, problems);
+  const loaded = readSaved(value, problems);
   if (loaded === undefined) throw new InputError(problems.list, source);
   return loaded;
 }
@@ -147,10 +153,11 @@ function check(files: readonly string[], environment: Environment): Outcome {
     try {
       const value = readJsonFile(file, environment);
       const found = new Problems();
-      if (isPlanSnapshot(value)) {
-        const loaded = readPlanSnapshot(value, found);
+      if (isPlanSnapshot(value) || isPlanReport(value)) {
+        const loaded = readSaved(value, found);
         problems.push(...found.list);
-        if (loaded !== undefined) summary = `saved plan, ${count(loaded.snapshot.devices.length, "device")}`;
+        const what = isPlanReport(value) ? "plan report" : "saved plan";
+        if (loaded !== undefined) summary = `${what}, ${count(loaded.snapshot.devices.length, "device")}`;
       } else {
         const layout = readLayout(value, found, { partial: true });
         problems.push(...found.list);
@@ -170,6 +177,11 @@ function check(files: readonly string[], environment: Environment): Outcome {
   }
   const failed = err.length > 0;
   return { status: failed ? 2 : 0, stdout: failed ? "" : `${out.join("\n")}\n`, stderr: failed ? `${err.join("\n")}\n` : "" };
+}
+
+/** Reads what `plan` writes for programs: a saved plan (`--save`) or a report (`--format json`). */
+function readSaved(value: unknown, problems: Problems): LoadedPlan | undefined {
+  return isPlanReport(value) ? readPlanReport(value, problems) : readPlanSnapshot(value, problems);
 }
 
 function count(n: number, what: string): string {

@@ -5,7 +5,7 @@
  * ```json
  * {
  *   "format": "vm-allocator/plan",
- *   "version": 1,
+ *   "version": 2,
  *   "source": "examples/layouts/microvm.json",
  *   "preset": "firecracker-x86_64",
  *   "system": { ...DefaultSystemAllocator.toJSON()... },
@@ -24,8 +24,8 @@
 import { AddressAllocator } from "../src/core/address-allocator.js";
 import { isAllocatorError } from "../src/core/errors.js";
 import { IdAllocator } from "../src/core/id-allocator.js";
-import { layoutNames, resolveLayout, type AddressPoolName, type IdPoolName } from "../src/system/layouts.js";
-import { DefaultSystemAllocator, type SystemAllocatorSnapshot } from "../src/system/system-allocator.js";
+import { getPreset, isAddressPool, layoutNames, MEMORY_POOL_NAMES, resolveLayout, resolveParameters, type AddressPoolName, type IdPoolName, type PoolName } from "../src/system/layouts.js";
+import { DefaultSystemAllocator, type Holding, type SystemAllocatorSnapshot } from "../src/system/system-allocator.js";
 import { parseHexU64 } from "../src/core/u64.js";
 import { describeJson, field, item, Problems } from "./diagnostics.js";
 import { isJsonObject, type JsonObject } from "./json-source.js";
@@ -33,7 +33,7 @@ import { isJsonObject, type JsonObject } from "./json-source.js";
 /** `format` of a plan snapshot. */
 export const PLAN_FORMAT = "vm-allocator/plan";
 /** The only `version` this release reads and writes. */
-export const PLAN_VERSION = 1;
+export const PLAN_VERSION = 2;
 
 /** A range a device holds. */
 export interface PlanRange {
@@ -55,6 +55,12 @@ export interface PlanDevice {
   readonly msi: readonly { readonly gsi: number; readonly fixed: boolean }[];
 }
 
+/** Layout parameters as a plan records them. */
+export interface PlanParameters {
+  readonly ramSize?: string;
+  readonly physAddressBits?: number;
+}
+
 /** A saved plan. */
 export interface PlanSnapshot {
   readonly format: typeof PLAN_FORMAT;
@@ -64,6 +70,8 @@ export interface PlanSnapshot {
   readonly description?: string;
   /** The preset the layout started from. */
   readonly preset: string;
+  /** The preset's parameters the layout gave (`ramSize` as a hex string); absent when none. */
+  readonly parameters?: PlanParameters;
   readonly system: SystemAllocatorSnapshot;
   /** Sorted by instance id. */
   readonly devices: readonly PlanDevice[];
@@ -75,7 +83,7 @@ export interface LoadedPlan {
   readonly sys: DefaultSystemAllocator;
 }
 
-const TOP_KEYS = ["format", "version", "source", "description", "preset", "system", "devices"];
+const TOP_KEYS = ["format", "version", "source", "description", "preset", "parameters", "system", "devices"];
 const DEVICE_KEYS = ["instanceId", "name", "owner", "instanceIdFixed", "pio", "mmio", "irqs", "msi"];
 
 /** True when `value` looks like a plan snapshot rather than a layout (it says it is one). */
@@ -107,6 +115,7 @@ export function readPlanSnapshot(value: unknown, problems: Problems): LoadedPlan
   if (typeof preset !== "string" || !(layoutNames as readonly string[]).includes(preset)) {
     problems.add("preset", `must be one of ${layoutNames.map((n) => JSON.stringify(n)).join(", ")}, got ${describeJson(preset)}`);
   }
+  if (value["parameters"] !== undefined) readParameters(value["parameters"], typeof preset === "string" ? preset : undefined, problems);
   const sys = readSystem(value["system"], problems);
   const devices = readDevices(value["devices"], problems);
   if (sys !== undefined && devices !== undefined) crossCheck(sys, devices.valid, devices.complete, problems);
@@ -114,7 +123,34 @@ export function readPlanSnapshot(value: unknown, problems: Problems): LoadedPlan
   return { snapshot: value as unknown as PlanSnapshot, sys };
 }
 
-const KNOWN_FIELDS = new Set(["format", "version", "layout", "pools", "reserved", "base", "end", "blocks", "first", "last", "allocated", "released", "owners"]);
+/** Checks a plan's `parameters` as its preset would take them. */
+function readParameters(value: unknown, preset: string | undefined, problems: Problems): void {
+  if (!isJsonObject(value)) {
+    problems.add("parameters", `must be an object { ramSize?, physAddressBits? }, got ${describeJson(value)}`);
+    return;
+  }
+  const given: { ramSize?: bigint; physAddressBits?: unknown } = {};
+  for (const key of Object.keys(value)) {
+    if (key === "ramSize") {
+      const v = value[key];
+      const n = typeof v === "string" ? parseHexU64(v) : undefined;
+      if (n === undefined) problems.add("parameters.ramSize", `must be a "0x..." hex string, got ${describeJson(v)}`);
+      else given.ramSize = n;
+    } else if (key === "physAddressBits") given.physAddressBits = value[key];
+    else problems.add(field("parameters", key), "unknown field (expected one of: ramSize, physAddressBits)");
+  }
+  if (preset === undefined || !(layoutNames as readonly string[]).includes(preset)) return;
+  try {
+    // The layout too: some parameter pairs leave a preset no room (more RAM than address bits).
+    getPreset(preset).layout(resolveParameters(preset, given as { ramSize?: bigint; physAddressBits?: number }, "parameters"));
+  } catch (e) {
+    if (!isAllocatorError(e)) throw e;
+    const m = /^(parameters(?:\.\w+)?):?\s*(.*)$/s.exec(e.message);
+    problems.add(m?.[1] ?? "parameters", m?.[2] ?? e.message);
+  }
+}
+
+const KNOWN_FIELDS = new Set(["format", "version", "layout", "pools", "reserved", "claims", "uses", "base", "end", "blocks", "first", "last", "allocated", "released", "owners"]);
 
 /**
  * A library snapshot error as `path: reason`: the wrapper's own prefixes are dropped and a
@@ -189,7 +225,7 @@ function readSystem(value: unknown, problems: Problems): DefaultSystemAllocator 
       if (isJsonObject(pools)) {
         for (const [pool, snap] of Object.entries(pools)) {
           try {
-            if (pool === "pio" || pool === "mmio32" || pool === "mmio64") AddressAllocator.fromJSON(snap);
+            if (isAddressPool(pool as PoolName)) AddressAllocator.fromJSON(snap);
             else if (pool === "legacyIrq" || pool === "msi" || pool === "instanceId") IdAllocator.fromJSON(snap);
           } catch (e) {
             if (!isAllocatorError(e)) throw e;
@@ -308,27 +344,25 @@ function crossCheck(
     byOwner.set(d.owner, { device: d, path });
     if (!byName.has(d.name)) byName.set(d.name, d);
   });
-  const holdings = sys.holdings();
-  // Whether each held range (by pool and start) or id (by pool and id) is a reservation.
-  const reserved = new Map<string, boolean>();
-  for (const h of holdings) reserved.set("range" in h ? `${h.pool}:${h.range.start}` : `${h.pool}#${h.id}`, h.reserved);
-  const reservedBy = (owner: string | undefined) => owner !== undefined && !byOwner.has(owner);
   const ranges: Record<"pio" | "mmio", { start: bigint; end: bigint; owner: string; at: string }[]> = { pio: [], mmio: [] };
+  const holdingKey = (h: Holding): string => ("range" in h ? `${h.pool === "pio" ? "pio" : "mmio"}:${h.range.start}-${h.range.end}` : `${h.pool}#${h.id}`);
 
   devices.forEach((d) => {
     const path = pathOf.get(d)!;
-    // Instance id: held under the device name, reserved when fixed.
-    const ids = sys.instanceId;
-    if (d.instanceId >= ids.first && d.instanceId <= ids.last) {
-      const holder = ids.ownerOf(d.instanceId);
-      const isReserved = reserved.get(`instanceId#${d.instanceId}`);
-      if (holder !== d.name) problems.add(field(path, "instanceId"), `instance id ${d.instanceId} is held by ${holder ?? "nobody"} in system.pools.instanceId, not ${d.name}`);
-      else if (isReserved !== undefined && isReserved !== d.instanceIdFixed) {
-        problems.add(field(path, "instanceIdFixed"), `is ${d.instanceIdFixed}, but the allocator ${isReserved ? "reserved" : "allocated"} instance id ${d.instanceId}`);
+    // Everything a device holds is held under its owner: allocations, fixed values, uses of
+    // reservations and shares of lines alike.
+    const held = new Set(sys.allocationsOf(d.owner).filter((h) => !h.reserved).map(holdingKey));
+    const inIdPool = (pool: IdPoolName, id: number): boolean => id >= sys.pool(pool).first && id <= sys.pool(pool).last;
+    if (inIdPool("instanceId", d.instanceId)) {
+      if (!held.has(`instanceId#${d.instanceId}`)) {
+        const holder = sys.instanceId.ownerOf(d.instanceId);
+        problems.add(field(path, "instanceId"), `instance id ${d.instanceId} is held by ${holder ?? "nobody"} in system.pools.instanceId, not ${d.owner}`);
       }
+    } else if (!d.instanceIdFixed) {
+      problems.add(field(path, "instanceId"), `instance id ${d.instanceId} is outside the instanceId pool, yet not marked fixed`);
     }
     for (const kind of ["pio", "mmio"] as const) {
-      const pools: AddressPoolName[] = kind === "pio" ? ["pio"] : ["mmio32", "mmio64"];
+      const pools: readonly AddressPoolName[] = kind === "pio" ? ["pio"] : MEMORY_POOL_NAMES;
       const label = kind === "pio" ? "io" : "mem";
       d[kind].forEach((r, j) => {
         const at = item(field(path, kind), j);
@@ -338,38 +372,26 @@ function crossCheck(
         ranges[kind].push({ start, end, owner: d.owner, at });
         const view = pools.map((p) => ({ p, v: sys.pool(p) })).find((x) => x.v !== undefined && start <= x.v.end && end >= x.v.base);
         if (view === undefined || view.v === undefined) {
-          if (!r.fixed) problems.add(at, `${shown} is outside every ${kind} pool, yet marked as allocated`);
+          if (!r.fixed) problems.add(at, `${shown} is outside every ${kind} pool, yet not marked fixed`);
           return;
         }
-        const held = view.v.find(start);
-        const isReserved = held === undefined ? undefined : reserved.get(`${view.p}:${held.range.start}`);
-        if (held !== undefined && held.range.start === start && held.range.end === end && held.owner === d.owner) {
-          if (isReserved !== undefined && isReserved !== r.fixed) problems.add(field(at, "fixed"), `is ${r.fixed}, but the allocator ${isReserved ? "reserved" : "allocated"} ${shown}`);
-          return;
-        }
-        if (r.fixed && held !== undefined && isReserved === true && reservedBy(held.owner) && held.range.start <= start && end <= held.range.end) return;
-        const what = held === undefined ? "free" : `held by ${held.owner ?? "nobody"} ${held.range.toString(label)}`;
+        if (held.has(`${kind}:${start}-${end}`)) return;
+        const holder = view.v.find(start);
+        const what = holder === undefined ? "free" : `held by ${holder.owner ?? "nobody"} ${holder.range.toString(label)}`;
         problems.add(at, `${shown} is ${what} in system.pools.${view.p}, not held by ${d.owner}`);
       });
     }
     for (const [kind, pool] of [["irqs", "legacyIrq"], ["msi", "msi"]] as const) {
-      const view = sys.pool(pool as IdPoolName);
       const entries: { id: number; fixed: boolean }[] = kind === "irqs" ? d.irqs.map((q) => ({ id: q.irq, fixed: q.fixed })) : d.msi.map((m) => ({ id: m.gsi, fixed: m.fixed }));
       entries.forEach((e, j) => {
         const at = item(field(path, kind), j);
         const shown = kind === "irqs" ? `[irq ${e.id}]` : `MSI GSI ${e.id}`;
-        if (e.id < view.first || e.id > view.last) {
-          if (!e.fixed) problems.add(at, `${shown} is outside the ${pool} pool, yet marked as allocated`);
+        if (!inIdPool(pool, e.id)) {
+          if (!e.fixed) problems.add(at, `${shown} is outside the ${pool} pool, yet not marked fixed`);
           return;
         }
-        const holder = view.ownerOf(e.id);
-        const isReserved = reserved.get(`${pool}#${e.id}`);
-        if (holder === d.owner) {
-          if (isReserved !== undefined && isReserved !== e.fixed) problems.add(field(at, "fixed"), `is ${e.fixed}, but the allocator ${isReserved ? "reserved" : "allocated"} ${shown}`);
-          return;
-        }
-        // A fixed legacy line may be shared with a platform reservation or another fixed user.
-        if (kind === "irqs" && e.fixed && isReserved === true) return;
+        if (held.has(`${pool}#${e.id}`)) return;
+        const holder = sys.pool(pool).ownerOf(e.id);
         problems.add(at, `${shown} is ${holder === undefined ? "free" : `held by ${holder}`} in system.pools.${pool}, not held by ${d.owner}`);
       });
     }
@@ -396,6 +418,7 @@ function crossCheck(
     let keys = listed.get(d);
     if (keys === undefined) {
       keys = new Set([
+        `instanceId#${d.instanceId}`,
         ...d.pio.map((r) => `pio:${BigInt(r.start)}-${BigInt(r.end)}`),
         ...d.mmio.map((r) => `mmio:${BigInt(r.start)}-${BigInt(r.end)}`),
         ...d.irqs.map((q) => `legacyIrq#${q.irq}`),
@@ -405,28 +428,14 @@ function crossCheck(
     }
     return keys;
   };
-  for (const h of holdings) {
-    if (h.pool === "instanceId" && "id" in h) {
-      const d = byName.get(h.owner);
-      if (d === undefined) {
-        if (!h.reserved) problems.add("system.pools.instanceId", `instance id ${h.id} is allocated to ${h.owner}, which is not a device of this plan`);
-      } else if (byIdDevice.get(h.id)?.name !== h.owner) {
-        problems.add("system.pools.instanceId", `instance id ${h.id} is held by ${h.owner}, but no device ${h.owner} has that id`);
-      }
-      continue;
-    }
+  for (const h of sys.holdings()) {
+    if (h.reserved) continue;
+    const what = "range" in h ? h.range.toString(h.pool === "pio" ? "io" : "mem") : h.pool === "legacyIrq" ? `[irq ${h.id}]` : h.pool === "msi" ? `MSI GSI ${h.id}` : `instance id ${h.id}`;
     const entry = byOwner.get(h.owner);
     if (entry === undefined) {
-      if (!h.reserved) {
-        const what = "range" in h ? h.range.toString(h.pool === "pio" ? "io" : "mem") : h.pool === "legacyIrq" ? `[irq ${h.id}]` : `MSI GSI ${h.id}`;
-        problems.add(`system.pools.${h.pool}`, `${what} is allocated to ${h.owner}, which is not a device of this plan`);
-      }
+      problems.add(`system.pools.${h.pool}`, `${what} is allocated to ${h.owner}, which is not a device of this plan`);
       continue;
     }
-    const key = "range" in h ? `${h.pool === "pio" ? "pio" : "mmio"}:${h.range.start}-${h.range.end}` : `${h.pool}#${h.id}`;
-    if (!listedOf(entry.device).has(key)) {
-      const what = "range" in h ? h.range.toString(h.pool === "pio" ? "io" : "mem") : h.pool === "legacyIrq" ? `[irq ${h.id}]` : `MSI GSI ${h.id}`;
-      problems.add(`system.pools.${h.pool}`, `${what} is held by ${h.owner}, but ${entry.path} does not list it`);
-    }
+    if (!listedOf(entry.device).has(holdingKey(h))) problems.add(`system.pools.${h.pool}`, `${what} is held by ${h.owner}, but ${entry.path} does not list it`);
   }
 }

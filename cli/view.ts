@@ -4,14 +4,25 @@
  * ranges nested in the platform reservation they sit in, and those outside every pool listed
  * apart.
  */
-import type { AddressPoolName, IdPoolName } from "../src/system/layouts.js";
+import {
+  ADDRESS_POOL_NAMES,
+  getPreset,
+  LAYOUT_KEYS,
+  layoutToJSON,
+  resolveLayout,
+  resolveParameters,
+  type AddressPoolName,
+  type IdPoolName,
+} from "../src/system/layouts.js";
 import type { Origin, PlanView, Region, Segment, IdAssignment, AddressSpaceView, IdSpaceView, DeviceView } from "./model.js";
-import type { LoadedPlan, PlanDevice } from "./snapshot.js";
+import type { LoadedPlan, PlanDevice, PlanSnapshot } from "./snapshot.js";
 
 const ADDRESS_TITLES: Readonly<Record<AddressPoolName, string>> = {
   pio: "Port I/O",
+  systemMemory: "System memory",
   mmio32: "MMIO below 4 GiB",
   mmio64: "MMIO above 4 GiB",
+  pastMmio64: "Past the 64-bit MMIO",
 };
 
 const ID_TITLES: Readonly<Record<IdPoolName, string>> = {
@@ -37,14 +48,22 @@ export function planView(plan: LoadedPlan): PlanView {
   const { snapshot, sys } = plan;
   const devices = [...snapshot.devices].sort((a, b) => a.instanceId - b.instanceId);
   const byOwner = new Map(devices.map((d) => [d.owner, d]));
-  const byId = new Map(devices.map((d) => [d.instanceId, d]));
   const reserved = new Set<string>();
   const reservedIds = new Set<string>();
   for (const h of sys.reservations()) {
     if ("range" in h) reserved.add(`${h.pool}:${h.range.start}`);
     else reservedIds.add(`${h.pool}:${h.id}`);
   }
-  const origin = (isReserved: boolean, owner: string): Origin => (!isReserved ? "allocated" : byOwner.has(owner) ? "fixed" : "reserved");
+  // A device's fixed values are held like its allocations; the device's record says which is which.
+  const fixedKeys = new Set<string>();
+  for (const d of devices) {
+    for (const family of ["pio", "mmio"] as const) for (const r of d[family]) if (r.fixed) fixedKeys.add(`${d.owner} ${family}:${BigInt(r.start)}`);
+    for (const q of d.irqs) if (q.fixed) fixedKeys.add(`${d.owner} legacyIrq:${q.irq}`);
+    for (const m of d.msi) if (m.fixed) fixedKeys.add(`${d.owner} msi:${m.gsi}`);
+    if (d.instanceIdFixed) fixedKeys.add(`${d.owner} instanceId:${d.instanceId}`);
+  }
+  const origin = (isReserved: boolean, owner: string, key: string): Origin =>
+    isReserved && !byOwner.has(owner) ? "reserved" : fixedKeys.has(`${owner} ${key}`) ? "fixed" : "allocated";
 
   // Every fixed device range, per family, in address order.
   const fixedRanges: Record<"pio" | "mmio", Region[]> = { pio: [], mmio: [] };
@@ -57,7 +76,7 @@ export function planView(plan: LoadedPlan): PlanView {
 
   const addressSpaces: AddressSpaceView[] = [];
   const nested = new Set<Region>();
-  for (const name of ["pio", "mmio32", "mmio64"] as const) {
+  for (const name of ADDRESS_POOL_NAMES) {
     const pool = sys.pool(name);
     if (pool === undefined) continue;
     const kind = name === "pio" ? "io" : "mem";
@@ -65,7 +84,7 @@ export function planView(plan: LoadedPlan): PlanView {
     const held = pool.allocations().map((a): Segment => {
       const owner = a.owner ?? "";
       const isReserved = reserved.has(`${name}:${a.range.start}`);
-      const o = origin(isReserved, owner);
+      const o = origin(isReserved, owner, `${family}:${a.range.start}`);
       // Fixed device ranges inside a platform reservation are its children.
       const children: Region[] = [];
       if (o === "reserved") {
@@ -103,8 +122,7 @@ export function planView(plan: LoadedPlan): PlanView {
     for (const id of pool.allocatedIds()) {
       const owner = pool.ownerOf(id) ?? "";
       const isReserved = reservedIds.has(`${name}:${id}`);
-      // Instance ids are held under the device name, so a fixed one is a device's, not the platform's.
-      const o = name === "instanceId" ? (isReserved ? (byId.get(id)?.name === owner ? "fixed" : "reserved") : "allocated") : origin(isReserved, owner);
+      const o = origin(isReserved, owner, `${name}:${id}`);
       assignments.push({ id, owner, origin: o, outsidePool: false, sharedWith: undefined });
       seen.add(`${owner}:${id}`);
     }
@@ -112,7 +130,7 @@ export function planView(plan: LoadedPlan): PlanView {
     // or a legacy line shared with whoever the pool shows.
     for (const d of devices) {
       const ids = name === "legacyIrq" ? d.irqs.map((q) => ({ id: q.irq, fixed: q.fixed })) : name === "msi" ? d.msi.map((m) => ({ id: m.gsi, fixed: m.fixed })) : [{ id: d.instanceId, fixed: d.instanceIdFixed }];
-      const owner = name === "instanceId" ? d.name : d.owner;
+      const owner = d.owner;
       for (const { id } of ids) {
         if (seen.has(`${owner}:${id}`)) continue;
         seen.add(`${owner}:${id}`);
@@ -130,11 +148,40 @@ export function planView(plan: LoadedPlan): PlanView {
     source: snapshot.source,
     description: snapshot.description,
     preset: snapshot.preset,
+    parameters: parameterText(snapshot),
+    presetChanges: presetChanges(snapshot),
     addressSpaces,
     unpooled,
     idSpaces,
     devices: devices.map(deviceView),
   };
+}
+
+function parameterText(snapshot: PlanSnapshot): string | undefined {
+  const p = snapshot.parameters;
+  if (p === undefined) return undefined;
+  const parts = [...(p.ramSize === undefined ? [] : [`ramSize ${p.ramSize}`]), ...(p.physAddressBits === undefined ? [] : [`physAddressBits ${p.physAddressBits}`])];
+  return parts.length === 0 ? undefined : parts.join(", ");
+}
+
+/** The layout keys (pools, `reserved`) where the plan's layout differs from its preset's, in layout order. */
+function presetChanges(snapshot: PlanSnapshot): string[] {
+  const p = snapshot.parameters ?? {};
+  const preset = getPreset(snapshot.preset);
+  const own = layoutToJSON(
+    resolveLayout(preset.layout(resolveParameters(preset.name, { ...(p.ramSize === undefined ? {} : { ramSize: p.ramSize }), ...(p.physAddressBits === undefined ? {} : { physAddressBits: p.physAddressBits }) }))),
+  ) as unknown as Record<string, unknown>;
+  const planned = snapshot.system.layout as unknown as Record<string, unknown>;
+  // A new name alone changes nothing the guest sees.
+  return LAYOUT_KEYS.filter((k) => k !== "name" && JSON.stringify(own[k]) !== JSON.stringify(planned[k]));
+}
+
+/** How a heading names the plan's machine: `preset pc-x86_64`, or `derived from preset ...: pio, mmio64 changed`. */
+export function presetLabel(view: PlanView): string | undefined {
+  if (view.preset === undefined) return undefined;
+  const params = view.parameters === undefined ? "" : `, ${view.parameters}`;
+  if (view.presetChanges.length === 0) return `preset ${view.preset}${params}`;
+  return `derived from preset ${view.preset}${params}: ${view.presetChanges.join(", ")} changed`;
 }
 
 function deviceView(d: PlanDevice): DeviceView {

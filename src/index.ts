@@ -21,10 +21,15 @@ export type {
   AddrAllocateFunc,
   AddrAllocateParams,
   AllocationCallbacks,
+  CallbackHolding,
+  HoldingsFunc,
   IdAllocateFunc,
   IdAllocateParams,
   IrqPool,
+  MmioPool,
+  Placement,
 } from "./system/allocation-callbacks.js";
+export { MMIO_POOLS } from "./system/allocation-callbacks.js";
 export {
   AddressAllocator,
   type AddressAllocatorSnapshot,
@@ -68,16 +73,39 @@ export {
   type UnmappedAccess,
   type UnmappedHook,
 } from "./devices/bus.js";
-export { DeviceManager, type DeviceResources, type HeldIrq, type HeldMsi, type HeldRange } from "./devices/device-manager.js";
 export {
+  DeviceManager,
+  type DeviceManagerRestoreOptions,
+  type DeviceResources,
+  type HeldBy,
+  type HeldIrq,
+  type HeldMsi,
+  type HeldRange,
+} from "./devices/device-manager.js";
+export {
+  DEVICE_MANAGER_SNAPSHOT_FORMAT,
+  type DeviceJSON,
+  type DeviceManagerSnapshot,
+  type IdSlotJSON,
+  type RangeSlotJSON,
+} from "./devices/device-manager-snapshot.js";
+export {
+  ADDRESS_POOL_NAMES,
+  CLOUD_HYPERVISOR_X86_64,
+  CROSVM_X86_64,
   DEFAULT_LAYOUT_NAME,
+  FIRECRACKER_AARCH64,
   FIRECRACKER_X86_64,
   getLayout,
+  getPreset,
   LAYOUTS,
   layoutNames,
   MAX_ID_RESERVATION,
+  MEMORY_POOL_NAMES,
   PC_X86_64,
   POOL_NAMES,
+  resolveParameters,
+  RISCV64_VIRT,
   type AddressPoolName,
   type AddressWindowJSON,
   type AddressWindowLayout,
@@ -86,20 +114,37 @@ export {
   type IdRangeLayout,
   type LayoutName,
   type LayoutNumber,
+  type MemoryPoolName,
   type PoolName,
   type ReservationJSON,
   type ReservationLayout,
   type SystemLayout,
   type SystemLayoutJSON,
 } from "./system/layouts.js";
+export type {
+  Architecture,
+  Board,
+  InterruptController,
+  LayoutParameters,
+  ParameterName,
+  PciHost,
+  PhysicalRange,
+  Preset,
+  ResolvedParameters,
+} from "./system/presets/preset.js";
 export {
   DefaultSystemAllocator,
   SYSTEM_ALLOCATOR_SNAPSHOT_FORMAT,
   type AddressHolding,
   type AddressPoolView,
   type Holding,
+  type IdClaimJSON,
   type IdHolding,
   type IdPoolView,
+  type RangeUseJSON,
   type ReserveTarget,
   type SystemAllocatorSnapshot,
 } from "./system/system-allocator.js";
+export { guestDeviceKind, type GuestDevice, type GuestDeviceKind, type GuestMachine, type GuestRange } from "./guest/guest-device.js";
+export { virtioMmioArgument, virtioMmioCmdline } from "./guest/kernel-cmdline.js";
+export { devicetreeSource, type DevicetreeOptions } from "./guest/devicetree.js";

@@ -7,6 +7,8 @@
  * - `devices/` (device shapes, buses, the device manager) and `pci/` know allocation only through
  *   the callback types and the `SystemAllocator` interface, never a concrete allocator;
  * - `shared/` (thread sharing) builds on everything below it;
+ * - `guest/` (the guest's view of a plan: kernel command line, device tree) builds on `core/`,
+ *   `system/` and `devices/`;
  * - `index.ts` only re-exports;
  * - nothing in src/ imports `node:*`, a package, or anything outside src/ (the CLI, the web page).
  */
@@ -53,6 +55,7 @@ const ALLOWED: Record<string, { folders: string[]; modules: string[] }> = {
   devices: { folders: ["core", "devices"], modules: ALLOCATION_CONTRACT },
   pci: { folders: ["core", "devices", "pci"], modules: ALLOCATION_CONTRACT },
   shared: { folders: ["core", "system", "devices", "shared"], modules: [] },
+  guest: { folders: ["core", "system", "devices", "guest"], modules: [] },
 };
 
 describe("architecture", () => {

@@ -2,23 +2,27 @@
  * The `json` format: the plan for programs. Addresses and sizes are u64 and go out as `"0x..."`
  * strings (a JSON number above 2^53 would be rounded by most readers); ids and IRQs are 32-bit
  * and go out as numbers. Free space is listed as segments without owner so a reader sees each
- * pool tiled in order. This is a report and may gain fields; to restore a plan, use the snapshot
- * written by `plan --save`.
+ * pool tiled in order. This is a report and may gain fields. Its last field, `plan`, is the saved
+ * plan it was made from (what `plan --save` writes), so that `show` and `check` read the report
+ * back (see `report.ts`) and a program can restore the allocator from it.
  */
 import type { DeviceRange, Origin, PlanView, Region } from "../model.js";
+import type { PlanSnapshot } from "../snapshot.js";
 
 /** `format` of the JSON report. */
 export const REPORT_FORMAT = "vm-allocator/plan-report";
+/** `version` of the JSON report. */
+export const REPORT_VERSION = 1;
 
 const hex = (v: bigint) => `0x${v.toString(16)}`;
 
-/** Renders `view` as pretty-printed JSON. */
-export function renderJson(view: PlanView): string {
+/** Renders `view`, the view of `plan`, as pretty-printed JSON that carries `plan` itself. */
+export function renderJson(view: PlanView, plan: PlanSnapshot): string {
   const region = (r: Region) => ({ start: hex(r.start), end: hex(r.end), size: hex(r.end - r.start + 1n), owner: r.owner, origin: r.origin });
   const range = (r: DeviceRange) => ({ start: hex(r.start), end: hex(r.end), size: hex(r.end - r.start + 1n), fixed: r.fixed });
   const report = {
     format: REPORT_FORMAT,
-    version: 1,
+    version: REPORT_VERSION,
     source: view.source,
     description: view.description ?? null,
     preset: view.preset ?? null,
@@ -52,6 +56,7 @@ export function renderJson(view: PlanView): string {
       irqs: d.irqs.map((q) => ({ irq: q.irq, fixed: q.fixed })),
       msi: d.msi.map((m) => ({ gsi: m.gsi, fixed: m.fixed })),
     })),
+    plan,
   };
   return `${JSON.stringify(report, null, 2)}\n`;
 }

@@ -21,6 +21,7 @@
 import { oneLine } from "../diagnostics.js";
 import type { AddressSpaceView, IdSpaceView, Origin, PlanView, Region } from "../model.js";
 import { hexWidth, humanSize } from "./units.js";
+import { presetLabel } from "../view.js";
 
 const HELD_MIN = 22;
 const HELD_PER_DOUBLING = 3;
@@ -88,7 +89,8 @@ export function renderSvg(view: PlanView): string {
   }
   width = Math.max(width, 760);
   const height = y - BAND_GAP + MARGIN;
-  const preset = view.preset === undefined ? "" : ` (preset ${view.preset})`;
+  const label = presetLabel(view);
+  const preset = label === undefined ? "" : ` (${label})`;
   const title = `vm-allocator plan of ${view.source}${preset}`;
   const note =
     "Heights grow with the logarithm of size (free gaps hatched and compressed); " +

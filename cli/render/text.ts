@@ -6,13 +6,15 @@
 import { PLAIN, type Style } from "../color.js";
 import { oneLine } from "../diagnostics.js";
 import type { AddressSpaceView, DeviceRange, IdAssignment, IdSpaceView, PlanView } from "../model.js";
+import { presetLabel } from "../view.js";
 import { table, type CellInput } from "./table.js";
 import { hexDigits, hexWidth, humanBytes, humanSize } from "./units.js";
 
 /** Renders `view` as text; `style` adds colour for terminals. */
 export function renderText(view: PlanView, style: Style = PLAIN): string {
   const lines: string[] = [];
-  const preset = view.preset === undefined ? "" : ` (preset ${view.preset})`;
+  const label = presetLabel(view);
+  const preset = label === undefined ? "" : ` (${label})`;
   lines.push(style.heading(`Plan of ${oneLine(view.source)}${preset}`));
   if (view.description !== undefined) lines.push(oneLine(view.description));
   for (const space of view.addressSpaces) lines.push("", ...addressSpace(space, style));

@@ -51,12 +51,22 @@ export class AllocatorError extends Error {
   readonly code: AllocatorErrorCode;
   /** The owner of the resource that caused a conflict, when there is one. */
   readonly owner: string | undefined;
+  /** The device whose registration (or restore) failed (`virtio-blk@3`, or its name before it has an id). */
+  readonly device: string | undefined;
+  /** Which of the device's requests failed, when one did. */
+  readonly requestIndex: number | undefined;
 
-  constructor(code: AllocatorErrorCode, message: string, options?: { owner?: string | undefined; cause?: unknown }) {
+  constructor(
+    code: AllocatorErrorCode,
+    message: string,
+    options?: { owner?: string | undefined; cause?: unknown; device?: string | undefined; requestIndex?: number | undefined },
+  ) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = "AllocatorError";
     this.code = code;
     this.owner = options?.owner;
+    this.device = options?.device;
+    this.requestIndex = options?.requestIndex;
   }
 }
 

@@ -8,6 +8,7 @@
  */
 import { AllocatorError } from "../core/errors.js";
 import { hex, isPowerOfTwo, toU32, toU64, U64_MAX, type U32Input, type U64Input } from "../core/u64.js";
+import { MMIO_POOLS, type MmioPool, type Placement } from "../system/allocation-callbacks.js";
 
 /**
  * An emulated device the buses dispatch guest accesses to.
@@ -41,10 +42,12 @@ export interface PioRequest {
   readonly size: U64Input;
   /** Power of two from 1 to 2^63; defaults to 1. */
   readonly alignment?: U64Input;
-  /** Firmware-assigned base: mapped as is, without calling the allocator. */
+  /** Firmware-assigned base: held exactly (through the callback when there is one) and mapped. */
   readonly fixed?: U64Input;
   /** The range must lie inside [min, max]. */
   readonly window?: RequestWindow;
+  /** Lowest (`"first"`, the default) or highest (`"last"`) fitting address. */
+  readonly placement?: Placement;
 }
 
 /** A range of memory-mapped I/O space. */
@@ -54,7 +57,7 @@ export interface MmioRequest {
   readonly size: U64Input;
   /** Power of two from 1 to 2^63; defaults to 1. */
   readonly alignment?: U64Input;
-  /** Firmware-assigned base: mapped as is, without calling the allocator. */
+  /** Firmware-assigned base: held exactly (through the callback when there is one) and mapped. */
   readonly fixed?: U64Input;
   /** The range must lie inside [min, max]. */
   readonly window?: RequestWindow;
@@ -62,13 +65,26 @@ export interface MmioRequest {
   readonly mmio64?: boolean;
   /** With `mmio64`: fall back to 32-bit space when 64-bit space is full. */
   readonly allowFallback?: boolean;
+  /**
+   * The memory pool to place in (`"pastMmio64"` for a pmem backing region, `"systemMemory"` for
+   * an ACPI table); `mmio64: true` is the same as `pool: "mmio64"`. Defaults to 32-bit MMIO.
+   */
+  readonly pool?: MmioPool;
+  /** Lowest (`"first"`, the default) or highest (`"last"`) fitting address. */
+  readonly placement?: Placement;
 }
 
 /** One legacy (pin-based) interrupt line. */
 export interface IrqRequest {
   readonly kind: "irq";
-  /** Firmware-assigned line: recorded as is, without calling the allocator. */
+  /** Firmware-assigned line: held exactly (through the irq callback when there is one). */
   readonly fixed?: U32Input;
+  /**
+   * The line may be shared with other devices that also say so (Firecracker's COM1 and COM3,
+   * PCI INTx lines); it is held once and freed when its last holder unplugs. Two holders of one
+   * line that do not both share it are an `Overlap`.
+   */
+  readonly shared?: boolean;
 }
 
 /** `count` message-signalled interrupts (GSIs). */
@@ -104,6 +120,9 @@ export interface NormalizedAddressRequest {
   readonly window: { readonly min: bigint; readonly max: bigint } | undefined;
   readonly mmio64: boolean;
   readonly allowFallback: boolean;
+  /** The pool named by `pool` (or `"mmio64"` for `mmio64: true`); undefined for the default. */
+  readonly pool: MmioPool | undefined;
+  readonly placement: Placement;
 }
 
 /** A validated IRQ or instance-id request. */
@@ -111,6 +130,8 @@ export interface NormalizedIdRequest {
   readonly kind: "irq" | "instanceId";
   readonly index: number;
   readonly fixed: number | undefined;
+  /** IRQs only: the line may be shared. */
+  readonly shared: boolean;
 }
 
 /** A validated MSI request. */
@@ -126,9 +147,9 @@ export type NormalizedResourceRequest = NormalizedAddressRequest | NormalizedIdR
 
 /** The fields each kind of {@link ResourceRequest} may have; anything else is rejected. */
 export const REQUEST_FIELDS: Readonly<Record<ResourceRequest["kind"], readonly string[]>> = {
-  pio: ["kind", "size", "alignment", "fixed", "window"],
-  mmio: ["kind", "size", "alignment", "fixed", "window", "mmio64", "allowFallback"],
-  irq: ["kind", "fixed"],
+  pio: ["kind", "size", "alignment", "fixed", "window", "placement"],
+  mmio: ["kind", "size", "alignment", "fixed", "window", "mmio64", "allowFallback", "pool", "placement"],
+  irq: ["kind", "fixed", "shared"],
   msi: ["kind", "count", "fixed"],
   instanceId: ["kind", "fixed"],
 };
@@ -181,13 +202,27 @@ function normalizeAddress(req: Record<string, unknown>, kind: "pio" | "mmio", in
   }
   let mmio64 = false;
   let allowFallback = false;
+  let pool: MmioPool | undefined;
   if (kind === "mmio") {
     mmio64 = optionalBoolean(req["mmio64"], `${at}.mmio64`);
     allowFallback = optionalBoolean(req["allowFallback"], `${at}.allowFallback`);
+    const p = req["pool"];
+    if (p !== undefined) {
+      if (typeof p !== "string" || !(MMIO_POOLS as readonly string[]).includes(p)) {
+        throw invalidArgument(`${at}.pool must be one of ${MMIO_POOLS.map((x) => JSON.stringify(x)).join(", ")}, got ${typeof p === "string" ? JSON.stringify(p) : typeof p}`);
+      }
+      pool = p as MmioPool;
+      if (mmio64 && pool !== "mmio64") throw invalidArgument(`${at} gives mmio64: true and pool ${JSON.stringify(pool)}; give one`);
+    }
+    if (mmio64) pool = "mmio64";
     // A fallback from 64-bit space means nothing without 64-bit space; saying it is a mistake.
-    if (allowFallback && !mmio64) throw invalidArgument(`${at}.allowFallback requires mmio64: true`);
+    if (allowFallback && pool !== "mmio64") throw invalidArgument(`${at}.allowFallback requires mmio64: true`);
   }
-  return { kind, index, size, alignment, fixed, window, mmio64, allowFallback };
+  const placement = req["placement"] ?? "first";
+  if (placement !== "first" && placement !== "last") {
+    throw invalidArgument(`${at}.placement must be "first" or "last", got ${typeof placement === "string" ? JSON.stringify(placement) : typeof placement}`);
+  }
+  return { kind, index, size, alignment, fixed, window, mmio64: pool === "mmio64", allowFallback, pool, placement };
 }
 
 /**
@@ -232,7 +267,8 @@ export function normalizeResourceRequests(requests: unknown, name = "requests"):
           sawInstanceId = true;
         }
         const fixed = r["fixed"] === undefined ? undefined : toU32(r["fixed"], `${at}.fixed`);
-        out.push({ kind: k, index, fixed });
+        const shared = k === "irq" ? optionalBoolean(r["shared"], `${at}.shared`) : false;
+        out.push({ kind: k, index, fixed, shared });
         break;
       }
       case "msi": {

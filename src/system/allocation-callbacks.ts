@@ -4,8 +4,37 @@
  *
  * A callback throws an `AllocatorError` when it cannot do what it is asked, and must then have
  * changed nothing.
+ *
+ * **Fixed values.** `fixed` means "exactly this, or fail": the callback holds that id or range
+ * for the owner, so that it is never offered to anyone else, and the owner frees it later like
+ * anything else it holds. A callback may satisfy a fixed request in two more ways: when the value
+ * lies inside a platform reservation and the request says `allowReserved`, it may let the owner
+ * *use* that part of the reservation (the reservation stays; the use is freed later like an
+ * allocation); and when it lies entirely outside every pool the callback serves it returns
+ * `null`: nothing is held and nothing is to be freed (a firmware-placed serial IRQ below the
+ * VMM's IRQ pool). A device manager says `allowReserved` when it registers a device with fixed
+ * values (a serial port in the ISA block), never when a guest moves a BAR: a guest must not be
+ * able to place a device on top of the IOAPIC.
  */
 import type { RangeInclusive } from "../core/range.js";
+
+/**
+ * The memory pools an MMIO request can name (`pool` of {@link AddrAllocateParams}): below 4 GiB,
+ * the 64-bit window, the region past it (Firecracker's `past_mmio64_memory`: pmem and
+ * virtio-mem backing; cloud-hypervisor's platform MMIO area) and system memory (Firecracker's
+ * `system_memory`: ACPI tables, vmgenid, vmclock).
+ */
+export type MmioPool = "mmio32" | "mmio64" | "pastMmio64" | "systemMemory";
+
+/** Every {@link MmioPool}, in address order of a typical layout. */
+export const MMIO_POOLS: readonly MmioPool[] = Object.freeze(["systemMemory", "mmio32", "mmio64", "pastMmio64"]);
+
+/**
+ * Where in its pool a range is placed: `"first"` is the lowest fitting address (rust-vmm's
+ * `AllocPolicy::FirstMatch`, the default), `"last"` the highest (`LastMatch`, cloud-hypervisor's
+ * top-down allocator).
+ */
+export type Placement = "first" | "last";
 
 /** Which id pool an {@link IdAllocateFunc} for interrupts is asked about. */
 export type IrqPool = "legacy" | "msi";
@@ -16,21 +45,38 @@ export type IdAllocateParams =
       readonly action: "allocate";
       /** Who will hold the id. */
       readonly owner: string;
-      /** Take exactly this id (firmware or the user chose it); otherwise the lowest free id. */
+      /** Take exactly this id (firmware or the user chose it), or fail; otherwise the lowest free id. */
       readonly fixed?: number;
+      /** With `fixed`: a reserved id may be used as its reservation allows (see the module documentation). */
+      readonly allowReserved?: boolean;
       /** For interrupt callbacks: the legacy IRQ pool or the MSI/GSI pool. Defaults to legacy. */
       readonly pool?: IrqPool;
+      /**
+       * Legacy IRQs only: the line may be shared with other holders that also say so; it is held
+       * once, and freed when its last holder frees it. Two holders that do not both share are an
+       * `Overlap`.
+       */
+      readonly shared?: boolean;
+      /**
+       * Hold the id under `` `${owner}@${id}` `` rather than `owner`: a device manager allocating
+       * an instance id names its owner after the id it is given.
+       */
+      readonly appendIdToOwner?: boolean;
     }
   | {
       readonly action: "free";
+      /** The owner it was allocated to (for `appendIdToOwner`, the full `name@id`). */
       readonly owner: string;
       /** The id to give back. */
       readonly id: number;
       readonly pool?: IrqPool;
     };
 
-/** Allocates (returns the id) or frees (returns the freed id) one id. */
-export type IdAllocateFunc = (params: IdAllocateParams) => number;
+/**
+ * Allocates (returns the id) or frees (returns the freed id) one id. An allocation with `fixed`
+ * outside every pool of the callback may return `null`: nothing was held.
+ */
+export type IdAllocateFunc = (params: IdAllocateParams) => number | null;
 
 /** Parameters of an {@link AddrAllocateFunc} call. All numbers are exact u64 bigints. */
 export type AddrAllocateParams =
@@ -41,14 +87,20 @@ export type AddrAllocateParams =
       readonly size: bigint;
       /** Power of two; defaults to 1. */
       readonly alignment?: bigint;
-      /** Place the range exactly here. */
+      /** Place the range exactly here, or fail. */
       readonly fixed?: bigint;
+      /** With `fixed`: a range inside one reservation may use it (see the module documentation). */
+      readonly allowReserved?: boolean;
       /** The range must lie inside [min, max]. */
       readonly window?: { readonly min: bigint; readonly max: bigint };
       /** MMIO only: place in 64-bit MMIO space (above RAM) rather than below 4 GiB. */
       readonly mmio64?: boolean;
       /** MMIO only, with `mmio64`: fall back to 32-bit space when 64-bit space is full. */
       readonly allowFallback?: boolean;
+      /** MMIO only: the pool to place in; `mmio64: true` is the same as `pool: "mmio64"`. */
+      readonly pool?: MmioPool;
+      /** Lowest (`"first"`, the default) or highest (`"last"`) fitting address. */
+      readonly placement?: Placement;
     }
   | {
       readonly action: "free";
@@ -57,8 +109,34 @@ export type AddrAllocateParams =
       readonly range: RangeInclusive;
     };
 
-/** Allocates (returns the range) or frees (returns the freed range) one address range. */
-export type AddrAllocateFunc = (params: AddrAllocateParams) => RangeInclusive;
+/**
+ * Allocates (returns the range) or frees (returns the freed range) one address range. An
+ * allocation with `fixed` entirely outside every pool of the callback may return `null`.
+ */
+export type AddrAllocateFunc = (params: AddrAllocateParams) => RangeInclusive | null;
+
+/** One thing an allocator holds for an owner, as {@link HoldingsFunc} reports it. */
+export type CallbackHolding =
+  | {
+      readonly kind: "pio" | "mmio";
+      readonly owner: string;
+      readonly range: RangeInclusive;
+    }
+  | {
+      readonly kind: "instanceId" | "irq" | "msi";
+      readonly owner: string;
+      readonly id: number;
+      /** A legacy line held shared with other owners. */
+      readonly shared: boolean;
+    };
+
+/**
+ * Lists what the allocator behind the other callbacks holds for `owner` (allocations, fixed
+ * holdings, uses of reservations, shared lines; not the platform's own reservations), or for
+ * every owner when `owner` is undefined. A device manager uses it to prove that it and the
+ * allocator agree (`checkConsistency`) and to validate a restored snapshot.
+ */
+export type HoldingsFunc = (owner?: string) => readonly CallbackHolding[];
 
 /** The optional callbacks a device manager is built with. */
 export interface AllocationCallbacks {
@@ -66,4 +144,6 @@ export interface AllocationCallbacks {
   readonly irq?: IdAllocateFunc;
   readonly pio?: AddrAllocateFunc;
   readonly mmio?: AddrAllocateFunc;
+  /** What the allocator holds; enables the allocator side of `checkConsistency` and restores. */
+  readonly holdings?: HoldingsFunc;
 }

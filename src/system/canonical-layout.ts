@@ -57,24 +57,25 @@ export function checkCanonicalReservation(value: unknown, path: string, bad: Bad
 
 /**
  * Checks that `value` is a layout in the canonical form `layoutToJSON` writes: address pools as
- * `{ base, size }` in canonical hex, id pools as `{ first, last }` numbers, `instanceId` and
- * `reserved` present, each reservation as {@link checkCanonicalReservation}. What the numbers
- * mean is for `resolveLayout` to check.
+ * `{ base, size }` in canonical hex, id pools as `{ first, last }` numbers, the fields that
+ * `resolveLayout` would default (`instanceId`, `reserved`) present, each reservation as
+ * {@link checkCanonicalReservation}. What the numbers mean is for `resolveLayout` to check.
  * @throws the error `bad` makes, naming `path`.
  */
 export function checkCanonicalLayout(value: unknown, path: string, bad: Bad): void {
-  const fields = ["name", "pio", "mmio32", "mmio64", "legacyIrq", "msi", "instanceId", "reserved"];
-  const r = object(value, path, fields, ["mmio32", "legacyIrq", "msi", "instanceId", "reserved"], bad);
-  for (const pool of ["pio", "mmio32", "mmio64"] as const) {
+  const r = object(value, path, ["name", ...POOL_NAMES, "reserved"], ["instanceId", "reserved"], bad);
+  for (const pool of POOL_NAMES) {
     if (!Object.hasOwn(r, pool)) continue;
-    const w = object(r[pool], `${path}.${pool}`, ["base", "size"], ["base", "size"], bad);
-    hexField(w, "base", `${path}.${pool}`, bad);
-    hexField(w, "size", `${path}.${pool}`, bad);
-  }
-  for (const pool of ["legacyIrq", "msi", "instanceId"] as const) {
-    const w = object(r[pool], `${path}.${pool}`, ["first", "last"], ["first", "last"], bad);
-    idField(w, "first", `${path}.${pool}`, bad);
-    idField(w, "last", `${path}.${pool}`, bad);
+    const at = `${path}.${pool}`;
+    if (isAddressPool(pool)) {
+      const w = object(r[pool], at, ["base", "size"], ["base", "size"], bad);
+      hexField(w, "base", at, bad);
+      hexField(w, "size", at, bad);
+    } else {
+      const w = object(r[pool], at, ["first", "last"], ["first", "last"], bad);
+      idField(w, "first", at, bad);
+      idField(w, "last", at, bad);
+    }
   }
   const list = r["reserved"];
   if (!Array.isArray(list)) throw bad(`${path}.reserved must be an array, got ${describeValue(list)}`);

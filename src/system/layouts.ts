@@ -2,16 +2,18 @@
  * System layouts: which resource pools a VM has and what is fixed inside them, as plain objects
  * that can be written by hand, read from JSON files and handed to `DefaultSystemAllocator`.
  *
- * A layout names up to six pools:
+ * A layout names up to eight pools:
  *
- * | pool         | kind    | what it hands out                                         |
- * | ------------ | ------- | --------------------------------------------------------- |
- * | `pio`        | address | x86 port I/O, inside [0x0, 0xffff]; optional              |
- * | `mmio32`     | address | MMIO below 4 GiB (32-bit BARs, virtio-mmio slots)         |
- * | `mmio64`     | address | MMIO at or above 4 GiB, above RAM (64-bit BARs); optional |
- * | `legacyIrq`  | id      | pin-based interrupt lines                                 |
- * | `msi`        | id      | GSIs for message-signalled interrupts                     |
- * | `instanceId` | id      | device instance ids; defaults to 0..2^32-1                |
+ * | pool           | kind    | what it hands out                                              |
+ * | -------------- | ------- | -------------------------------------------------------------- |
+ * | `pio`          | address | port I/O, inside [0x0, 0xffff]; optional                       |
+ * | `systemMemory` | address | guest memory for firmware data (ACPI tables, vmgenid); optional |
+ * | `mmio32`       | address | MMIO below 4 GiB (32-bit BARs, virtio-mmio slots)              |
+ * | `mmio64`       | address | MMIO at or above 4 GiB, above RAM (64-bit BARs); optional      |
+ * | `pastMmio64`   | address | the region past the 64-bit MMIO (pmem backing); optional       |
+ * | `legacyIrq`    | id      | pin-based interrupt lines                                      |
+ * | `msi`          | id      | GSIs for message-signalled interrupts                          |
+ * | `instanceId`   | id      | device instance ids; defaults to 0..2^32-1                     |
  *
  * and a list of reservations: firmware-fixed ranges, fixed IRQs and holes that are never handed
  * out (`{ pool: "mmio32", start: 0xfec00000, size: 0x1000, owner: "ioapic" }`).
@@ -19,25 +21,51 @@
  * Numbers in a layout may be bigints, non-negative safe-integer numbers, or `"0x..."` hex strings
  * (JSON has neither bigints nor hex literals, and addresses read best in hex); underscores may
  * separate hex digits (`"0xfec0_0000"`). {@link resolveLayout} validates a layout and
- * {@link layoutToJSON} writes its canonical JSON form.
+ * {@link layoutToJSON} writes its canonical JSON form. The presets (one file each under
+ * `presets/`) are such layouts, some computed from {@link LayoutParameters}.
  */
 import { AllocatorError } from "../core/errors.js";
 import { formatRange, type RangeKind } from "../core/range.js";
 import { hex, toU64, U32_MAX, U64_MAX } from "../core/u64.js";
+import type { LayoutParameters, Preset, ResolvedParameters } from "./presets/preset.js";
+import { CLOUD_HYPERVISOR_X86_64_PRESET } from "./presets/cloud-hypervisor-x86_64.js";
+import { CROSVM_X86_64_PRESET } from "./presets/crosvm-x86_64.js";
+import { FIRECRACKER_AARCH64_PRESET } from "./presets/firecracker-aarch64.js";
+import { FIRECRACKER_X86_64_PRESET } from "./presets/firecracker-x86_64.js";
+import { PC_X86_64_PRESET } from "./presets/pc-x86_64.js";
+import { RISCV64_VIRT_PRESET } from "./presets/riscv64-virt.js";
 
 /** The pools of a system allocator. */
-export type PoolName = "pio" | "mmio32" | "mmio64" | "legacyIrq" | "msi" | "instanceId";
+export type PoolName = "pio" | "systemMemory" | "mmio32" | "mmio64" | "pastMmio64" | "legacyIrq" | "msi" | "instanceId";
 /** Pools of address ranges. */
-export type AddressPoolName = "pio" | "mmio32" | "mmio64";
+export type AddressPoolName = "pio" | "systemMemory" | "mmio32" | "mmio64" | "pastMmio64";
+/** Pools of guest-physical memory addresses (every address pool but `pio`). */
+export type MemoryPoolName = Exclude<AddressPoolName, "pio">;
 /** Pools of ids. */
 export type IdPoolName = "legacyIrq" | "msi" | "instanceId";
 
 /** Every pool name, in the order pools are listed in snapshots and reports. */
-export const POOL_NAMES: readonly PoolName[] = Object.freeze(["pio", "mmio32", "mmio64", "legacyIrq", "msi", "instanceId"]);
+export const POOL_NAMES: readonly PoolName[] = Object.freeze([
+  "pio",
+  "systemMemory",
+  "mmio32",
+  "mmio64",
+  "pastMmio64",
+  "legacyIrq",
+  "msi",
+  "instanceId",
+]);
+
+/** The address pools, in the order of {@link POOL_NAMES}. */
+export const ADDRESS_POOL_NAMES: readonly AddressPoolName[] = Object.freeze(["pio", "systemMemory", "mmio32", "mmio64", "pastMmio64"]);
+/** The memory pools, in the order of {@link POOL_NAMES}. */
+export const MEMORY_POOL_NAMES: readonly MemoryPoolName[] = Object.freeze(["systemMemory", "mmio32", "mmio64", "pastMmio64"]);
+/** The address pools a layout may leave out. */
+const OPTIONAL_ADDRESS_POOLS: readonly AddressPoolName[] = ["pio", "systemMemory", "mmio64", "pastMmio64"];
 
 /** True when `pool` is an address pool. */
 export function isAddressPool(pool: PoolName): pool is AddressPoolName {
-  return pool === "pio" || pool === "mmio32" || pool === "mmio64";
+  return (ADDRESS_POOL_NAMES as readonly string[]).includes(pool);
 }
 
 /** A number in a layout: a bigint, a non-negative safe integer, or a `"0x..."` hex string. */
@@ -74,10 +102,14 @@ export interface SystemLayout {
   readonly name?: string;
   /** Port I/O; must lie inside [0x0, 0xffff]. Leave out on architectures without port I/O. */
   readonly pio?: AddressWindowLayout;
+  /** Guest memory for firmware data (ACPI tables, MP table, vmgenid, vmclock). Optional. */
+  readonly systemMemory?: AddressWindowLayout;
   /** MMIO below 4 GiB; must end at or below 0xffff_ffff. */
   readonly mmio32: AddressWindowLayout;
   /** MMIO at or above 4 GiB. Leave out when the VM has no 64-bit MMIO space. */
   readonly mmio64?: AddressWindowLayout;
+  /** The region past the 64-bit MMIO (pmem and virtio-mem backing); at or above 4 GiB. Optional. */
+  readonly pastMmio64?: AddressWindowLayout;
   /** Legacy (pin-based) IRQ lines. */
   readonly legacyIrq: IdRangeLayout;
   /** MSI GSIs; must not overlap `legacyIrq` (both are GSI numbers to a hypervisor). */
@@ -112,8 +144,10 @@ export interface ReservationJSON {
 export interface SystemLayoutJSON {
   readonly name?: string;
   readonly pio?: AddressWindowJSON;
+  readonly systemMemory?: AddressWindowJSON;
   readonly mmio32: AddressWindowJSON;
   readonly mmio64?: AddressWindowJSON;
+  readonly pastMmio64?: AddressWindowJSON;
   readonly legacyIrq: IdRangeJSON;
   readonly msi: IdRangeJSON;
   readonly instanceId: IdRangeJSON;
@@ -140,7 +174,7 @@ export interface ResolvedLayout {
 /** How ranges of each pool are printed (`[io ...]`, `[mem ...]`, `[irq ...]`, `[id ...]`). */
 export function poolRangeKind(pool: PoolName): RangeKind {
   if (pool === "pio") return "io";
-  if (pool === "mmio32" || pool === "mmio64") return "mem";
+  if (isAddressPool(pool)) return "mem";
   if (pool === "legacyIrq" || pool === "msi") return "irq";
   return "id";
 }
@@ -152,7 +186,8 @@ export function poolRangeKind(pool: PoolName): RangeKind {
 export const MAX_ID_RESERVATION = 65536;
 
 const FOUR_GIB = 0x1_0000_0000n;
-const LAYOUT_KEYS = ["name", "pio", "mmio32", "mmio64", "legacyIrq", "msi", "instanceId", "reserved"];
+/** The keys of a {@link SystemLayout}, in the order the type lists them. */
+export const LAYOUT_KEYS: readonly string[] = Object.freeze(["name", ...ADDRESS_POOL_NAMES, "legacyIrq", "msi", "instanceId", "reserved"]);
 const RESERVATION_KEYS = ["pool", "start", "end", "size", "owner"];
 
 function show(value: unknown): string {
@@ -218,7 +253,7 @@ function addressWindow(value: unknown, path: string, pool: AddressPoolName): { s
   if (pool === "mmio32" && end >= FOUR_GIB) {
     throw new AllocatorError("OutOfRange", `${path} ${shown} must lie below 4 GiB (end at or below 0xffffffff)`);
   }
-  if (pool === "mmio64" && base < FOUR_GIB) {
+  if ((pool === "mmio64" || pool === "pastMmio64") && base < FOUR_GIB) {
     throw new AllocatorError("OutOfRange", `${path} ${shown} must start at or above 4 GiB (0x100000000)`);
   }
   return { start: base, end };
@@ -238,7 +273,8 @@ function idRange(value: unknown, path: string): { start: bigint; end: bigint } {
  *
  * @param name how the layout is named in messages.
  * @throws AllocatorError `InvalidArgument` (wrong type, unknown field, missing pool, overlapping
- *   `legacyIrq` and `msi`, a reservation in a pool the layout does not have), `InvalidSize`
+ *   `legacyIrq` and `msi`, overlapping memory pools, a reservation in a pool the layout does not
+ *   have), `InvalidSize`
  *   (size 0), `Overflow` (a window past 2^64-1), `InvalidRange` (first above last, end below
  *   start), `OutOfRange` (a window outside its address space, a reservation outside its pool),
  *   `Overlap` (two reservations share space; the message names both owners).
@@ -253,13 +289,25 @@ export function resolveLayout(layout: unknown, name = "layout"): ResolvedLayout 
     label = r["name"];
   }
   const pools: Partial<Record<PoolName, { start: bigint; end: bigint }>> = {};
-  for (const pool of ["pio", "mmio32", "mmio64"] as const) {
+  for (const pool of ADDRESS_POOL_NAMES) {
     const w = r[pool];
     if (w === undefined) {
-      if (pool === "mmio32") throw new AllocatorError("InvalidArgument", `${name}.mmio32 is missing: every layout needs a 32-bit MMIO pool`);
+      if (!OPTIONAL_ADDRESS_POOLS.includes(pool)) throw new AllocatorError("InvalidArgument", `${name}.mmio32 is missing: every layout needs a 32-bit MMIO pool`);
       continue;
     }
     pools[pool] = addressWindow(w, `${name}.${pool}`, pool);
+  }
+  // Memory pools share one address space: an address in two pools could be handed out twice.
+  for (let i = 0; i < MEMORY_POOL_NAMES.length; i++) {
+    for (let j = i + 1; j < MEMORY_POOL_NAMES.length; j++) {
+      const a = pools[MEMORY_POOL_NAMES[i]!];
+      const b = pools[MEMORY_POOL_NAMES[j]!];
+      if (a === undefined || b === undefined || a.end < b.start || b.end < a.start) continue;
+      throw new AllocatorError(
+        "InvalidArgument",
+        `${name}.${MEMORY_POOL_NAMES[j]} ${formatRange(b.start, b.end, "mem")} overlaps ${name}.${MEMORY_POOL_NAMES[i]} ${formatRange(a.start, a.end, "mem")}: memory pools must be disjoint`,
+      );
+    }
   }
   for (const pool of ["legacyIrq", "msi", "instanceId"] as const) {
     const w = r[pool];
@@ -387,8 +435,10 @@ export function layoutToJSON(layout: ResolvedLayout): SystemLayoutJSON {
   return {
     ...(layout.name === undefined ? {} : { name: layout.name }),
     ...(p.pio === undefined ? {} : { pio: window(p.pio) }),
+    ...(p.systemMemory === undefined ? {} : { systemMemory: window(p.systemMemory) }),
     mmio32: window(p.mmio32!),
     ...(p.mmio64 === undefined ? {} : { mmio64: window(p.mmio64) }),
+    ...(p.pastMmio64 === undefined ? {} : { pastMmio64: window(p.pastMmio64) }),
     legacyIrq: ids(p.legacyIrq!),
     msi: ids(p.msi!),
     instanceId: ids(p.instanceId!),
@@ -398,121 +448,130 @@ export function layoutToJSON(layout: ResolvedLayout): SystemLayoutJSON {
 
 // ---- presets -----------------------------------------------------------------------------------
 
-const KiB = 1024;
-const MiB = 1024 * KiB;
-const GiB = 1024 * MiB;
-
-/**
- * A Firecracker-like x86_64 microVM. Numbers from Firecracker's `src/vmm/src/arch/x86_64/layout.rs`
- * as of its 2025 releases with PCI support (the constants have moved between releases):
- *
- * - `MMIO32_MEM_START` = 4 GiB - 1 GiB = 0xc000_0000. Firecracker hands out 32-bit device MMIO
- *   from `MEM_32BIT_DEVICES_START` = 0xc000_1000 (after one 4 KiB `MMIO_LEN` slot for the boot
- *   timer device at `BOOT_DEVICE_MEM_START` = 0xc000_0000) up to `PCI_MMCONFIG_START` =
- *   `IOAPIC_ADDR` - 256 MiB = 0xeec0_0000, the 256 MiB PCIe MMCONFIG window. The pool here ends
- *   below `IOAPIC_ADDR` = 0xfec0_0000, so the system area above it (IOAPIC, LAPIC 0xfee0_0000,
- *   the KVM TSS at 0xfffb_d000) is outside the pool and never handed out; the boot timer slot and
- *   MMCONFIG are reservations inside it.
- * - `MMIO64_MEM_START` = 256 GiB, `MMIO64_MEM_SIZE` = 256 GiB.
- * - Legacy IRQs `GSI_LEGACY_START`..`GSI_LEGACY_END` = 5..23 (0-4 are taken by the PIC, timer,
- *   i8042 and serial ports); MSI `GSI_MSI_START`..`GSI_MSI_END` = 24..4095 (4095: KVM's
- *   `KVM_MAX_IRQ_ROUTES` = 4096).
- * - Port I/O: the whole 16-bit space. Firecracker allocates no ports; its legacy devices sit at
- *   fixed ISA ports (i8042 at 0x60, COM1-COM4 at 0x3f8/0x2f8/0x3e8/0x2e8, PCI config at 0xcf8),
- *   so 0x0-0xfff is reserved for them and ports are handed out from 0x1000, the lowest port PCI
- *   I/O BARs conventionally use.
- */
-export const FIRECRACKER_X86_64: SystemLayout = deepFreeze({
-  name: "firecracker-x86_64",
-  pio: { base: 0x0, size: 0x1_0000 },
-  mmio32: { base: 0xc000_0000, size: 0xfec0_0000 - 0xc000_0000 },
-  mmio64: { base: 256 * GiB, size: 256 * GiB },
-  legacyIrq: { first: 5, last: 23 },
-  msi: { first: 24, last: 4095 },
-  instanceId: { first: 0, last: U32_MAX },
-  reserved: [
-    { pool: "pio", start: 0x0, end: 0xfff, owner: "isa-legacy" },
-    { pool: "mmio32", start: 0xc000_0000, size: 4 * KiB, owner: "boot-timer" },
-    { pool: "mmio32", start: 0xeec0_0000, size: 256 * MiB, owner: "pci-mmconfig" },
-  ],
-} satisfies SystemLayout);
-
-/**
- * An x86_64 PC modelled on QEMU's q35 machine with SeaBIOS, with at most 2.75 GiB of RAM below
- * 4 GiB (QEMU moves low RAM down to 2 GiB for larger guests, which this preset does not model):
- *
- * - `mmio32` = [0xb000_0000, 0xffff_ffff]: everything above low RAM.
- *   - 0xb000_0000, 256 MiB: PCIe MMCONFIG/ECAM (`MCH_HOST_BRIDGE_PCIEXBAR_DEFAULT` in QEMU's
- *     q35, 256 MiB for 256 buses).
- *   - [0xc000_0000, 0xfebf_ffff] stays free: the 32-bit PCI hole QEMU's q35 reports (from the end
- *     of MMCONFIG to the IOAPIC; SeaBIOS's `BUILD_PCIMEM_END` = 0xfec0_0000 likewise).
- *   - 0xfec0_0000, 4 KiB: IOAPIC (`IO_APIC_DEFAULT_ADDRESS`). 0xfed0_0000, 1 KiB: HPET (QEMU's
- *     `HPET_BASE`). 0xfee0_0000, 1 MiB: local APIC and the MSI address window (writes there are
- *     interrupts, never device MMIO). 0xff00_0000, 16 MiB: firmware flash (the top-16 MiB BIOS
- *     decode range of PC chipsets; QEMU maps SeaBIOS or OVMF at its top). The gaps between these
- *     are reserved as `system-area`: firmware never places BARs above 0xfec0_0000.
- * - `mmio64`: 64 GiB, 32 GiB. QEMU places its 64-bit PCI hole right after RAM above 4 GiB with a
- *   default size of 32 GiB (`Q35_PCI_HOST_HOLE64_SIZE_DEFAULT` = 1 << 35); the base here assumes
- *   at most 60 GiB of RAM above 4 GiB.
- * - Port I/O: 0x0-0xfff reserved for ISA/legacy devices (PIC, PIT, i8042, RTC, serial ports, ACPI
- *   PM at 0x600 on q35, PCI config at 0xcf8); ports are handed out from 0x1000 as on PCs (SeaBIOS
- *   itself places I/O BARs from 0xc000 when they fit).
- * - Legacy IRQs 5..23 (IOAPIC pins; 0-4 are timer, keyboard, cascade and COM2/COM1), with ISA
- *   lines of q35 reserved: 8 RTC, 9 ACPI SCI, 12 PS/2 mouse. MSI GSIs 24..4095 as under KVM
- *   (`KVM_MAX_IRQ_ROUTES` = 4096).
- */
-export const PC_X86_64: SystemLayout = deepFreeze({
-  name: "pc-x86_64",
-  pio: { base: 0x0, size: 0x1_0000 },
-  mmio32: { base: 0xb000_0000, size: 0x5000_0000 },
-  mmio64: { base: 64 * GiB, size: 32 * GiB },
-  legacyIrq: { first: 5, last: 23 },
-  msi: { first: 24, last: 4095 },
-  instanceId: { first: 0, last: U32_MAX },
-  reserved: [
-    { pool: "pio", start: 0x0, end: 0xfff, owner: "isa-legacy" },
-    { pool: "mmio32", start: 0xb000_0000, size: 256 * MiB, owner: "pci-mmconfig" },
-    { pool: "mmio32", start: 0xfec0_0000, size: 4 * KiB, owner: "ioapic" },
-    { pool: "mmio32", start: 0xfec0_1000, end: 0xfecf_ffff, owner: "system-area" },
-    { pool: "mmio32", start: 0xfed0_0000, size: 1 * KiB, owner: "hpet" },
-    { pool: "mmio32", start: 0xfed0_0400, end: 0xfedf_ffff, owner: "system-area" },
-    { pool: "mmio32", start: 0xfee0_0000, size: 1 * MiB, owner: "lapic" },
-    { pool: "mmio32", start: 0xfef0_0000, end: 0xfeff_ffff, owner: "system-area" },
-    { pool: "mmio32", start: 0xff00_0000, size: 16 * MiB, owner: "firmware" },
-    { pool: "legacyIrq", start: 8, owner: "rtc" },
-    { pool: "legacyIrq", start: 9, owner: "acpi-sci" },
-    { pool: "legacyIrq", start: 12, owner: "ps2-mouse" },
-  ],
-} satisfies SystemLayout);
+/** The presets, in a stable order; each has its own file under `presets/`, citing its sources. */
+const PRESETS: readonly Preset[] = Object.freeze([
+  FIRECRACKER_X86_64_PRESET,
+  PC_X86_64_PRESET,
+  CLOUD_HYPERVISOR_X86_64_PRESET,
+  CROSVM_X86_64_PRESET,
+  FIRECRACKER_AARCH64_PRESET,
+  RISCV64_VIRT_PRESET,
+]);
 
 /** The preset names. */
-export type LayoutName = "firecracker-x86_64" | "pc-x86_64";
+export type LayoutName =
+  | "firecracker-x86_64"
+  | "pc-x86_64"
+  | "cloud-hypervisor-x86_64"
+  | "crosvm-x86_64"
+  | "firecracker-aarch64"
+  | "riscv64-virt";
 
-/** The presets by name. Frozen: copy one (`{ ...LAYOUTS[name], ... }`) to change it. */
+/** A Firecracker v1.16 x86_64 microVM, all six of its pools; see `presets/firecracker-x86_64.ts`. */
+export const FIRECRACKER_X86_64: SystemLayout = FIRECRACKER_X86_64_PRESET.layout(FIRECRACKER_X86_64_PRESET.defaults);
+/** QEMU q35 with SeaBIOS and the default 512 MiB of RAM; see `presets/pc-x86_64.ts`. */
+export const PC_X86_64: SystemLayout = PC_X86_64_PRESET.layout(PC_X86_64_PRESET.defaults);
+/** cloud-hypervisor on x86_64 with its default RAM and a 46-bit guest; see `presets/cloud-hypervisor-x86_64.ts`. */
+export const CLOUD_HYPERVISOR_X86_64: SystemLayout = CLOUD_HYPERVISOR_X86_64_PRESET.layout(CLOUD_HYPERVISOR_X86_64_PRESET.defaults);
+/** crosvm on x86_64 with its default RAM and a 46-bit guest; see `presets/crosvm-x86_64.ts`. */
+export const CROSVM_X86_64: SystemLayout = CROSVM_X86_64_PRESET.layout(CROSVM_X86_64_PRESET.defaults);
+/** A Firecracker v1.16 aarch64 microVM; see `presets/firecracker-aarch64.ts`. */
+export const FIRECRACKER_AARCH64: SystemLayout = FIRECRACKER_AARCH64_PRESET.layout(FIRECRACKER_AARCH64_PRESET.defaults);
+/** QEMU's RISC-V `virt` board with 128 MiB of RAM; see `presets/riscv64-virt.ts`. */
+export const RISCV64_VIRT: SystemLayout = RISCV64_VIRT_PRESET.layout(RISCV64_VIRT_PRESET.defaults);
+
+/** The presets by name, each with its default parameters. Frozen: copy one (`{ ...LAYOUTS[name], ... }`) to change it. */
 export const LAYOUTS: Readonly<Record<LayoutName, SystemLayout>> = Object.freeze({
   "firecracker-x86_64": FIRECRACKER_X86_64,
   "pc-x86_64": PC_X86_64,
+  "cloud-hypervisor-x86_64": CLOUD_HYPERVISOR_X86_64,
+  "crosvm-x86_64": CROSVM_X86_64,
+  "firecracker-aarch64": FIRECRACKER_AARCH64,
+  "riscv64-virt": RISCV64_VIRT,
 });
 
 /** The preset names, in a stable order. */
-export const layoutNames: readonly LayoutName[] = Object.freeze(["firecracker-x86_64", "pc-x86_64"]);
+export const layoutNames: readonly LayoutName[] = Object.freeze(PRESETS.map((p) => p.name));
 
 /** The layout a `DefaultSystemAllocator` uses when given none. */
 export const DEFAULT_LAYOUT_NAME: LayoutName = "firecracker-x86_64";
 
-/**
- * The preset called `name`.
- * @throws AllocatorError `NotFound` for an unknown name (the message lists the known ones).
- */
-export function getLayout(name: string): SystemLayout {
-  if (typeof name === "string" && Object.hasOwn(LAYOUTS, name)) return LAYOUTS[name as LayoutName];
+function presetNamed(name: unknown): Preset {
+  const found = typeof name === "string" ? PRESETS.find((p) => p.name === name) : undefined;
+  if (found !== undefined) return found;
   throw new AllocatorError("NotFound", `no layout named ${show(name)}; known layouts: ${layoutNames.join(", ")}`);
 }
 
-function deepFreeze<T>(value: T): T {
-  if (typeof value === "object" && value !== null) {
-    for (const v of Object.values(value)) deepFreeze(v);
-    Object.freeze(value);
+/**
+ * The preset called `name`, describing the machine it imitates: its source, which parameters
+ * move its pools, their defaults, its layout and its guest-visible machine.
+ *
+ * ```ts
+ * const pc = getPreset("pc-x86_64");
+ * const layout = pc.layout(resolveParameters("pc-x86_64", { ramSize: 8n << 30n }));
+ * ```
+ * @throws AllocatorError `NotFound` for an unknown name (the message lists the known ones).
+ */
+export function getPreset(name: string): Preset {
+  return presetNamed(name);
+}
+
+/**
+ * Fills in a preset's default parameters and checks the given ones.
+ * @throws AllocatorError `NotFound` (unknown preset), `InvalidArgument` (a parameter the preset
+ *   does not take, naming those it takes, or a value out of range).
+ */
+export function resolveParameters(name: string, parameters: LayoutParameters = {}, path = "parameters"): ResolvedParameters {
+  const preset = presetNamed(name);
+  if (typeof parameters !== "object" || parameters === null || Array.isArray(parameters)) {
+    throw new AllocatorError("InvalidArgument", `${path} must be an object { ramSize?, physAddressBits? }, got ${show(parameters)}`);
   }
-  return value;
+  const given = parameters as Record<string, unknown>;
+  for (const key of Object.keys(given)) {
+    if (key !== "ramSize" && key !== "physAddressBits") {
+      throw new AllocatorError("InvalidArgument", `${path} has unknown field ${JSON.stringify(key)} (parameters are ramSize and physAddressBits)`);
+    }
+    if (given[key] !== undefined && !preset.parameters.includes(key)) {
+      const takes = preset.parameters.length === 0 ? "takes no parameters: its pools are fixed" : `takes only ${preset.parameters.join(" and ")}`;
+      throw new AllocatorError("InvalidArgument", `${path}.${key}: preset ${preset.name} ${takes}`);
+    }
+  }
+  let ramSize = preset.defaults.ramSize;
+  if (given["ramSize"] !== undefined) {
+    ramSize = parseLayoutNumber(given["ramSize"], `${path}.ramSize`);
+    const { minRamSize, maxRamSize } = preset.limits;
+    if (ramSize % 0x1000n !== 0n || ramSize < minRamSize || ramSize > maxRamSize) {
+      throw new AllocatorError(
+        "InvalidArgument",
+        `${path}.ramSize must be a multiple of 4 KiB from ${hex(minRamSize)} to ${hex(maxRamSize)} for ${preset.name}, got ${hex(ramSize)}`,
+      );
+    }
+  }
+  let physAddressBits = preset.defaults.physAddressBits;
+  const bits = given["physAddressBits"];
+  if (bits !== undefined) {
+    const [lo, hi] = preset.limits.physAddressBits;
+    if (typeof bits !== "number" || !Number.isInteger(bits) || bits < lo || bits > hi) {
+      throw new AllocatorError("InvalidArgument", `${path}.physAddressBits must be an integer from ${lo} to ${hi} for ${preset.name}, got ${show(bits)}`);
+    }
+    physAddressBits = bits;
+  }
+  return Object.freeze({ ramSize, physAddressBits });
+}
+
+/**
+ * The preset called `name`, as a layout; with `parameters`, computed for them (the guest's RAM
+ * size moves `pc-x86_64`'s 64-bit window, the physical address width moves cloud-hypervisor's
+ * and crosvm's upper bounds).
+ *
+ * ```ts
+ * const sys = new DefaultSystemAllocator(getLayout("pc-x86_64", { ramSize: 0x2_0000_0000n }));
+ * ```
+ * @throws AllocatorError `NotFound` for an unknown name (the message lists the known ones), and
+ *   the errors of {@link resolveParameters}.
+ */
+export function getLayout(name: string, parameters?: LayoutParameters): SystemLayout {
+  const preset = presetNamed(name);
+  if (parameters === undefined) return LAYOUTS[preset.name];
+  return preset.layout(resolveParameters(preset.name, parameters));
 }

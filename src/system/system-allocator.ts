@@ -18,15 +18,18 @@
  * **Atomicity.** A call that throws an `AllocatorError` has changed nothing.
  */
 import { AddressAllocator, type AddressAllocatorSnapshot, type Allocation } from "../core/address-allocator.js";
-import type { AddrAllocateFunc, IdAllocateFunc } from "./allocation-callbacks.js";
+import type { AddrAllocateFunc, CallbackHolding, HoldingsFunc, IdAllocateFunc } from "./allocation-callbacks.js";
+import { IdClaims, RangeUses } from "./claims.js";
 import { AllocatorError } from "../core/errors.js";
 import { IdAllocator, type IdAllocatorSnapshot } from "../core/id-allocator.js";
 import {
+  ADDRESS_POOL_NAMES,
   DEFAULT_LAYOUT_NAME,
   isAddressPool,
   LAYOUTS,
   layoutToJSON,
   MAX_ID_RESERVATION,
+  MEMORY_POOL_NAMES,
   POOL_NAMES,
   poolRangeKind,
   reservationToJSON,
@@ -35,6 +38,7 @@ import {
   type AddressPoolName,
   type IdPoolName,
   type LayoutNumber,
+  type MemoryPoolName,
   type PoolName,
   type ReservationJSON,
   type ResolvedLayout,
@@ -45,7 +49,7 @@ import { formatRange, RangeInclusive } from "../core/range.js";
 import { AllocPolicy } from "../core/resource.js";
 import type { SystemAllocator } from "./system-allocator-interface.js";
 import { checkCanonicalLayout, checkCanonicalReservation } from "./canonical-layout.js";
-import { hex, toU32, toU64, type U32Input, type U64Input } from "../core/u64.js";
+import { hex, parseHexU64, toU32, toU64, U64_MAX, type U32Input, type U64Input } from "../core/u64.js";
 
 /** A range held in an address pool. */
 export interface AddressHolding {
@@ -54,6 +58,8 @@ export interface AddressHolding {
   readonly owner: string;
   /** True for a reservation, false for an allocation made through a callback. */
   readonly reserved: boolean;
+  /** Present when the owner uses part of a reservation: the reservation's owner. */
+  readonly within?: string;
 }
 
 /** An id held in an id pool. */
@@ -63,6 +69,10 @@ export interface IdHolding {
   readonly owner: string;
   /** True for a reservation, false for an allocation made through a callback. */
   readonly reserved: boolean;
+  /** Present (true) when the line is shared: each of its holders has a holding of it. */
+  readonly shared?: true;
+  /** Present when the owner uses a reserved id: the reservation's owner. */
+  readonly within?: string;
 }
 
 /** Something held in one of the pools. */
@@ -152,28 +162,56 @@ export const SYSTEM_ALLOCATOR_SNAPSHOT_FORMAT = "vm-allocator/system-allocator";
  * - `pools`: each pool's own snapshot, exactly for the pools the layout has.
  * - `reserved`: the reservations held now, in pool order then address order; in id pools,
  *   consecutive ids of one owner form one entry.
+ * - `claims` (version 2): ids held by several owners (shared legacy lines) or used inside a
+ *   reservation, with their holders in the order they came.
+ * - `uses` (version 2): parts of reserved ranges that owners use.
+ *
+ * Version 1 snapshots (no `claims`, no `uses`) are still read.
  */
 export interface SystemAllocatorSnapshot {
   readonly format: typeof SYSTEM_ALLOCATOR_SNAPSHOT_FORMAT;
-  readonly version: 1;
+  readonly version: 2;
   readonly layout: SystemLayoutJSON;
   readonly pools: {
     readonly pio?: AddressAllocatorSnapshot;
+    readonly systemMemory?: AddressAllocatorSnapshot;
     readonly mmio32: AddressAllocatorSnapshot;
     readonly mmio64?: AddressAllocatorSnapshot;
+    readonly pastMmio64?: AddressAllocatorSnapshot;
     readonly legacyIrq: IdAllocatorSnapshot;
     readonly msi: IdAllocatorSnapshot;
     readonly instanceId: IdAllocatorSnapshot;
   };
   readonly reserved: readonly ReservationJSON[];
+  readonly claims: readonly IdClaimJSON[];
+  readonly uses: readonly RangeUseJSON[];
 }
 
-const SNAPSHOT_KEYS = ["format", "version", "layout", "pools", "reserved"];
+/** An id several owners hold, or owners use inside a reservation. */
+export interface IdClaimJSON {
+  readonly pool: IdPoolName;
+  readonly id: number;
+  readonly holders: readonly string[];
+  readonly shared: boolean;
+}
+
+/** A part of a reserved range that an owner uses; `start` and `end` in canonical hex. */
+export interface RangeUseJSON {
+  readonly pool: AddressPoolName;
+  readonly start: string;
+  readonly end: string;
+  readonly owner: string;
+}
+
+const SNAPSHOT_KEYS_V1 = ["format", "version", "layout", "pools", "reserved"];
+const SNAPSHOT_KEYS = [...SNAPSHOT_KEYS_V1, "claims", "uses"];
 
 const POOL_TEXT: Readonly<Record<PoolName, string>> = {
   pio: "port I/O",
+  systemMemory: "system memory",
   mmio32: "32-bit MMIO",
   mmio64: "64-bit MMIO",
+  pastMmio64: "past-64-bit MMIO",
   legacyIrq: "legacy IRQ",
   msi: "MSI",
   instanceId: "instance id",
@@ -347,12 +385,16 @@ interface State {
   readonly reservedRanges: Record<AddressPoolName, Map<bigint, bigint>>;
   /** Reserved ids of each id pool. */
   readonly reservedIds: Record<IdPoolName, Set<number>>;
+  /** Shared lines and uses of reserved ids (see claims.ts). */
+  readonly idClaims: Record<IdPoolName, IdClaims>;
+  /** Uses of reserved ranges. */
+  readonly rangeUses: Record<AddressPoolName, RangeUses>;
 }
 
 function emptyState(layout: ResolvedLayout): State {
   const p = layout.pools;
   const address: Partial<Record<AddressPoolName, AddressAllocator>> = {};
-  for (const pool of ["pio", "mmio32", "mmio64"] as const) {
+  for (const pool of ADDRESS_POOL_NAMES) {
     const b = p[pool];
     if (b !== undefined) address[pool] = new AddressAllocator(b.start, b.end - b.start + 1n);
   }
@@ -360,8 +402,10 @@ function emptyState(layout: ResolvedLayout): State {
   return {
     address,
     ids: { legacyIrq: ids(p.legacyIrq), msi: ids(p.msi), instanceId: ids(p.instanceId) },
-    reservedRanges: { pio: new Map(), mmio32: new Map(), mmio64: new Map() },
+    reservedRanges: { pio: new Map(), systemMemory: new Map(), mmio32: new Map(), mmio64: new Map(), pastMmio64: new Map() },
     reservedIds: { legacyIrq: new Set(), msi: new Set(), instanceId: new Set() },
+    idClaims: { legacyIrq: new IdClaims(), msi: new IdClaims(), instanceId: new IdClaims() },
+    rangeUses: { pio: new RangeUses(), systemMemory: new RangeUses(), mmio32: new RangeUses(), mmio64: new RangeUses(), pastMmio64: new RangeUses() },
   };
 }
 
@@ -383,6 +427,7 @@ export class DefaultSystemAllocator implements SystemAllocator {
   readonly #irqCallback: IdAllocateFunc;
   readonly #pioCallback: AddrAllocateFunc | undefined;
   readonly #mmioCallback: AddrAllocateFunc;
+  readonly #holdingsCallback: HoldingsFunc = (owner) => this.#holdingsOf(owner);
 
   /**
    * Builds the pools of `layout` and takes its reservations.
@@ -420,7 +465,7 @@ export class DefaultSystemAllocator implements SystemAllocator {
     return this.#layoutJSON;
   }
 
-  /** True when the layout has `pool` (`pio` and `mmio64` are optional). */
+  /** True when the layout has `pool` (every address pool but `mmio32` is optional). */
   hasPool(pool: PoolName): boolean {
     return typeof pool === "string" && Object.hasOwn(this.#views, pool);
   }
@@ -436,6 +481,14 @@ export class DefaultSystemAllocator implements SystemAllocator {
   /** MMIO above 4 GiB, or undefined when the layout has none. */
   get mmio64(): AddressPoolView | undefined {
     return this.#views.mmio64 as AddressPoolView | undefined;
+  }
+  /** The region past the 64-bit MMIO, or undefined when the layout has none. */
+  get pastMmio64(): AddressPoolView | undefined {
+    return this.#views.pastMmio64 as AddressPoolView | undefined;
+  }
+  /** System memory for firmware data, or undefined when the layout has none. */
+  get systemMemory(): AddressPoolView | undefined {
+    return this.#views.systemMemory as AddressPoolView | undefined;
   }
   /** Legacy IRQ lines. */
   get legacyIrq(): IdPoolView {
@@ -487,15 +540,36 @@ export class DefaultSystemAllocator implements SystemAllocator {
   /**
    * Allocates and frees MMIO ranges. Without `mmio64` a range comes from the 32-bit pool; with
    * `mmio64: true` from the 64-bit pool, and with `allowFallback: true` too from the 32-bit pool
-   * when the 64-bit one is full or the layout has none. A `fixed` range is taken in whichever
-   * MMIO pool contains it (`mmio64` is then ignored, so that a device manager can move a range
-   * by its address alone).
+   * when the 64-bit one is full or the layout has none; with `pool` from the memory pool it names
+   * (`"pastMmio64"`, `"systemMemory"`). `placement: "last"` takes the highest fitting address.
+   * A `fixed` range is taken in whichever memory pool contains it (`mmio64` and `pool` are then
+   * ignored, so that a device manager can move a range by its address alone).
    */
   mmioAddressCallback(): AddrAllocateFunc {
     return this.#mmioCallback;
   }
 
-  #idCall(params: unknown, irq: boolean): number {
+  /**
+   * Lists what each owner holds, in the callback vocabulary (`pio`, `mmio`, `irq`, `msi`,
+   * `instanceId`), leaving out the platform's reservations: what a device manager compares its
+   * records with.
+   */
+  holdingsCallback(): HoldingsFunc {
+    return this.#holdingsCallback;
+  }
+
+  #holdingsOf(owner: unknown): CallbackHolding[] {
+    const o = owner === undefined ? undefined : checkOwner(owner, "owner");
+    const out: CallbackHolding[] = [];
+    for (const h of this.#collect(o)) {
+      if (h.reserved) continue;
+      if ("range" in h) out.push({ kind: h.pool === "pio" ? "pio" : "mmio", owner: h.owner, range: h.range });
+      else out.push({ kind: h.pool === "legacyIrq" ? "irq" : h.pool, owner: h.owner, id: h.id, shared: h.shared === true });
+    }
+    return out;
+  }
+
+  #idCall(params: unknown, irq: boolean): number | null {
     const p = paramsRecord(params);
     const action = p["action"];
     const owner = checkOwner(p["owner"], "params.owner");
@@ -509,29 +583,102 @@ export class DefaultSystemAllocator implements SystemAllocator {
       if (p["pool"] !== undefined) throw invalidArgument("params.pool is only for the IRQ callback: device instance ids have one pool");
       pool = "instanceId";
     }
-    const ids = this.#state.ids[pool];
     if (action === "allocate") {
-      if (p["fixed"] !== undefined) {
-        const id = toU32(p["fixed"], "params.fixed");
-        this.#checkIdFree(pool, id);
-        return ids.allocateIdAt(id, owner);
-      }
-      try {
-        return ids.allocateId(owner);
-      } catch (error) {
-        throw relabel(error, pool, `${POOL_TEXT[pool]} pool`);
-      }
+      const shared = optionalBoolean(p["shared"], "params.shared");
+      if (shared && pool !== "legacyIrq") throw invalidArgument(`params.shared is for legacy IRQ lines only, not the ${POOL_TEXT[pool]} pool`);
+      const appendId = optionalBoolean(p["appendIdToOwner"], "params.appendIdToOwner");
+      const allowReserved = optionalBoolean(p["allowReserved"], "params.allowReserved");
+      const fixed = p["fixed"] === undefined ? undefined : toU32(p["fixed"], "params.fixed");
+      return this.#holdId(pool, owner, fixed, shared, appendId, allowReserved);
     }
     if (action === "free") {
       const id = toU32(p["id"], "params.id");
-      this.#checkIdHeld(pool, id, owner);
-      ids.freeId(id);
-      return id;
+      return this.#releaseId(pool, owner, id);
     }
     throw invalidArgument(`params.action must be "allocate" or "free", got ${describe(action)}`);
   }
 
-  #addressCall(params: unknown, family: "pio" | "mmio"): RangeInclusive {
+  /**
+   * Holds an id for `owner`: the lowest free one, or exactly `fixed` (null when `fixed` lies
+   * outside the pool: nothing is held). A fixed id that is reserved is used as the reservation
+   * allows; a shared line is joined when its holders share it too.
+   */
+  #holdId(pool: IdPoolName, owner: string, fixed: number | undefined, shared: boolean, appendId: boolean, allowReserved: boolean): number | null {
+    const s = this.#state;
+    const ids = s.ids[pool];
+    const claims = s.idClaims[pool];
+    if (fixed === undefined) {
+      let id: number;
+      try {
+        id = ids.allocateId(appendId ? undefined : owner);
+      } catch (error) {
+        throw relabel(error, pool, `${POOL_TEXT[pool]} pool`);
+      }
+      if (appendId) {
+        // The owner names the id, which is only known now: hand the id back and take it named.
+        ids.freeId(id);
+        ids.allocateIdAt(id, `${owner}@${id}`);
+      }
+      if (shared) claims.open(id, owner, true);
+      return id;
+    }
+    if (fixed < ids.first || fixed > ids.last) return null;
+    const holder = appendId ? `${owner}@${fixed}` : owner;
+    if (s.reservedIds[pool].has(fixed)) {
+      if (!allowReserved) this.#checkIdFree(pool, fixed); // throws Overlap naming the reservation
+      const reservedBy = ids.ownerOf(fixed) ?? "an unnamed owner";
+      if (claims.get(fixed) === undefined) {
+        claims.open(fixed, holder, shared);
+        return fixed;
+      }
+      const why = claims.join(fixed, holder, shared);
+      if (why !== undefined) {
+        throw new AllocatorError("Overlap", `${idText(pool, fixed)} (reserved by ${reservedBy}) is ${why}`, { owner: claims.get(fixed)!.holders[0]! });
+      }
+      return fixed;
+    }
+    if (ids.isAllocated(fixed)) {
+      const claim = claims.get(fixed);
+      if (claim !== undefined) {
+        const why = claims.join(fixed, holder, shared);
+        if (why === undefined) return fixed;
+        throw new AllocatorError("Overlap", `${idText(pool, fixed)} is ${why}`, { owner: claim.holders[0]! });
+      }
+      this.#checkIdFree(pool, fixed); // throws Overlap naming the holder
+    }
+    ids.allocateIdAt(fixed, holder);
+    if (shared) claims.open(fixed, holder, true);
+    return fixed;
+  }
+
+  /** Gives back `owner`'s hold on `id`: its allocation, its share of a line, or its use of a reservation. */
+  #releaseId(pool: IdPoolName, owner: string, id: number): number {
+    const s = this.#state;
+    const ids = s.ids[pool];
+    const claims = s.idClaims[pool];
+    const claim = claims.get(id);
+    if (claim !== undefined) {
+      const wasFirst = claim.holders[0] === owner;
+      const left = claims.leave(id, owner);
+      if (left === undefined) {
+        const by = s.reservedIds[pool].has(id) ? `used by ${claim.holders.join(", ")}` : `shared by ${claim.holders.join(", ")}`;
+        throw invalidArgument(`${idText(pool, id)} is ${by}, not ${owner}`, claim.holders[0]);
+      }
+      if (s.reservedIds[pool].has(id)) return id; // the reservation stays
+      if (left.length === 0) ids.freeId(id);
+      else if (wasFirst) {
+        // The pool names one owner per id: the next holder takes over the line.
+        ids.freeId(id);
+        ids.allocateIdAt(id, left[0]!);
+      }
+      return id;
+    }
+    this.#checkIdHeld(pool, id, owner);
+    ids.freeId(id);
+    return id;
+  }
+
+  #addressCall(params: unknown, family: "pio" | "mmio"): RangeInclusive | null {
     const p = paramsRecord(params);
     const action = p["action"];
     const owner = checkOwner(p["owner"], "params.owner");
@@ -544,6 +691,12 @@ export class DefaultSystemAllocator implements SystemAllocator {
       const end = toU64(r["end"], "params.range.end");
       if (start > end) throw new AllocatorError("InvalidRange", `invalid range: start ${hex(start)} is above end ${hex(end)}`);
       const pool = this.#addressPoolFor(family, start, end);
+      const use = this.#state.rangeUses[pool].exactly(start, end);
+      if (use !== undefined) {
+        if (use.owner !== owner) throw invalidArgument(`${rangeText(pool, start, end)} is used by ${use.owner}, not ${owner}`, use.owner);
+        this.#state.rangeUses[pool].delete(start);
+        return new RangeInclusive(start, end);
+      }
       this.#checkRangeHeld(pool, start, end, owner);
       this.#state.address[pool]!.free({ start, end });
       return new RangeInclusive(start, end);
@@ -551,7 +704,7 @@ export class DefaultSystemAllocator implements SystemAllocator {
     throw invalidArgument(`params.action must be "allocate" or "free", got ${describe(action)}`);
   }
 
-  #allocateRange(p: Record<string, unknown>, family: "pio" | "mmio", owner: string): RangeInclusive {
+  #allocateRange(p: Record<string, unknown>, family: "pio" | "mmio", owner: string): RangeInclusive | null {
     const size = toU64(p["size"], "params.size");
     const alignment = p["alignment"] === undefined ? 1n : toU64(p["alignment"], "params.alignment");
     let window: { min: bigint; max: bigint } | undefined;
@@ -562,8 +715,13 @@ export class DefaultSystemAllocator implements SystemAllocator {
       const max = toU64((w as Record<string, unknown>)["max"], "params.window.max");
       window = { min, max };
     }
-    const mmio64 = optionalBoolean(p["mmio64"], "params.mmio64");
+    let mmio64 = optionalBoolean(p["mmio64"], "params.mmio64");
     const allowFallback = optionalBoolean(p["allowFallback"], "params.allowFallback");
+    const named = this.#namedPool(p["pool"], family, mmio64);
+    if (named === "mmio64") mmio64 = true;
+    const placement = p["placement"] ?? "first";
+    if (placement !== "first" && placement !== "last") throw invalidArgument(`params.placement must be "first" or "last", got ${describe(placement)}`);
+    const policy = placement === "last" ? AllocPolicy.LastMatch : AllocPolicy.FirstMatch;
     if (family === "pio" && (mmio64 || allowFallback)) throw invalidArgument("params.mmio64 and params.allowFallback are for MMIO ranges only");
     if (allowFallback && !mmio64) throw invalidArgument("params.allowFallback requires params.mmio64: true");
     const options = window === undefined ? { owner } : { owner, window };
@@ -578,24 +736,35 @@ export class DefaultSystemAllocator implements SystemAllocator {
     };
     if (fixedValue !== undefined) {
       const fixed = toU64(fixedValue, "params.fixed");
-      const last = size === 0n ? fixed : fixed + size - 1n;
-      return attempt(this.#addressPoolFor(family, fixed, last), AllocPolicy.ExactMatch(fixed));
+      if (size === 0n) throw new AllocatorError("InvalidSize", "params.size must be at least 1");
+      if (size - 1n > U64_MAX - fixed) {
+        throw new AllocatorError("Overflow", `a range of ${hex(size)} at ${hex(fixed)} would end past 0xffffffffffffffff`);
+      }
+      const last = fixed + size - 1n;
+      if (this.#outsideEveryPool(family, fixed, last)) return null;
+      const pool = this.#addressPoolFor(family, fixed, last);
+      if (optionalBoolean(p["allowReserved"], "params.allowReserved")) {
+        const used = this.#useReservation(pool, fixed, last, alignment, owner);
+        if (used !== undefined) return used;
+      }
+      return attempt(pool, AllocPolicy.ExactMatch(fixed));
     }
-    if (family === "pio") return attempt("pio", AllocPolicy.FirstMatch);
-    if (!mmio64) return attempt("mmio32", AllocPolicy.FirstMatch);
+    if (family === "pio") return attempt("pio", policy);
+    if (named !== undefined && named !== "mmio64") return attempt(named, policy);
+    if (!mmio64) return attempt("mmio32", policy);
     if (this.#state.address.mmio64 === undefined) {
-      if (allowFallback) return attempt("mmio32", AllocPolicy.FirstMatch);
+      if (allowFallback) return attempt("mmio32", policy);
       throw new AllocatorError(
         "ResourceNotAvailable",
         `no 64-bit MMIO pool in this layout for ${hex(size)} bytes (owner ${owner}); pass allowFallback: true to use 32-bit MMIO`,
       );
     }
     try {
-      return attempt("mmio64", AllocPolicy.FirstMatch);
+      return attempt("mmio64", policy);
     } catch (error) {
       if (!allowFallback || !(error instanceof AllocatorError) || error.code !== "ResourceNotAvailable") throw error;
       try {
-        return attempt("mmio32", AllocPolicy.FirstMatch);
+        return attempt("mmio32", policy);
       } catch (fallbackError) {
         if (!(fallbackError instanceof AllocatorError)) throw fallbackError;
         throw new AllocatorError(fallbackError.code, `${error.message}; falling back to 32-bit MMIO: ${fallbackError.message}`, {
@@ -605,9 +774,55 @@ export class DefaultSystemAllocator implements SystemAllocator {
     }
   }
 
+  /** True when [start, end] meets no pool of `family`. */
+  #outsideEveryPool(family: "pio" | "mmio", start: bigint, end: bigint): boolean {
+    const candidates: readonly AddressPoolName[] = family === "pio" ? ["pio"] : MEMORY_POOL_NAMES;
+    return candidates.every((pool) => {
+      const a = this.#state.address[pool];
+      return a === undefined || end < a.base || start > a.end;
+    });
+  }
+
+  /**
+   * When [start, end] lies inside one reservation of `pool`, records `owner`'s use of it (refusing
+   * a part another device already uses) and returns it; undefined when it is not in a reservation.
+   */
+  #useReservation(pool: AddressPoolName, start: bigint, end: bigint, alignment: bigint, owner: string): RangeInclusive | undefined {
+    const s = this.#state;
+    const held = s.address[pool]!.find(start);
+    if (held === undefined || s.reservedRanges[pool].get(held.range.start) !== held.range.end || end > held.range.end) return undefined;
+    const shown = rangeText(pool, start, end);
+    if (start % alignment !== 0n) throw new AllocatorError("UnalignedAddress", `${shown} is not aligned to ${hex(alignment)}`);
+    const other = s.rangeUses[pool].overlapping(start, end);
+    if (other !== undefined) {
+      throw new AllocatorError(
+        "Overlap",
+        `${shown} conflicts with ${other.owner} ${rangeText(pool, other.start, other.end)} (inside ${held.owner ?? "a reservation"} ${held.range.toString(poolRangeKind(pool))})`,
+        { owner: other.owner },
+      );
+    }
+    s.rangeUses[pool].add({ start, end, owner });
+    return new RangeInclusive(start, end);
+  }
+
+  /** The memory pool `params.pool` names, checked against the layout; undefined when not given. */
+  #namedPool(value: unknown, family: "pio" | "mmio", mmio64: boolean): MemoryPoolName | undefined {
+    if (value === undefined) return undefined;
+    if (family === "pio") throw invalidArgument("params.pool is for MMIO ranges only");
+    if (typeof value !== "string" || !(MEMORY_POOL_NAMES as readonly string[]).includes(value)) {
+      throw invalidArgument(`params.pool must be one of ${MEMORY_POOL_NAMES.map((x) => JSON.stringify(x)).join(", ")}, got ${describe(value)}`);
+    }
+    const pool = value as MemoryPoolName;
+    if (mmio64 && pool !== "mmio64") throw invalidArgument(`params.mmio64 is true but params.pool is ${JSON.stringify(pool)}; give one`);
+    if (pool !== "mmio64" && this.#state.address[pool] === undefined) {
+      throw new AllocatorError("ResourceNotAvailable", `no ${POOL_TEXT[pool]} pool (${pool}) in this layout`);
+    }
+    return pool;
+  }
+
   /** The pool of `family` containing `start` (the pool then checks `end`), or OutOfRange. */
   #addressPoolFor(family: "pio" | "mmio", start: bigint, end: bigint): AddressPoolName {
-    const candidates: AddressPoolName[] = family === "pio" ? ["pio"] : ["mmio32", "mmio64"];
+    const candidates: readonly AddressPoolName[] = family === "pio" ? ["pio"] : MEMORY_POOL_NAMES;
     for (const pool of candidates) {
       const a = this.#state.address[pool];
       if (a !== undefined && a.base <= start && start <= a.end) return pool;
@@ -744,6 +959,7 @@ export class DefaultSystemAllocator implements SystemAllocator {
       if (this.#state.reservedRanges[p].get(r.start) !== r.end) {
         throw invalidArgument(`${shown} is allocated to ${holder}, not reserved; its owner frees it through the callback`, holder);
       }
+      this.#assertReservationUnused({ pool: p, range: new RangeInclusive(r.start, r.end), owner: holder, reserved: true });
       a.free(r);
       this.#state.reservedRanges[p].delete(r.start);
       return [{ pool: p, range: new RangeInclusive(r.start, r.end), owner: holder, reserved: true }];
@@ -755,6 +971,9 @@ export class DefaultSystemAllocator implements SystemAllocator {
       const holder = ids.ownerOf(id);
       if (ids.isAllocated(id)) throw invalidArgument(`${idText(p, id)} is allocated to ${holder ?? "an unnamed owner"}, not reserved`, holder);
       throw new AllocatorError("NeverAllocated", `${idText(p, id)} is not reserved`);
+    }
+    for (let id = Number(r.start); id <= Number(r.end); id++) {
+      this.#assertReservationUnused({ pool: p, id, owner: ids.ownerOf(id) ?? "", reserved: true });
     }
     const out: Holding[] = [];
     for (let id = Number(r.start); id <= Number(r.end); id++) {
@@ -770,80 +989,132 @@ export class DefaultSystemAllocator implements SystemAllocator {
     return this.holdings().filter((h) => h.reserved);
   }
 
-  /** Everything held (allocations and reservations), in pool order then address order. */
+  /**
+   * Everything held (allocations, reservations, uses of reservations, shares of lines), in pool
+   * order then address order; a shared line or a used reservation appears once per holder.
+   */
   holdings(): Holding[] {
-    const out: Holding[] = [];
-    const s = this.#state;
-    for (const pool of POOL_NAMES) {
-      if (isAddressPool(pool)) {
-        const a = s.address[pool];
-        if (a === undefined) continue;
-        for (const { range, owner } of a.allocations()) {
-          out.push({ pool, range, owner: owner ?? "", reserved: s.reservedRanges[pool].get(range.start) === range.end });
-        }
-      } else {
-        const ids = s.ids[pool];
-        for (const id of ids.allocatedIds()) out.push({ pool, id, owner: ids.ownerOf(id) ?? "", reserved: s.reservedIds[pool].has(id) });
-      }
-    }
-    return out;
+    return this.#collect(undefined);
   }
 
   /**
-   * Everything `owner` holds across all pools (allocations and reservations), in pool order then
-   * address order. Note that a device manager allocates instance ids under the device *name*
-   * and everything else under `name@id`.
+   * Everything `owner` holds across all pools (allocations, reservations, uses of reservations
+   * and shares of lines), in pool order then address order.
    * @throws AllocatorError `InvalidArgument` when `owner` is not a non-empty string.
    */
   allocationsOf(owner: string): Holding[] {
-    const o = checkOwner(owner, "owner");
+    return this.#collect(checkOwner(owner, "owner"));
+  }
+
+  /** The holdings of `owner`, or of everyone. */
+  #collect(owner: string | undefined): Holding[] {
     const s = this.#state;
     const out: Holding[] = [];
+    const byStart = (a: AddressHolding, b: AddressHolding): number => (a.range.start < b.range.start ? -1 : a.range.start > b.range.start ? 1 : 0);
     for (const pool of POOL_NAMES) {
       if (isAddressPool(pool)) {
         const a = s.address[pool];
         if (a === undefined) continue;
-        for (const range of a.allocationsOf(o)) {
-          out.push({ pool, range, owner: o, reserved: s.reservedRanges[pool].get(range.start) === range.end });
+        const marks = s.reservedRanges[pool];
+        const list: AddressHolding[] = [];
+        const allocations = owner === undefined ? a.allocations() : a.allocationsOf(owner).map((range) => ({ range, owner }));
+        for (const { range, owner: o } of allocations) list.push({ pool, range, owner: o ?? "", reserved: marks.get(range.start) === range.end });
+        for (const u of owner === undefined ? s.rangeUses[pool].all() : s.rangeUses[pool].of(owner)) {
+          list.push({ pool, range: new RangeInclusive(u.start, u.end), owner: u.owner, reserved: false, within: a.find(u.start)?.owner ?? "" });
         }
+        out.push(...list.sort(byStart));
       } else {
-        for (const id of s.ids[pool].idsOf(o)) out.push({ pool, id, owner: o, reserved: s.reservedIds[pool].has(id) });
+        const ids = s.ids[pool];
+        const claims = s.idClaims[pool];
+        const reserved = s.reservedIds[pool];
+        const list: IdHolding[] = [];
+        for (const id of owner === undefined ? ids.allocatedIds() : ids.idsOf(owner)) {
+          const claim = claims.get(id);
+          if (claim !== undefined && !reserved.has(id)) continue; // a shared line: listed per holder below
+          list.push({ pool, id, owner: ids.ownerOf(id) ?? "", reserved: reserved.has(id) });
+        }
+        for (const [id, claim] of claims.entries()) {
+          const inReservation = reserved.has(id);
+          for (const holder of claim.holders) {
+            if (owner !== undefined && holder !== owner) continue;
+            const h: { -readonly [K in keyof IdHolding]: IdHolding[K] } = { pool, id, owner: holder, reserved: false };
+            if (claim.shared) h.shared = true;
+            if (inReservation) h.within = ids.ownerOf(id) ?? "";
+            list.push(h);
+          }
+        }
+        // Stable sort: at one id, the pool's own holding (a reservation) comes before its uses.
+        out.push(...list.sort((x, y) => x.id - y.id));
       }
     }
     return out;
   }
 
   /**
-   * Frees everything `owner` holds across all pools, reservations included.
+   * Frees everything `owner` holds across all pools: its allocations and reservations, its uses
+   * of reservations and its shares of lines.
    * @returns what was freed, as {@link allocationsOf} listed it.
-   * @throws AllocatorError `InvalidArgument` when `owner` is not a non-empty string.
+   * @throws AllocatorError `InvalidArgument` when `owner` is not a non-empty string;
+   *   `InvalidState` (changing nothing) when a reservation of `owner` is in use by a device.
    */
   releaseAll(owner: string): Holding[] {
     const held = this.allocationsOf(owner);
     const s = this.#state;
+    for (const h of held) if (h.reserved) this.#assertReservationUnused(h, owner);
     for (const h of held) {
       if ("range" in h) {
-        s.address[h.pool]!.free(h.range);
-        if (h.reserved) s.reservedRanges[h.pool].delete(h.range.start);
-      } else {
+        if (h.within !== undefined) s.rangeUses[h.pool].delete(h.range.start);
+        else {
+          s.address[h.pool]!.free(h.range);
+          if (h.reserved) s.reservedRanges[h.pool].delete(h.range.start);
+        }
+      } else if (h.reserved) {
         s.ids[h.pool].freeId(h.id);
-        if (h.reserved) s.reservedIds[h.pool].delete(h.id);
+        s.reservedIds[h.pool].delete(h.id);
+      } else {
+        this.#releaseId(h.pool, owner, h.id);
       }
     }
     return held;
+  }
+
+  /** Refuses to drop a reservation some device (other than `releasing`, which lets go too) is using. */
+  #assertReservationUnused(h: Holding, releasing?: string): void {
+    const s = this.#state;
+    if ("range" in h) {
+      const use = s.rangeUses[h.pool].all().find((u) => u.owner !== releasing && u.start <= h.range.end && h.range.start <= u.end);
+      if (use !== undefined) {
+        throw new AllocatorError(
+          "InvalidState",
+          `${h.range.toString(poolRangeKind(h.pool))} of ${h.owner} is in use by ${use.owner} ${rangeText(h.pool, use.start, use.end)}; free that first`,
+          { owner: use.owner },
+        );
+      }
+    } else {
+      const claim = s.idClaims[h.pool].get(h.id);
+      if (claim !== undefined && claim.holders.some((o) => o !== releasing)) {
+        throw new AllocatorError("InvalidState", `${idText(h.pool, h.id)} of ${h.owner} is in use by ${claim.holders.join(", ")}; free that first`, {
+          owner: claim.holders[0]!,
+        });
+      }
+    }
   }
 
   /** Every owner holding something in any pool, sorted. */
   owners(): string[] {
     const names = new Set<string>();
     const s = this.#state;
-    for (const pool of ["pio", "mmio32", "mmio64"] as const) for (const o of s.address[pool]?.owners() ?? []) names.add(o);
+    for (const pool of ADDRESS_POOL_NAMES) {
+      for (const o of s.address[pool]?.owners() ?? []) names.add(o);
+      for (const u of s.rangeUses[pool].all()) names.add(u.owner);
+    }
     for (const pool of ["legacyIrq", "msi", "instanceId"] as const) {
       const ids = s.ids[pool];
       for (const id of ids.allocatedIds()) {
         const o = ids.ownerOf(id);
         if (o !== undefined) names.add(o);
       }
+      for (const [, claim] of s.idClaims[pool].entries()) for (const o of claim.holders) names.add(o);
     }
     return [...names].sort();
   }
@@ -894,8 +1165,10 @@ export class DefaultSystemAllocator implements SystemAllocator {
     const s = this.#state;
     const pools: {
       pio?: AddressAllocatorSnapshot;
+      systemMemory?: AddressAllocatorSnapshot;
       mmio32?: AddressAllocatorSnapshot;
       mmio64?: AddressAllocatorSnapshot;
+      pastMmio64?: AddressAllocatorSnapshot;
       legacyIrq?: IdAllocatorSnapshot;
       msi?: IdAllocatorSnapshot;
       instanceId?: IdAllocatorSnapshot;
@@ -935,13 +1208,24 @@ export class DefaultSystemAllocator implements SystemAllocator {
         if (run !== undefined) reserved.push({ pool, start: run.start, end: run.end, owner: run.owner });
       }
     }
+    const claims: IdClaimJSON[] = [];
+    const uses: RangeUseJSON[] = [];
+    for (const pool of POOL_NAMES) {
+      if (isAddressPool(pool)) {
+        for (const u of s.rangeUses[pool].all()) uses.push({ pool, start: hex(u.start), end: hex(u.end), owner: u.owner });
+      } else {
+        for (const [id, c] of s.idClaims[pool].entries()) claims.push({ pool, id, holders: [...c.holders], shared: c.shared });
+      }
+    }
     return {
       format: SYSTEM_ALLOCATOR_SNAPSHOT_FORMAT,
-      version: 1,
+      version: 2,
       // A fresh copy: the snapshot is the caller's to change.
       layout: layoutToJSON(this.#layout),
       pools: pools as SystemAllocatorSnapshot["pools"],
       reserved,
+      claims,
+      uses,
     };
   }
 
@@ -966,12 +1250,13 @@ export class DefaultSystemAllocator implements SystemAllocator {
   static #restore(snapshot: unknown): DefaultSystemAllocator {
     if (typeof snapshot !== "object" || snapshot === null || Array.isArray(snapshot)) throw invalidSnapshot(`expected an object, got ${describe(snapshot)}`);
     const x = snapshot as Record<string, unknown>;
-    for (const key of Object.keys(x)) if (!SNAPSHOT_KEYS.includes(key)) throw invalidSnapshot(`unknown field ${JSON.stringify(key)}`);
-    for (const key of SNAPSHOT_KEYS) if (!Object.hasOwn(x, key)) throw invalidSnapshot(`missing field "${key}"`);
     if (x["format"] !== SYSTEM_ALLOCATOR_SNAPSHOT_FORMAT) {
       throw invalidSnapshot(`format must be "${SYSTEM_ALLOCATOR_SNAPSHOT_FORMAT}", got ${describe(x["format"])}`);
     }
-    if (x["version"] !== 1) throw invalidSnapshot(`unsupported version ${describe(x["version"])} (supported: 1)`);
+    if (x["version"] !== 1 && x["version"] !== 2) throw invalidSnapshot(`unsupported version ${describe(x["version"])} (supported: 1, 2)`);
+    const keys = x["version"] === 1 ? SNAPSHOT_KEYS_V1 : SNAPSHOT_KEYS;
+    for (const key of Object.keys(x)) if (!keys.includes(key)) throw invalidSnapshot(`unknown field ${JSON.stringify(key)}`);
+    for (const key of keys) if (!Object.hasOwn(x, key)) throw invalidSnapshot(`missing field "${key}"`);
     // Snapshots carry numbers in one canonical form only, as the pools' own snapshots do.
     checkCanonicalLayout(x["layout"], "layout", invalidSnapshot);
     let layout: ResolvedLayout;
@@ -1069,6 +1354,7 @@ export class DefaultSystemAllocator implements SystemAllocator {
         }
       }
     }
+    if (x["version"] === 2) restoreClaims(state, x["claims"], x["uses"]);
     // Everything is validated: build from the layout (whose reservations cannot fail), then adopt.
     const sys = new DefaultSystemAllocator(layoutToJSON(layout));
     sys.#state = state;
@@ -1122,12 +1408,120 @@ export class DefaultSystemAllocator implements SystemAllocator {
         for (const id of s.reservedIds[pool]) if (!ids.isAllocated(id)) broken(`reserved ${idText(pool, id)} is not held`);
       }
     }
-    const low = s.address.mmio32;
-    const high = s.address.mmio64;
-    if (low !== undefined && high !== undefined && low.base <= high.end && high.base <= low.end) broken("the MMIO pools overlap");
+    try {
+      checkClaims(s);
+    } catch (error) {
+      broken(error instanceof Error ? error.message : String(error), error);
+    }
+    for (const a of MEMORY_POOL_NAMES) {
+      for (const b of MEMORY_POOL_NAMES) {
+        const x = s.address[a];
+        const y = s.address[b];
+        if (a < b && x !== undefined && y !== undefined && x.base <= y.end && y.base <= x.end) broken(`the ${a} and ${b} pools overlap`);
+      }
+    }
     const irq = s.ids.legacyIrq;
     const msi = s.ids.msi;
     if (irq.first <= msi.last && msi.first <= irq.last) broken("the legacy IRQ and MSI pools overlap");
+  }
+}
+
+/** Checks that the claims and uses of `state` agree with its pools; throws a plain Error saying how not. */
+function checkClaims(state: State): void {
+  for (const pool of POOL_NAMES) {
+    if (isAddressPool(pool)) {
+      const a = state.address[pool];
+      const uses = state.rangeUses[pool].all();
+      if (a === undefined) {
+        if (uses.length > 0) throw new Error(`pool ${pool} does not exist but has uses`);
+        continue;
+      }
+      let previous: { end: bigint } | undefined;
+      for (const u of uses) {
+        const shown = rangeText(pool, u.start, u.end);
+        if (u.owner.length === 0) throw new Error(`the use ${shown} has no owner`);
+        if (u.start > u.end) throw new Error(`the use ${shown} is inverted`);
+        if (previous !== undefined && u.start <= previous.end) throw new Error(`the use ${shown} overlaps another`);
+        previous = u;
+        const held = a.find(u.start);
+        if (held === undefined || state.reservedRanges[pool].get(held.range.start) !== held.range.end || u.end > held.range.end) {
+          throw new Error(`the use ${shown} of ${u.owner} is not inside one reservation`);
+        }
+      }
+    } else {
+      const ids = state.ids[pool];
+      for (const [id, c] of state.idClaims[pool].entries()) {
+        const shown = idText(pool, id);
+        if (c.holders.length === 0) throw new Error(`${shown} has a claim without holders`);
+        if (new Set(c.holders).size !== c.holders.length || c.holders.some((h) => typeof h !== "string" || h.length === 0)) {
+          throw new Error(`${shown} lists a holder twice, or an empty one`);
+        }
+        if (!c.shared && c.holders.length !== 1) throw new Error(`${shown} is not shared but has ${c.holders.length} holders`);
+        if (c.shared && pool !== "legacyIrq") throw new Error(`${shown} is shared, but only legacy lines can be`);
+        if (!ids.isAllocated(id)) throw new Error(`${shown} is claimed but not held`);
+        if (!state.reservedIds[pool].has(id)) {
+          if (!c.shared) throw new Error(`${shown} is claimed unshared outside a reservation`);
+          if (ids.ownerOf(id) !== c.holders[0]) throw new Error(`${shown} is held by ${ids.ownerOf(id) ?? "nobody"}, not its first holder ${c.holders[0]!}`);
+        }
+      }
+    }
+  }
+}
+
+/** Reads the `claims` and `uses` of a version 2 snapshot into `state`, validating them. */
+function restoreClaims(state: State, claimsValue: unknown, usesValue: unknown): void {
+  if (!Array.isArray(claimsValue)) throw invalidSnapshot(`claims must be an array, got ${describe(claimsValue)}`);
+  if (!Array.isArray(usesValue)) throw invalidSnapshot(`uses must be an array, got ${describe(usesValue)}`);
+  const object = (v: unknown, at: string, keys: readonly string[]): Record<string, unknown> => {
+    if (typeof v !== "object" || v === null || Array.isArray(v)) throw invalidSnapshot(`${at} must be an object, got ${describe(v)}`);
+    const o = v as Record<string, unknown>;
+    for (const k of Object.keys(o)) if (!keys.includes(k)) throw invalidSnapshot(`${at} has unknown field ${JSON.stringify(k)}`);
+    for (const k of keys) if (!Object.hasOwn(o, k)) throw invalidSnapshot(`${at} is missing "${k}"`);
+    return o;
+  };
+  const ownerAt = (v: unknown, at: string): string => {
+    if (typeof v !== "string" || v.length === 0) throw invalidSnapshot(`${at} must be a non-empty string, got ${describe(v)}`);
+    return v;
+  };
+  for (let i = 0; i < claimsValue.length; i++) {
+    const at = `claims[${i}]`;
+    const c = object(claimsValue[i], at, ["pool", "id", "holders", "shared"]);
+    const pool = c["pool"];
+    if (typeof pool !== "string" || !(POOL_NAMES as readonly string[]).includes(pool) || isAddressPool(pool as PoolName)) {
+      throw invalidSnapshot(`${at}.pool must be an id pool, got ${describe(pool)}`);
+    }
+    const p = pool as IdPoolName;
+    const id = c["id"];
+    if (typeof id !== "number" || !Number.isInteger(id) || id < state.ids[p].first || id > state.ids[p].last) {
+      throw invalidSnapshot(`${at}.id must be an id of pools.${p}, got ${describe(id)}`);
+    }
+    if (typeof c["shared"] !== "boolean") throw invalidSnapshot(`${at}.shared must be a boolean, got ${describe(c["shared"])}`);
+    const holders = c["holders"];
+    if (!Array.isArray(holders) || holders.length === 0) throw invalidSnapshot(`${at}.holders must be a non-empty array of owners`);
+    const names = holders.map((h: unknown, j: number) => ownerAt(h, `${at}.holders[${j}]`));
+    if (state.idClaims[p].get(id) !== undefined) throw invalidSnapshot(`${at}: ${idText(p, id)} is listed twice`);
+    state.idClaims[p].open(id, names[0]!, c["shared"]);
+    for (const h of names.slice(1)) state.idClaims[p].get(id)!.holders.push(h);
+  }
+  for (let i = 0; i < usesValue.length; i++) {
+    const at = `uses[${i}]`;
+    const u = object(usesValue[i], at, ["pool", "start", "end", "owner"]);
+    const pool = u["pool"];
+    if (typeof pool !== "string" || !(POOL_NAMES as readonly string[]).includes(pool) || !isAddressPool(pool as PoolName) || state.address[pool as AddressPoolName] === undefined) {
+      throw invalidSnapshot(`${at}.pool must be an address pool of the layout, got ${describe(pool)}`);
+    }
+    const start = parseHexU64(u["start"]);
+    const end = parseHexU64(u["end"]);
+    if (start === undefined) throw invalidSnapshot(`${at}.start must be canonical hex, got ${describe(u["start"])}`);
+    if (end === undefined) throw invalidSnapshot(`${at}.end must be canonical hex, got ${describe(u["end"])}`);
+    const uses = state.rangeUses[pool as AddressPoolName];
+    if (uses.overlapping(start, end) !== undefined || start > end) throw invalidSnapshot(`${at}: ${rangeText(pool as AddressPoolName, start, end)} is inverted or overlaps another use`);
+    uses.add({ start, end, owner: ownerAt(u["owner"], `${at}.owner`) });
+  }
+  try {
+    checkClaims(state);
+  } catch (error) {
+    throw invalidSnapshot(error instanceof Error ? error.message : String(error));
   }
 }
 

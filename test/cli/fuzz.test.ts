@@ -136,20 +136,26 @@ describe("any layout", () => {
   });
 });
 
-describe("any damage to a saved plan", () => {
-  it("is reported by show as one line, never a crash", () => {
-    const base = savedPlanOfDefault();
-    const paths = leafPaths(base);
-    fc.assert(
-      fc.property(fc.constantFrom(...paths), fc.jsonValue({ maxDepth: 1 }), (path, value) => {
-        const damaged = structuredClone(base);
-        setAt(damaged, path, value);
-        assertClean(cli(["show", "-"], JSON.stringify(damaged)));
-      }),
-      { numRuns: 400 },
-    );
+// What `plan` writes for programs: `show` reads both back.
+for (const [what, make] of [
+  ["a saved plan", savedPlanOfDefault],
+  ["a plan report", () => JSON.parse(cli(["plan", "--format", "json"], "").stdout) as unknown],
+] as const) {
+  describe(`any damage to ${what}`, () => {
+    it("is reported by show as one line, never a crash", () => {
+      const base = make();
+      const paths = leafPaths(base);
+      fc.assert(
+        fc.property(fc.constantFrom(...paths), fc.jsonValue({ maxDepth: 1 }), (path, value) => {
+          const damaged = structuredClone(base);
+          setAt(damaged, path, value);
+          assertClean(cli(["show", "-"], JSON.stringify(damaged)));
+        }),
+        { numRuns: 400 },
+      );
+    });
   });
-});
+}
 
 /** What `plan --save` writes for the built-in default. */
 function savedPlanOfDefault(): unknown {

@@ -16,6 +16,16 @@ export const MAIN = join(ROOT, "dist", "cli", "main.js");
 export const EXAMPLES = join(ROOT, "examples", "layouts");
 export const EXPECTED = join(EXAMPLES, "expected");
 
+/** Each example, by the name of its expected files, and the arguments that plan it. */
+export const EXAMPLE_RUNS: readonly { readonly name: string; readonly args: readonly string[] }[] = [
+  { name: "default", args: [] },
+  { name: "firecracker-default", args: ["examples/layouts/firecracker-default.json"] },
+  { name: "pc-q35", args: ["examples/layouts/pc-q35.json"] },
+  { name: "large-mmio64", args: ["examples/layouts/large-mmio64.json"] },
+  { name: "firecracker-aarch64", args: ["examples/layouts/firecracker-aarch64.json"] },
+  { name: "riscv64-virt", args: ["examples/layouts/riscv64-virt.json"] },
+];
+
 /** What a run of the command printed. */
 export interface CliResult {
   readonly status: number;

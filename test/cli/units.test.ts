@@ -144,21 +144,26 @@ describe("planLayout", () => {
     const devices = outcome.snapshot!.devices;
     assert.deepEqual(devices.find((d) => d.name === "fixed")!.mmio, [{ start: "0xc0001000", end: "0xc0001fff", fixed: true }]);
     assert.deepEqual(devices.find((d) => d.name === "dyn")!.mmio, [{ start: "0xc0002000", end: "0xc0002fff", fixed: false }]);
-    const held = outcome.snapshot!.system.reserved.filter((r) => r.owner === "fixed@1");
-    assert.deepEqual(held, [{ pool: "mmio32", start: "0xc0001000", end: "0xc0001fff", owner: "fixed@1" }]);
+    // Held by the allocator for the device itself (not a reservation), so unplugging frees it.
+    const system = outcome.snapshot!.system;
+    assert.deepEqual(system.reserved.filter((r) => r.owner === "fixed@1"), []);
+    const block = system.pools.mmio32.blocks.find((b) => b.start === "0xc0001000");
+    assert.deepEqual(block, { start: "0xc0001000", end: "0xc0001fff", state: "allocated", owner: "fixed@1" });
   });
-  it("lets fixed legacy IRQs be shared, but never hands a fixed one out", () => {
+  it("lets fixed legacy IRQs be shared when every holder says so, but never hands a fixed one out", () => {
     const outcome = plan({
       layout: { legacyIrq: { first: 5, last: 6 } },
       devices: [
-        { name: "a", requests: [{ kind: "irq", fixed: 5 }] },
-        { name: "b", requests: [{ kind: "irq", fixed: 5 }] },
+        { name: "a", requests: [{ kind: "irq", fixed: 5, shared: true }] },
+        { name: "b", requests: [{ kind: "irq", fixed: 5, shared: true }] },
         { name: "c", requests: [{ kind: "irq" }] },
         { name: "d", requests: [{ kind: "irq" }] },
       ],
     }, true);
     assert.equal(outcome.problems.length, 1);
     assert.equal(outcome.problems[0]!.path, "devices[3].requests[0]");
+    const unshared = plan({ devices: [{ name: "a", requests: [{ kind: "irq", fixed: 9 }] }, { name: "b", requests: [{ kind: "irq", fixed: 9, shared: true }] }] }, true);
+    assert.deepEqual(unshared.problems.map((p) => `${p.path}: ${p.message}`), ["devices[1].requests[0]: [irq 9] is held by a@0, which does not share it"]);
   });
   it("in keepGoing mode reports every failing device and plans the others", () => {
     const outcome = plan({
@@ -190,6 +195,8 @@ describe("rendering helpers", () => {
       source: "t",
       description: undefined,
       preset: undefined,
+      parameters: undefined,
+      presetChanges: [],
       addressSpaces: [
         { name: "pio", title: "", kind: "io", start: 0n, end: 0xffffn, segments: [{ start: 0n, end: 0xfffn, owner: "isa", origin: "reserved", children: [{ start: 0x3f8n, end: 0x3ffn, owner: "serial", origin: "fixed" }] }] },
         { name: "mmio64", title: "", kind: "mem", start: 0x10_0000_0000n, end: 0x1f_ffff_ffffn, segments: [{ start: 0x10_0000_0000n, end: 0x10_0000_0fffn, owner: "dev", origin: "allocated", children: [] }] },

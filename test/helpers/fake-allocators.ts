@@ -7,7 +7,14 @@
  */
 import { AllocatorError } from "../../src/core/errors.js";
 import { RangeInclusive, type RangeKind } from "../../src/core/range.js";
-import type { AddrAllocateFunc, AddrAllocateParams, IdAllocateFunc, IdAllocateParams } from "../../src/system/allocation-callbacks.js";
+import type {
+  AddrAllocateFunc,
+  AddrAllocateParams,
+  CallbackHolding,
+  HoldingsFunc,
+  IdAllocateFunc,
+  IdAllocateParams,
+} from "../../src/system/allocation-callbacks.js";
 import { hex, U64_MAX } from "../../src/core/u64.js";
 
 /** An inclusive pool of ids. */
@@ -27,6 +34,8 @@ export interface FakeAllocation {
 export class FakeIdAllocator {
   readonly #pools: Map<string, IdPool>;
   readonly #held = new Map<string, Map<number, string>>();
+  /** Holders of shared lines after the first (the first is in #held), by pool and id. */
+  readonly #sharers = new Map<string, Map<number, string[]>>();
   /** Every call, in order (shallow copies of the params). */
   readonly calls: IdAllocateParams[] = [];
   /** Runs first on every call; throwing from it makes the call fail with no effect. */
@@ -34,7 +43,10 @@ export class FakeIdAllocator {
 
   constructor(pools: Readonly<Record<string, IdPool>>) {
     this.#pools = new Map(Object.entries(pools));
-    for (const name of this.#pools.keys()) this.#held.set(name, new Map());
+    for (const name of this.#pools.keys()) {
+      this.#held.set(name, new Map());
+      this.#sharers.set(name, new Map());
+    }
   }
 
   /** The callback to hand to a device manager. */
@@ -45,43 +57,81 @@ export class FakeIdAllocator {
     const pool = this.#pools.get(poolName);
     const held = this.#held.get(poolName);
     if (pool === undefined || held === undefined) throw new AllocatorError("OutOfRange", `no ${poolName} pool`);
+    const sharers = this.#sharers.get(poolName)!;
     if (params.action === "free") {
       const owner = held.get(params.id);
       if (owner === undefined) throw new AllocatorError("NeverAllocated", `${poolName} id ${params.id} was never allocated`);
+      const others = sharers.get(params.id);
+      if (others !== undefined && others.length > 0 && owner !== params.owner) {
+        const i = others.indexOf(params.owner);
+        if (i < 0) throw new AllocatorError("InvalidArgument", `${poolName} id ${params.id} is shared by ${owner}, ${others.join(", ")}, not ${params.owner}`, { owner });
+        others.splice(i, 1);
+        return params.id;
+      }
       if (owner !== params.owner) {
         throw new AllocatorError("InvalidArgument", `${poolName} id ${params.id} is held by ${owner}, not ${params.owner}`, { owner });
       }
-      held.delete(params.id);
+      if (others !== undefined && others.length > 0) held.set(params.id, others.shift()!);
+      else {
+        held.delete(params.id);
+        sharers.delete(params.id);
+      }
       return params.id;
     }
+    const ownerFor = (id: number): string => (params.appendIdToOwner === true ? `${params.owner}@${id}` : params.owner);
+    const take = (id: number): number => {
+      held.set(id, ownerFor(id));
+      if (params.shared === true) sharers.set(id, []);
+      return id;
+    };
     if (params.fixed !== undefined) {
       const id = params.fixed;
-      if (id < pool[0] || id > pool[1]) throw new AllocatorError("OutOfRange", `${poolName} id ${id} is outside ${pool[0]}-${pool[1]}`);
+      if (id < pool[0] || id > pool[1]) return null; // outside the pool: nothing is held
       const owner = held.get(id);
-      if (owner !== undefined) throw new AllocatorError("Overlap", `${poolName} id ${id} is held by ${owner}`, { owner });
-      held.set(id, params.owner);
-      return id;
-    }
-    for (let id = pool[0]; id <= pool[1]; id++) {
-      if (!held.has(id)) {
-        held.set(id, params.owner);
-        return id;
+      if (owner !== undefined) {
+        const others = sharers.get(id);
+        if (params.shared === true && others !== undefined && owner !== params.owner && !others.includes(params.owner)) {
+          others.push(params.owner);
+          return id;
+        }
+        throw new AllocatorError("Overlap", `${poolName} id ${id} is held by ${owner}`, { owner });
       }
+      return take(id);
     }
+    for (let id = pool[0]; id <= pool[1]; id++) if (!held.has(id)) return take(id);
     throw new AllocatorError("ResourceNotAvailable", `${poolName} pool ${pool[0]}-${pool[1]} is exhausted`);
   };
 
-  /** Number of ids currently held. */
+  /** Number of ids currently held (a shared line counts once). */
   get heldCount(): number {
     let n = 0;
     for (const h of this.#held.values()) n += h.size;
     return n;
   }
 
+  /** The holdings of one id pool in the callback vocabulary (`kind`), for {@link fakeHoldings}. */
+  holdingsOf(pool: string, kind: "instanceId" | "irq" | "msi"): CallbackHolding[] {
+    const out: CallbackHolding[] = [];
+    const held = this.#held.get(pool);
+    if (held === undefined) return out;
+    for (const [id, owner] of held) {
+      const others = this.#sharers.get(pool)!.get(id);
+      const shared = others !== undefined;
+      out.push({ kind, owner, id, shared });
+      for (const o of others ?? []) out.push({ kind, owner: o, id, shared });
+    }
+    return out;
+  }
+
   /** Every held id with its owner, sorted. */
   allocations(): FakeAllocation[] {
     const out: FakeAllocation[] = [];
-    for (const [pool, held] of this.#held) for (const [id, owner] of held) out.push({ pool, value: String(id), owner });
+    for (const [pool, held] of this.#held) {
+      for (const [id, owner] of held) {
+        out.push({ pool, value: String(id), owner });
+        for (const other of this.#sharers.get(pool)!.get(id) ?? []) out.push({ pool, value: String(id), owner: other });
+      }
+    }
     return out.sort(compareAllocations);
   }
 
@@ -140,6 +190,8 @@ export class FakeAddressAllocator {
     if (params.fixed !== undefined) {
       if (params.fixed % alignment !== 0n) throw new AllocatorError("UnalignedAddress", `${hex(params.fixed)} is not aligned to ${hex(alignment)}`);
       const range = RangeInclusive.withSize(params.fixed, params.size);
+      const outside = [this.#low, this.#high].every((p) => p === undefined || range.end < p[0] || range.start > p[1]);
+      if (outside) return null; // outside every pool: nothing is held
       const inPool = [this.#low, this.#high].some((p) => p !== undefined && range.start >= p[0] && range.end <= p[1]);
       if (!inPool || (window !== undefined && (range.start < window.min || range.end > window.max))) {
         throw new AllocatorError("OutOfRange", `${range.toString(this.#kind)} is outside the pools or the window`);
@@ -187,6 +239,11 @@ export class FakeAddressAllocator {
     return this.#held.length;
   }
 
+  /** The holdings in the callback vocabulary, for {@link fakeHoldings}. */
+  holdingsAs(kind: "pio" | "mmio"): CallbackHolding[] {
+    return this.#held.map((h) => ({ kind, owner: h.owner, range: h.range }));
+  }
+
   /** Every held range with its owner, in address order. */
   allocations(): FakeAllocation[] {
     return this.#held.map((h) => ({ pool: this.#kind, value: h.range.toString(this.#kind), owner: h.owner }));
@@ -208,4 +265,18 @@ function compareAllocations(a: FakeAllocation, b: FakeAllocation): number {
   const y = Number(b.value);
   if (x !== y) return x - y;
   return a.owner < b.owner ? -1 : a.owner > b.owner ? 1 : 0;
+}
+
+/** A `holdings` callback over the four fakes a device manager test builds. */
+export function fakeHoldings(ids: FakeIdAllocator, irqs: FakeIdAllocator, pio: FakeAddressAllocator, mmio: FakeAddressAllocator): HoldingsFunc {
+  return (owner) => {
+    const all = [
+      ...ids.holdingsOf("default", "instanceId"),
+      ...irqs.holdingsOf("legacy", "irq"),
+      ...irqs.holdingsOf("msi", "msi"),
+      ...pio.holdingsAs("pio"),
+      ...mmio.holdingsAs("mmio"),
+    ];
+    return owner === undefined ? all : all.filter((h) => h.owner === owner);
+  };
 }

@@ -34,10 +34,24 @@ const SMALL: SystemLayout = {
   msi: { first: 24, last: 40 },
   instanceId: { first: 0, last: 15 },
 };
+/** {@link SMALL} with the two pools Firecracker adds, for the model test. */
+const MODEL_LAYOUT: SystemLayout = {
+  ...SMALL,
+  name: "model",
+  systemMemory: { base: 0x10_0000, size: 0x1000 },
+  pastMmio64: { base: "0x100100000", size: 0x1000 },
+};
 const NO_OPTIONAL: SystemLayout = { mmio32: { base: 0x1000, size: 0x1000 }, legacyIrq: { first: 32, last: 40 }, msi: { first: 41, last: 60 } };
 
 const state = (sys: DefaultSystemAllocator): string => JSON.stringify(sys.toJSON());
 const show = (h: Holding): string => ("range" in h ? `${h.pool} ${h.range.toString()} ${h.owner}${h.reserved ? " R" : ""}` : `${h.pool} ${h.id} ${h.owner}${h.reserved ? " R" : ""}`);
+
+/** Runs `f`, a fixed request outside every pool, which must hold nothing (return null) and change nothing. */
+function holdsNothing(sys: DefaultSystemAllocator, f: () => unknown): void {
+  const before = state(sys);
+  assert.equal(f(), null);
+  assert.equal(state(sys), before);
+}
 
 /** Runs `f`, which must throw an AllocatorError with code `c`, and checks that nothing changed. */
 function failsCleanly(sys: DefaultSystemAllocator, f: () => unknown, c: string, message?: RegExp, owner?: string): void {
@@ -48,28 +62,31 @@ function failsCleanly(sys: DefaultSystemAllocator, f: () => unknown, c: string, 
 }
 
 describe("DefaultSystemAllocator: construction and layout", () => {
-  it("uses the Firecracker-like microVM preset by default", () => {
+  it("uses the Firecracker microVM preset by default", () => {
     const sys = new DefaultSystemAllocator();
     assert.equal(sys.name, "firecracker-x86_64");
     assert.deepEqual(sys.layout, new DefaultSystemAllocator(FIRECRACKER_X86_64).layout);
-    assert.equal(sys.pio!.base, 0n);
-    assert.equal(sys.pio!.end, 0xffffn);
-    assert.equal(sys.mmio32.base, 0xc000_0000n);
-    assert.equal(sys.mmio32.end, 0xfebf_ffffn);
+    // Firecracker has no port allocator.
+    assert.equal(sys.pio, undefined);
+    assert.equal(sys.pioAddressCallback(), undefined);
+    assert.equal(sys.mmio32.base, 0xc000_1000n);
+    assert.equal(sys.mmio32.end, 0xeebf_ffffn);
     assert.equal(sys.mmio64!.base, 256n << 30n);
     assert.equal(sys.mmio64!.size, 256n << 30n);
+    assert.equal(sys.pastMmio64!.base, 512n << 30n);
+    assert.equal(sys.pastMmio64!.size, 512n << 30n);
+    assert.deepEqual([sys.systemMemory!.base, sys.systemMemory!.end], [0x9_fc00n, 0xd_ffffn]);
     assert.deepEqual([sys.legacyIrq.first, sys.legacyIrq.last], [5, 23]);
     assert.deepEqual([sys.msi.first, sys.msi.last], [24, 4095]);
     assert.deepEqual([sys.instanceId.first, sys.instanceId.last], [0, 0xffff_ffff]);
-    assert.deepEqual(sys.reservations().map(show), [
-      "pio [mem 0x0-0xfff] isa-legacy R",
-      "mmio32 [mem 0xc0000000-0xc0000fff] boot-timer R",
-      "mmio32 [mem 0xeec00000-0xfebfffff] pci-mmconfig R",
-    ]);
-    // First allocations land where Firecracker's would: devices from 0xc000_1000, ports from 0x1000.
-    assert.deepEqual(sys.mmioAddressCallback()({ action: "allocate", owner: "blk", size: 0x1000n }), r(0xc000_1000, 0xc000_1fff));
-    assert.deepEqual(sys.mmioAddressCallback()({ action: "allocate", owner: "nvme", size: 0x4000n, mmio64: true }), r(256n << 30n, (256n << 30n) + 0x3fffn));
-    assert.deepEqual(sys.pioAddressCallback()!({ action: "allocate", owner: "p", size: 8n }), r(0x1000, 0x1007));
+    assert.deepEqual(sys.reservations(), []);
+    // First allocations land where Firecracker's would: devices from 0xc000_1000.
+    const mmio = sys.mmioAddressCallback();
+    assert.deepEqual(mmio({ action: "allocate", owner: "blk", size: 0x1000n }), r(0xc000_1000, 0xc000_1fff));
+    assert.deepEqual(mmio({ action: "allocate", owner: "nvme", size: 0x4000n, mmio64: true }), r(256n << 30n, (256n << 30n) + 0x3fffn));
+    assert.deepEqual(mmio({ action: "allocate", owner: "pmem", size: 0x20_0000n, alignment: 0x20_0000n, pool: "pastMmio64" }), r(512n << 30n, (512n << 30n) + 0x1f_ffffn));
+    // vmgenid: 16 bytes, 8-byte aligned, LastMatch in system memory: right below the RSDP.
+    assert.deepEqual(mmio({ action: "allocate", owner: "vmgenid", size: 16n, alignment: 8n, pool: "systemMemory", placement: "last" }), r(0xd_fff0, 0xd_ffff));
     assert.equal(sys.irqCallback()({ action: "allocate", owner: "blk" }), 5);
     assert.equal(sys.irqCallback()({ action: "allocate", owner: "blk", pool: "msi" }), 24);
     assert.equal(sys.deviceIdCallback()({ action: "allocate", owner: "blk" }), 0);
@@ -83,11 +100,13 @@ describe("DefaultSystemAllocator: construction and layout", () => {
     assert.equal(sys.mmio32.find(0xfee0_0000)!.owner, "lapic");
     assert.equal(sys.mmio32.find(0xb000_0000)!.owner, "pci-mmconfig");
     assert.equal(sys.legacyIrq.ownerOf(8), "rtc");
-    // The first 32-bit BAR goes to the start of the PCI hole, right after MMCONFIG.
+    assert.equal(sys.legacyIrq.ownerOf(16), "pci-intx");
+    // The first 32-bit BAR goes to the start of the PCI hole, right after MMCONFIG; I/O BARs from 0xc000.
     assert.deepEqual(sys.mmioAddressCallback()({ action: "allocate", owner: "gpu", size: 0x100_0000n, alignment: 0x100_0000n }), r(0xc000_0000, 0xc0ff_ffff));
-    // IRQs skip the reserved ISA lines.
+    assert.deepEqual(sys.pioAddressCallback()!({ action: "allocate", owner: "nic", size: 0x20n, alignment: 0x20n }), r(0xc000, 0xc01f));
+    // IRQs skip the reserved ISA lines and the PIRQ lines.
     const irqs = Array.from({ length: 6 }, () => sys.irqCallback()({ action: "allocate", owner: "x" }));
-    assert.deepEqual(irqs, [5, 6, 7, 10, 11, 13]);
+    assert.deepEqual(irqs, [5, 6, 10, 11, 13, 14]);
     sys.checkValid();
   });
 
@@ -141,7 +160,7 @@ describe("DefaultSystemAllocator: read-only pool views", () => {
     }
     assert.equal(view.pool, "mmio32");
     assert.equal(view.allocationCount, 0);
-    const got = sys.mmioAddressCallback()({ action: "allocate", owner: "a", size: 0x100n });
+    const got = sys.mmioAddressCallback()({ action: "allocate", owner: "a", size: 0x100n })!;
     sys.irqCallback()({ action: "allocate", owner: "a", pool: "msi" });
     assert.equal(view.allocationCount, 1);
     assert.equal(view.allocatedSize, 0x100n);
@@ -179,7 +198,7 @@ describe("DefaultSystemAllocator: id callbacks", () => {
     assert.equal(dev({ action: "allocate", owner: "net", fixed: 7 }), 7);
     assert.equal(dev({ action: "allocate", owner: "net" }), 1);
     failsCleanly(sys, () => dev({ action: "allocate", owner: "x", fixed: 7 }), "Overlap", /^instance id 7 is already held by net$/, "net");
-    failsCleanly(sys, () => dev({ action: "allocate", owner: "x", fixed: 16 }), "OutOfRange", /^instance id 16 is outside the instance id pool \[id 0-15\]$/);
+    holdsNothing(sys, () => dev({ action: "allocate", owner: "x", fixed: 16 }));
     failsCleanly(sys, () => dev({ action: "free", owner: "net", id: 0 }), "InvalidArgument", /^instance id 0 is held by blk, not net$/, "blk");
     failsCleanly(sys, () => dev({ action: "free", owner: "net", id: 3 }), "NeverAllocated", /^instance id 3 was never allocated$/);
     failsCleanly(sys, () => dev({ action: "free", owner: "net", id: 99 }), "OutOfRange");
@@ -196,7 +215,7 @@ describe("DefaultSystemAllocator: id callbacks", () => {
     assert.equal(irq({ action: "allocate", owner: "a", pool: "legacy" }), 6);
     assert.equal(irq({ action: "allocate", owner: "a", pool: "msi" }), 24);
     assert.equal(irq({ action: "allocate", owner: "a", pool: "msi", fixed: 30 }), 30);
-    failsCleanly(sys, () => irq({ action: "allocate", owner: "a", fixed: 30 }), "OutOfRange", /^\[irq 30\] is outside the legacy IRQ pool \[irq 5-12\]$/);
+    holdsNothing(sys, () => irq({ action: "allocate", owner: "a", fixed: 30 }));
     failsCleanly(sys, () => irq({ action: "free", owner: "a", id: 24 }), "OutOfRange", /^\[irq 24\] is outside the legacy IRQ pool/);
     assert.equal(irq({ action: "free", owner: "a", id: 24, pool: "msi" }), 24);
     failsCleanly(sys, () => irq({ action: "free", owner: "a", id: 24, pool: "msi" }), "AlreadyReleased", /^MSI GSI 24 was already released$/);
@@ -232,7 +251,8 @@ describe("DefaultSystemAllocator: address callbacks", () => {
     assert.deepEqual(pio({ action: "allocate", owner: "b", size: 2n, fixed: 0x103n }), r(0x103, 0x104));
     failsCleanly(sys, () => pio({ action: "allocate", owner: "c", size: 4n, fixed: 0x106n }), "Overlap", /^\[io 0x106-0x109\] conflicts with a \[io 0x108-0x10f\]$/, "a");
     failsCleanly(sys, () => pio({ action: "allocate", owner: "c", size: 4n, fixed: 0x1fen }), "OutOfRange", /\[io 0x1fe-0x201\] is outside pool \[io 0x100-0x1ff\]/);
-    failsCleanly(sys, () => pio({ action: "allocate", owner: "c", size: 4n, fixed: 0x20n }), "OutOfRange", /^\[io 0x20-0x23\] is outside the port I\/O pool \[io 0x100-0x1ff\]$/);
+    holdsNothing(sys, () => pio({ action: "allocate", owner: "c", size: 4n, fixed: 0x20n }));
+    failsCleanly(sys, () => pio({ action: "allocate", owner: "c", size: 4n, fixed: 0xfen }), "OutOfRange", /^\[io 0xfe-0x101\] is outside the port I\/O pool \[io 0x100-0x1ff\]$/);
     failsCleanly(sys, () => pio({ action: "allocate", owner: "c", size: 4n, fixed: 0x102n, alignment: 4n }), "UnalignedAddress");
     failsCleanly(sys, () => pio({ action: "allocate", owner: "c", size: 0x100n }), "ResourceNotAvailable", /in pool \[io 0x100-0x1ff\]/);
     failsCleanly(sys, () => pio({ action: "allocate", owner: "c", size: 0n }), "InvalidSize");
@@ -247,8 +267,8 @@ describe("DefaultSystemAllocator: address callbacks", () => {
     const sys = new DefaultSystemAllocator(SMALL);
     const pio = sys.pioAddressCallback()!;
     const mmio = sys.mmioAddressCallback();
-    const a = pio({ action: "allocate", owner: "a", size: 8n });
-    const m = mmio({ action: "allocate", owner: "m", size: 0x10n, mmio64: true });
+    const a = pio({ action: "allocate", owner: "a", size: 8n })!;
+    const m = mmio({ action: "allocate", owner: "m", size: 0x10n, mmio64: true })!;
     failsCleanly(sys, () => pio({ action: "free", owner: "b", range: a }), "InvalidArgument", /^\[io 0x100-0x107\] is held by a, not b$/, "a");
     failsCleanly(sys, () => pio({ action: "free", owner: "a", range: r(0x100, 0x103) }), "InvalidRange", /^\[io 0x100-0x103\] is not an allocation: it overlaps a \[io 0x100-0x107\]/);
     failsCleanly(sys, () => pio({ action: "free", owner: "a", range: r(0x108, 0x10f) }), "NeverAllocated");
@@ -272,10 +292,22 @@ describe("DefaultSystemAllocator: address callbacks", () => {
     // A fixed address picks the pool containing it, whatever mmio64 says (a device manager moves ranges so).
     assert.deepEqual(mmio({ action: "allocate", owner: "a", size: 0x10n, fixed: FOUR_GIB + 0x800n }), r(FOUR_GIB + 0x800n, FOUR_GIB + 0x80fn));
     assert.deepEqual(mmio({ action: "allocate", owner: "a", size: 0x10n, fixed: 0x1800n, mmio64: true }), r(0x1800, 0x180f));
-    failsCleanly(sys, () => mmio({ action: "allocate", owner: "a", size: 0x10n, fixed: 0x3000n }), "OutOfRange", /is outside the MMIO pools/);
+    holdsNothing(sys, () => mmio({ action: "allocate", owner: "a", size: 0x10n, fixed: 0x3000n }));
+    failsCleanly(sys, () => mmio({ action: "allocate", owner: "a", size: 0x10n, fixed: 0xff8n }), "OutOfRange", /is outside the MMIO pools/);
     failsCleanly(sys, () => mmio({ action: "allocate", owner: "a", size: 0x10n, allowFallback: true }), "InvalidArgument", /allowFallback requires params\.mmio64/);
     failsCleanly(sys, () => mmio({ action: "allocate", owner: "a", size: 0x10n, mmio64: "yes" } as unknown as AddrAllocateParams), "InvalidArgument", /^params\.mmio64 must be a boolean/);
     assert.deepEqual(mmio({ action: "allocate", owner: "w", size: 0x10n, window: { min: 0x1f00n, max: 0x1fffn } }), r(0x1f00, 0x1f0f));
+    // Naming a pool: the layout must have it, and it must agree with mmio64.
+    failsCleanly(sys, () => mmio({ action: "allocate", owner: "a", size: 0x10n, pool: "pastMmio64" }), "ResourceNotAvailable", /^no past-64-bit MMIO pool \(pastMmio64\) in this layout$/);
+    failsCleanly(sys, () => mmio({ action: "allocate", owner: "a", size: 0x10n, pool: "io" } as unknown as AddrAllocateParams), "InvalidArgument", /^params\.pool must be one of "systemMemory", "mmio32", "mmio64", "pastMmio64", got "io"$/);
+    failsCleanly(sys, () => mmio({ action: "allocate", owner: "a", size: 0x10n, pool: "mmio32", mmio64: true }), "InvalidArgument", /^params\.mmio64 is true but params\.pool is "mmio32"; give one$/);
+    failsCleanly(sys, () => mmio({ action: "allocate", owner: "a", size: 0x10n, placement: "middle" } as unknown as AddrAllocateParams), "InvalidArgument", /^params\.placement must be "first" or "last", got "middle"$/);
+    failsCleanly(sys, () => sys.pioAddressCallback()!({ action: "allocate", owner: "a", size: 1n, pool: "mmio32" }), "InvalidArgument", /^params\.pool is for MMIO ranges only$/);
+    // pool "mmio64" is mmio64: true; placement "last" takes the highest fitting address, aligned.
+    assert.deepEqual(mmio({ action: "allocate", owner: "a", size: 0x10n, pool: "mmio64", placement: "last" }), r(FOUR_GIB + 0xff0n, FOUR_GIB + 0xfffn));
+    assert.deepEqual(mmio({ action: "allocate", owner: "a", size: 0x10n, alignment: 0x100n, placement: "last" }), r(0x1e00, 0x1e0f));
+    assert.deepEqual(mmio({ action: "allocate", owner: "a", size: 0x10n, pool: "mmio32" }), r(0x1100, 0x110f));
+    assert.deepEqual(sys.pioAddressCallback()!({ action: "allocate", owner: "a", size: 1n, placement: "last" }), r(0x1ff, 0x1ff));
   });
 
   it("fall back from a full 64-bit pool to 32-bit space only when allowed", () => {
@@ -314,6 +346,9 @@ describe("DefaultSystemAllocator: address callbacks", () => {
     failsCleanly(sys, () => mmio({ action: "free", owner: "firmware", range: r(0x1000, 0x17ff) }), "InvalidArgument", /is reserved by firmware, not allocated; use unreserve or releaseAll/, "firmware");
     failsCleanly(sys, () => sys.irqCallback()({ action: "free", owner: "rtc", id: 5 }), "InvalidArgument", /^\[irq 5\] is reserved by rtc, not allocated/, "rtc");
     failsCleanly(sys, () => sys.irqCallback()({ action: "allocate", owner: "x", fixed: 5 }), "Overlap", /^\[irq 5\] is already reserved by rtc$/, "rtc");
+    // With allowReserved, a fixed request inside a reservation uses it, once.
+    assert.equal(sys.irqCallback()({ action: "allocate", owner: "x", fixed: 5, allowReserved: true }), 5);
+    failsCleanly(sys, () => sys.irqCallback()({ action: "allocate", owner: "y", fixed: 5, allowReserved: true }), "Overlap", /^\[irq 5\] \(reserved by rtc\) is held by x, which does not share it$/, "x");
   });
 });
 
@@ -336,7 +371,7 @@ describe("DefaultSystemAllocator: reservations", () => {
 
   it("conflict with what is held, before or after other allocations, naming the holder", () => {
     const sys = new DefaultSystemAllocator(SMALL);
-    const got = sys.mmioAddressCallback()({ action: "allocate", owner: "virtio-blk@0", size: 0x100n });
+    const got = sys.mmioAddressCallback()({ action: "allocate", owner: "virtio-blk@0", size: 0x100n })!;
     failsCleanly(sys, () => sys.reserve("mmio32", { start: 0x10f0, size: 0x20 }, "fw"), "Overlap", /^\[mem 0x10f0-0x110f\] conflicts with virtio-blk@0 \[mem 0x1000-0x10ff\]$/, "virtio-blk@0");
     sys.reserve("mmio32", { start: got.end + 1n, size: 0x20 }, "fw");
     failsCleanly(sys, () => sys.reserve("mmio32", { start: 0x1100, size: 1 }, "other"), "Overlap", /^\[mem 0x1100-0x1100\] conflicts with fw \[mem 0x1100-0x111f\]$/, "fw");
@@ -364,7 +399,7 @@ describe("DefaultSystemAllocator: reservations", () => {
   it("reject bad arguments", () => {
     const sys = new DefaultSystemAllocator(NO_OPTIONAL);
     failsCleanly(sys, () => sys.reserve("pio", { start: 0, size: 1 }, "x"), "InvalidArgument", /^this layout has no pio pool$/);
-    failsCleanly(sys, () => sys.reserve("io" as PoolName, { start: 0, size: 1 }, "x"), "InvalidArgument", /^pool must be one of "pio", "mmio32"/);
+    failsCleanly(sys, () => sys.reserve("io" as PoolName, { start: 0, size: 1 }, "x"), "InvalidArgument", /^pool must be one of "pio", "systemMemory", "mmio32"/);
     failsCleanly(sys, () => sys.reserve("mmio32", { start: 0x1000, size: 1 }, ""), "InvalidArgument", /^owner must be a non-empty string/);
     failsCleanly(sys, () => sys.reserve("mmio32", 0x1000, "x"), "InvalidArgument", /^range needs end or size/);
     failsCleanly(sys, () => sys.reserve("mmio32", { start: 0x1000, end: 0x1001, size: 2 }, "x"), "InvalidArgument", /both end and size/);
@@ -388,8 +423,8 @@ describe("DefaultSystemAllocator: reservations", () => {
     const sys = new DefaultSystemAllocator(SMALL);
     sys.reserve("mmio32", { start: 0x1000, size: 0x100 }, "fw");
     sys.reserve("msi", { start: 30, end: 32 }, "fw");
-    const m = sys.mmioAddressCallback()({ action: "allocate", owner: "dev", size: 0x10n });
-    const irq = sys.irqCallback()({ action: "allocate", owner: "dev", pool: "msi" });
+    const m = sys.mmioAddressCallback()({ action: "allocate", owner: "dev", size: 0x10n })!;
+    const irq = sys.irqCallback()({ action: "allocate", owner: "dev", pool: "msi" })!;
     failsCleanly(sys, () => sys.unreserve("mmio32", { start: 0x1000, size: 0x80 }), "InvalidRange", /overlaps fw \[mem 0x1000-0x10ff\]/);
     failsCleanly(sys, () => sys.unreserve("mmio32", m), "InvalidArgument", /^\[mem 0x1100-0x110f\] is allocated to dev, not reserved/, "dev");
     failsCleanly(sys, () => sys.unreserve("mmio32", { start: 0x1800, size: 0x10 }), "NeverAllocated");
@@ -410,9 +445,9 @@ describe("DefaultSystemAllocator: owners", () => {
     const sys = new DefaultSystemAllocator(SMALL);
     const owner = "virtio-net@1";
     sys.deviceIdCallback()({ action: "allocate", owner: "virtio-net" });
-    const p = sys.pioAddressCallback()!({ action: "allocate", owner, size: 0x20n });
-    const m32 = sys.mmioAddressCallback()({ action: "allocate", owner, size: 0x100n });
-    const m64 = sys.mmioAddressCallback()({ action: "allocate", owner, size: 0x100n, mmio64: true });
+    const p = sys.pioAddressCallback()!({ action: "allocate", owner, size: 0x20n })!;
+    const m32 = sys.mmioAddressCallback()({ action: "allocate", owner, size: 0x100n })!;
+    const m64 = sys.mmioAddressCallback()({ action: "allocate", owner, size: 0x100n, mmio64: true })!;
     sys.irqCallback()({ action: "allocate", owner });
     sys.irqCallback()({ action: "allocate", owner, pool: "msi" });
     sys.irqCallback()({ action: "allocate", owner, pool: "msi" });
@@ -448,13 +483,18 @@ interface MItem {
   end: bigint;
   owner: string;
   reserved: boolean;
+  /** A fixed request that sits inside a reservation (a use of it). */
+  use?: boolean;
 }
 
 const OWNERS = ["a", "b", "c"] as const;
 const BOUNDS: Record<PoolName, [bigint, bigint]> = {
   pio: [0x100n, 0x1ffn],
+  // Far from the others, so that a fixed offset from one never lands in another.
+  systemMemory: [0x10_0000n, 0x10_0fffn],
   mmio32: [0x1000n, 0x1fffn],
   mmio64: [FOUR_GIB, FOUR_GIB + 0xfffn],
+  pastMmio64: [FOUR_GIB + 0x10_0000n, FOUR_GIB + 0x10_0fffn],
   legacyIrq: [5n, 12n],
   msi: [24n, 40n],
   instanceId: [0n, 15n],
@@ -470,6 +510,14 @@ class Model {
   }
   isFree(pool: PoolName, start: bigint, end: bigint): boolean {
     return this.items.every((i) => i.pool !== pool || i.end < start || end < i.start);
+  }
+  /** The reservation wholly containing [start, end], if any. */
+  reservationAround(pool: PoolName, start: bigint, end: bigint): MItem | undefined {
+    return this.items.find((i) => i.pool === pool && i.reserved && i.start <= start && end <= i.end);
+  }
+  /** True when some use overlaps [start, end]. */
+  isUsed(pool: PoolName, start: bigint, end: bigint): boolean {
+    return this.items.some((i) => i.pool === pool && i.use === true && !(i.end < start || end < i.start));
   }
   holder(pool: PoolName, start: bigint, end: bigint): MItem | undefined {
     return this.inPool(pool).find((i) => !(i.end < start || end < i.start));
@@ -493,15 +541,38 @@ class Model {
     }
     return cursor <= last ? tryGap(cursor, last) : undefined;
   }
+  lastFit(pool: PoolName, size: bigint, align: bigint, lo: bigint, hi: bigint): bigint | undefined {
+    const [base, last] = BOUNDS[pool];
+    lo = lo > base ? lo : base;
+    hi = hi < last ? hi : last;
+    const tryGap = (g0: bigint, g1: bigint): bigint | undefined => {
+      const from = g0 > lo ? g0 : lo;
+      const to = g1 < hi ? g1 : hi;
+      if (to < from || to - from + 1n < size) return undefined;
+      const s = ((to - size + 1n) / align) * align;
+      return s >= from ? s : undefined;
+    };
+    // Gaps from the top down: the first that fits holds the highest placement.
+    let ceiling = last;
+    for (const h of this.inPool(pool).reverse()) {
+      if (h.end < ceiling) {
+        const s = tryGap(h.end + 1n, ceiling);
+        if (s !== undefined) return s;
+      }
+      if (h.start === 0n) return undefined;
+      if (h.start - 1n < ceiling) ceiling = h.start - 1n;
+    }
+    return ceiling >= base ? tryGap(base, ceiling) : undefined;
+  }
   key(i: MItem): string {
-    return `${i.pool} ${i.start}-${i.end} ${i.owner}${i.reserved ? " R" : ""}`;
+    return `${i.pool} ${i.start}-${i.end} ${i.owner}${i.reserved ? " R" : ""}${i.use === true ? " U" : ""}`;
   }
   of(owner: string): string[] {
     const order = (p: PoolName) => POOL_NAMES.indexOf(p);
     return this.items
       .filter((i) => i.owner === owner)
       .flatMap((i) => (i.pool === "legacyIrq" || i.pool === "msi" || i.pool === "instanceId" ? expandIds(i) : [i]))
-      .sort((x, y) => order(x.pool) - order(y.pool) || (x.start < y.start ? -1 : x.start > y.start ? 1 : 0))
+      .sort((x, y) => order(x.pool) - order(y.pool) || (x.start < y.start ? -1 : x.start > y.start ? 1 : 0) || Number(x.use === true) - Number(y.use === true))
       .map((i) => this.key(i));
   }
 }
@@ -513,10 +584,11 @@ function expandIds(i: MItem): MItem[] {
 }
 
 const holdingKey = (h: Holding): string =>
-  "range" in h ? `${h.pool} ${h.range.start}-${h.range.end} ${h.owner}${h.reserved ? " R" : ""}` : `${h.pool} ${h.id}-${h.id} ${h.owner}${h.reserved ? " R" : ""}`;
+  ("range" in h ? `${h.pool} ${h.range.start}-${h.range.end} ${h.owner}${h.reserved ? " R" : ""}` : `${h.pool} ${h.id}-${h.id} ${h.owner}${h.reserved ? " R" : ""}`) +
+  (h.within !== undefined ? " U" : "");
 
 type Op =
-  | { op: "id"; pool: "instanceId" | "legacyIrq" | "msi"; owner: string; fixed: number | undefined }
+  | { op: "id"; pool: "instanceId" | "legacyIrq" | "msi"; owner: string; fixed: number | undefined; allowReserved: boolean }
   | {
       op: "range";
       family: "pio" | "mmio";
@@ -525,7 +597,10 @@ type Op =
       alignShift: number;
       mmio64: boolean;
       fallback: boolean;
+      target: "default" | "pastMmio64" | "systemMemory";
+      last: boolean;
       fixed: { slot: number; skew: number } | undefined;
+      allowReserved: boolean;
       window: [number, number] | undefined;
     }
   | { op: "freeHeld"; index: number; wrongOwner: boolean }
@@ -540,6 +615,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
     pool: fc.constantFrom("instanceId" as const, "legacyIrq" as const, "msi" as const),
     owner: ownerArb,
     fixed: fc.oneof({ arbitrary: fc.constant(undefined), weight: 3 }, { arbitrary: fc.integer({ min: -1, max: 9 }), weight: 2 }),
+    allowReserved: fc.boolean(),
   }),
   fc.record({
     op: fc.constant("range" as const),
@@ -549,11 +625,14 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
     alignShift: fc.integer({ min: 0, max: 9 }),
     mmio64: fc.boolean(),
     fallback: fc.boolean(),
+    target: fc.oneof({ arbitrary: fc.constant("default" as const), weight: 4 }, { arbitrary: fc.constantFrom("pastMmio64" as const, "systemMemory" as const), weight: 2 }),
+    last: fc.boolean(),
     // Fixed placements: mostly aligned slots near or inside the pool, sometimes off by a few bytes.
     fixed: fc.oneof(
       { arbitrary: fc.constant(undefined), weight: 3 },
       { arbitrary: fc.record({ slot: fc.oneof({ arbitrary: fc.integer({ min: -1, max: 3 }), weight: 3 }, { arbitrary: fc.integer({ min: 4, max: 0x1f }), weight: 1 }), skew: fc.oneof({ arbitrary: fc.constant(0), weight: 4 }, { arbitrary: fc.integer({ min: 1, max: 3 }), weight: 1 }) }), weight: 2 },
     ),
+    allowReserved: fc.boolean(),
     window: fc.oneof(
       { arbitrary: fc.constant(undefined), weight: 4 },
       { arbitrary: fc.tuple(fc.integer({ min: 0, max: 0x1000 }), fc.integer({ min: 0, max: 0x1000 })), weight: 1 },
@@ -597,8 +676,21 @@ function step(sys: DefaultSystemAllocator, model: Model, op: Op): string {
       const base = pool === "instanceId" ? {} : { pool: ID_POOL[pool] };
       if (op.fixed !== undefined) {
         const id = BigInt(op.fixed) + lo;
-        if (id < lo || id > hi) return expectFailure(() => cb({ action: "allocate", owner: op.owner, fixed: Number(id), ...base } as IdAllocateParams), id < 0n ? "InvalidArgument" : "OutOfRange");
-        if (!model.isFree(pool, id, id)) return expectFailure(() => cb({ action: "allocate", owner: op.owner, fixed: Number(id), ...base } as IdAllocateParams), "Overlap");
+        const call = () => cb({ action: "allocate", owner: op.owner, fixed: Number(id), ...(op.allowReserved ? { allowReserved: true } : {}), ...base } as IdAllocateParams);
+        if (id < 0n) return expectFailure(call, "InvalidArgument");
+        if (id < lo || id > hi) {
+          // Outside the pool: nothing is held, nothing changes.
+          assert.equal(call(), null);
+          assert.equal(state(sys), before);
+          return "outside";
+        }
+        if (op.allowReserved && model.reservationAround(pool, id, id) !== undefined) {
+          if (model.isUsed(pool, id, id)) return expectFailure(call, "Overlap");
+          assert.equal(call(), Number(id));
+          model.items.push({ pool, start: id, end: id, owner: op.owner, reserved: false, use: true });
+          return `use ${id}`;
+        }
+        if (!model.isFree(pool, id, id)) return expectFailure(call, "Overlap");
         assert.equal(cb({ action: "allocate", owner: op.owner, fixed: Number(id), ...base } as IdAllocateParams), Number(id));
         model.items.push({ pool, start: id, end: id, owner: op.owner, reserved: false });
         return `id ${id}`;
@@ -620,9 +712,22 @@ function step(sys: DefaultSystemAllocator, model: Model, op: Op): string {
       const size = BigInt(op.family === "pio" ? (op.size % 0x30) + 1 : op.size);
       const align = 1n << BigInt(op.family === "pio" ? op.alignShift % 5 : op.alignShift);
       const cb = op.family === "pio" ? sys.pioAddressCallback()! : sys.mmioAddressCallback();
-      const mmio64 = op.family === "mmio" && op.mmio64;
+      const named = op.family === "mmio" && op.target !== "default" ? op.target : undefined;
+      const mmio64 = op.family === "mmio" && named === undefined && op.mmio64;
       const fallback = mmio64 && op.fallback;
-      const params: { action: "allocate"; owner: string; size: bigint; alignment: bigint; mmio64?: boolean; allowFallback?: boolean; fixed?: bigint; window?: { min: bigint; max: bigint } } = {
+      const params: {
+        action: "allocate";
+        owner: string;
+        size: bigint;
+        alignment: bigint;
+        mmio64?: boolean;
+        allowFallback?: boolean;
+        pool?: "pastMmio64" | "systemMemory";
+        placement?: "first" | "last";
+        fixed?: bigint;
+        allowReserved?: boolean;
+        window?: { min: bigint; max: bigint };
+      } = {
         action: "allocate",
         owner: op.owner,
         size,
@@ -630,19 +735,36 @@ function step(sys: DefaultSystemAllocator, model: Model, op: Op): string {
       };
       if (mmio64) params.mmio64 = true;
       if (fallback) params.allowFallback = true;
-      const primary: PoolName = op.family === "pio" ? "pio" : mmio64 ? "mmio64" : "mmio32";
+      if (named !== undefined) params.pool = named;
+      if (op.last) params.placement = "last";
+      const primary: PoolName = op.family === "pio" ? "pio" : (named ?? (mmio64 ? "mmio64" : "mmio32"));
       if (op.fixed !== undefined) {
         // Fixed offsets are taken relative to the pool the request would use, and may fall outside it.
         const stride = ((size + align - 1n) / align) * align;
         const fixed = BOUNDS[primary][0] + BigInt(op.fixed.slot) * stride + BigInt(op.fixed.skew);
         if (fixed < 0n) return "skipped";
         params.fixed = fixed;
-        const pools: PoolName[] = op.family === "pio" ? ["pio"] : ["mmio32", "mmio64"];
+        if (op.allowReserved) params.allowReserved = true;
+        const pools: PoolName[] = op.family === "pio" ? ["pio"] : ["systemMemory", "mmio32", "mmio64", "pastMmio64"];
         const pool = pools.find((p) => BOUNDS[p][0] <= fixed && fixed <= BOUNDS[p][1]);
         const end = fixed + size - 1n;
-        if (pool === undefined) return expectFailure(() => cb(params), "OutOfRange");
+        if (pool === undefined) {
+          if (pools.every((p) => end < BOUNDS[p][0] || fixed > BOUNDS[p][1])) {
+            // Entirely outside every pool: nothing is held, nothing changes.
+            assert.equal(cb(params), null);
+            assert.equal(state(sys), before);
+            return "outside";
+          }
+          return expectFailure(() => cb(params), "OutOfRange");
+        }
         if (fixed % align !== 0n) return expectFailure(() => cb(params), "UnalignedAddress");
         if (end > BOUNDS[pool][1]) return expectFailure(() => cb(params), "OutOfRange");
+        if (op.allowReserved && model.reservationAround(pool, fixed, end) !== undefined) {
+          if (model.isUsed(pool, fixed, end)) return expectFailure(() => cb(params), "Overlap");
+          assert.deepEqual(cb(params), r(fixed, end));
+          model.items.push({ pool, start: fixed, end, owner: op.owner, reserved: false, use: true });
+          return `use ${pool} ${fixed}`;
+        }
         if (!model.isFree(pool, fixed, end)) return expectFailure(() => cb(params), "Overlap");
         assert.deepEqual(cb(params), r(fixed, end));
         model.items.push({ pool, start: fixed, end, owner: op.owner, reserved: false });
@@ -657,7 +779,7 @@ function step(sys: DefaultSystemAllocator, model: Model, op: Op): string {
       }
       const order: PoolName[] = fallback ? ["mmio64", "mmio32"] : [primary];
       for (const pool of order) {
-        const at = model.firstFit(pool, size, align, lo, hi);
+        const at = op.last ? model.lastFit(pool, size, align, lo, hi) : model.firstFit(pool, size, align, lo, hi);
         if (at === undefined) continue;
         assert.deepEqual(cb(params), r(at, at + size - 1n), JSON.stringify(op));
         model.items.push({ pool, start: at, end: at + size - 1n, owner: op.owner, reserved: false });
@@ -681,10 +803,12 @@ function step(sys: DefaultSystemAllocator, model: Model, op: Op): string {
         return cb({ action: "free", owner, range: r(item.start, item.end) });
       };
       // A multi-id reservation is freed one id at a time: only its first id is tried here.
-      if (item.reserved || op.wrongOwner) return expectFailure(free, "InvalidArgument");
+      // Freeing a reservation's exact range frees the freer's own use of it, if it has one.
+      const ownUse = model.items.findIndex((u) => u.use === true && u.pool === item.pool && u.start === item.start && u.end === item.end && u.owner === owner);
+      if ((item.reserved && ownUse < 0) || op.wrongOwner) return expectFailure(free, "InvalidArgument");
       const got = free();
       assert.deepEqual(got, isId ? Number(item.start) : r(item.start, item.end));
-      model.items.splice(index, 1);
+      model.items.splice(item.reserved ? ownUse : index, 1);
       return "freed";
     }
     case "reserve": {
@@ -709,12 +833,23 @@ function step(sys: DefaultSystemAllocator, model: Model, op: Op): string {
       const index = op.index % model.items.length;
       const item = model.items[index]!;
       const target = { start: item.start, end: item.end };
+      if (item.use === true) {
+        // A use is not a reservation: unreserving its range is unreserving (part of) the reservation it sits in.
+        const around = model.reservationAround(item.pool, item.start, item.end)!;
+        const whole = around.start === item.start && around.end === item.end;
+        return expectFailure(() => sys.unreserve(item.pool, target), whole ? "InvalidState" : "InvalidRange");
+      }
       if (!item.reserved) return expectFailure(() => sys.unreserve(item.pool, target), "InvalidArgument");
+      if (model.isUsed(item.pool, item.start, item.end)) return expectFailure(() => sys.unreserve(item.pool, target), "InvalidState");
       assert.deepEqual(sys.unreserve(item.pool, target).map(holdingKey), [model.key(item)]);
       model.items.splice(index, 1);
       return "unreserved";
     }
     case "releaseAll": {
+      const usedByOthers = model.items.some(
+        (i) => i.owner === op.owner && i.reserved && model.items.some((u) => u.use === true && u.owner !== op.owner && u.pool === i.pool && !(u.end < i.start || i.end < u.start)),
+      );
+      if (usedByOthers) return expectFailure(() => sys.releaseAll(op.owner), "InvalidState");
       const want = model.of(op.owner);
       assert.deepEqual(sys.releaseAll(op.owner).map(holdingKey), want);
       model.items = model.items.filter((i) => i.owner !== op.owner);
@@ -734,7 +869,7 @@ describe("DefaultSystemAllocator: against a model", () => {
   it("allocates, frees, reserves and releases exactly as the model says, and failures change nothing", () => {
     fc.assert(
       fc.property(fc.array(opArb, { minLength: 1, maxLength: 60 }), (ops) => {
-        const sys = new DefaultSystemAllocator(SMALL);
+        const sys = new DefaultSystemAllocator(MODEL_LAYOUT);
         const model = new Model();
         for (const op of ops) {
           step(sys, model, op);
@@ -748,7 +883,7 @@ describe("DefaultSystemAllocator: against a model", () => {
   it("behaves identically after a snapshot round trip", () => {
     fc.assert(
       fc.property(fc.array(opArb, { maxLength: 40 }), fc.array(opArb, { minLength: 1, maxLength: 40 }), (before, after) => {
-        const sys = new DefaultSystemAllocator(SMALL);
+        const sys = new DefaultSystemAllocator(MODEL_LAYOUT);
         const model = new Model();
         for (const op of before) step(sys, model, op);
         const text = JSON.stringify(sys.toJSON());
@@ -774,10 +909,14 @@ function busySystem(): DefaultSystemAllocator {
   sys.mmioAddressCallback()({ action: "allocate", owner: "blk@0", size: 0x100n });
   sys.mmioAddressCallback()({ action: "allocate", owner: "blk@0", size: 0x100n, mmio64: true });
   sys.irqCallback()({ action: "allocate", owner: "blk@0" });
-  const gsi = sys.irqCallback()({ action: "allocate", owner: "blk@0", pool: "msi" });
+  const gsi = sys.irqCallback()({ action: "allocate", owner: "blk@0", pool: "msi" })!;
   sys.irqCallback()({ action: "free", owner: "blk@0", pool: "msi", id: gsi });
   sys.reserve("msi", { start: 30, end: 32 }, "fw");
   sys.reserve("mmio32", { start: 0x1800, size: 0x100 }, "fw");
+  // A use of the reservation, and a line shared by two owners.
+  sys.mmioAddressCallback()({ action: "allocate", owner: "uart@1", size: 0x10n, fixed: 0x1810n, allowReserved: true });
+  sys.irqCallback()({ action: "allocate", owner: "com1@2", fixed: 7, shared: true });
+  sys.irqCallback()({ action: "allocate", owner: "com3@3", fixed: 7, shared: true });
   return sys;
 }
 
@@ -787,8 +926,10 @@ describe("DefaultSystemAllocator: snapshots", () => {
     const snap = sys.toJSON();
     assert.equal(snap.format, SYSTEM_ALLOCATOR_SNAPSHOT_FORMAT);
     assert.equal(snap.format, "vm-allocator/system-allocator");
-    assert.equal(snap.version, 1);
-    assert.deepEqual(Object.keys(snap), ["format", "version", "layout", "pools", "reserved"]);
+    assert.equal(snap.version, 2);
+    assert.deepEqual(Object.keys(snap), ["format", "version", "layout", "pools", "reserved", "claims", "uses"]);
+    assert.deepEqual(snap.claims, [{ pool: "legacyIrq", id: 7, holders: ["com1@2", "com3@3"], shared: true }]);
+    assert.deepEqual(snap.uses, [{ pool: "mmio32", start: "0x1810", end: "0x181f", owner: "uart@1" }]);
     assert.deepEqual(Object.keys(snap.pools), ["pio", "mmio32", "mmio64", "legacyIrq", "msi", "instanceId"]);
     assert.deepEqual(snap.layout, sys.layout);
     assert.deepEqual(snap.pools.mmio32, sys.mmio32.toJSON());
@@ -803,9 +944,14 @@ describe("DefaultSystemAllocator: snapshots", () => {
     assert.deepEqual(copy.holdings().map(show), sys.holdings().map(show));
     // The freed GSI is remembered as released, not as never allocated.
     assert.throws(() => copy.irqCallback()({ action: "free", owner: "blk@0", pool: "msi", id: 24 }), code("AlreadyReleased"));
+    // Uses and shares survive: the reservation cannot go while used, the line is still shared.
+    assert.throws(() => copy.releaseAll("fw"), code("InvalidState", /in use by uart@1/, "uart@1"));
+    assert.deepEqual(copy.allocationsOf("com3@3"), [{ pool: "legacyIrq", id: 7, owner: "com3@3", reserved: false, shared: true }]);
     // Independent of the original.
+    copy.releaseAll("uart@1");
     copy.releaseAll("fw");
     assert.equal(sys.reservations().length, 4);
+    assert.equal(sys.allocationsOf("uart@1").length, 1);
     assert.equal(JSON.stringify(sys.clone()), JSON.stringify(sys));
   });
 
@@ -825,7 +971,7 @@ describe("DefaultSystemAllocator: snapshots", () => {
     ["unknown field", (s) => ({ ...s, extra: 1 }), /unknown field "extra"/],
     ["missing field", (s) => { delete s["reserved"]; return s; }, /missing field "reserved"/],
     ["wrong format", (s) => ({ ...s, format: "vm-allocator/address-allocator" }), /format must be "vm-allocator\/system-allocator"/],
-    ["wrong version", (s) => ({ ...s, version: 2 }), /unsupported version 2/],
+    ["wrong version", (s) => ({ ...s, version: 3 }), /unsupported version 3/],
     ["bad layout", (s) => { s["layout"]["mmio32"]["size"] = "0x0"; return s; }, /layout\.mmio32\.size must be at least 1/],
     ["layout not an object", (s) => ({ ...s, layout: "small" }), /layout must be an object/],
     ["pools not an object", (s) => ({ ...s, pools: [] }), /pools must be an object/],
@@ -930,7 +1076,7 @@ function expectedHoldings(dm: DeviceManager): string[] {
   const out: string[] = [];
   for (const id of dm.instanceIds()) {
     const d = dm.resourcesOf(id);
-    if (d.instanceIdAllocated) out.push(`instanceId ${id}-${id} ${d.name}`);
+    if (d.instanceIdAllocated) out.push(`instanceId ${id}-${id} ${d.owner}`);
     for (const q of d.irqs) if (q.allocated) out.push(`legacyIrq ${q.irq}-${q.irq} ${d.owner}`);
     for (const m of d.msi) if (m.allocated) out.push(`msi ${m.gsi}-${m.gsi} ${d.owner}`);
     for (const s of d.pio) if (s.allocated) out.push(`pio ${s.range.start}-${s.range.end} ${d.owner}`);
@@ -947,7 +1093,8 @@ const allocatedHoldings = (sys: DefaultSystemAllocator): string[] =>
   sys
     .holdings()
     .filter((h) => !h.reserved)
-    .map(holdingKey)
+    // A use of a reservation is held for its device like an allocation.
+    .map((h) => holdingKey(h).replace(/ U$/, ""))
     .sort();
 
 function consistent(sys: DefaultSystemAllocator, dm: DeviceManager): void {
@@ -968,19 +1115,21 @@ describe("DefaultSystemAllocator with a real DeviceManager", () => {
     const serial = dm.fullRegisterDevice(new Dev("serial", [{ kind: "pio", size: 8, fixed: 0x3f8 }, { kind: "irq", fixed: 4 }]));
     consistent(sys, dm);
     assert.deepEqual(dm.resourcesOf(blk).mmio.map((s) => s.range), [r(0xc000_0000, 0xc000_0fff)]);
-    assert.deepEqual(dm.resourcesOf(blk).irqs, [{ irq: 5, allocated: true }]);
-    assert.deepEqual(dm.resourcesOf(nvme).mmio.map((s) => s.range), [r(64n << 30n, (64n << 30n) + 0x3fffn)]);
+    assert.deepEqual(dm.resourcesOf(blk).irqs, [{ irq: 5, allocated: true, fixed: false, shared: false }]);
+    assert.deepEqual(dm.resourcesOf(nvme).mmio.map((s) => s.range), [r(4n << 30n, (4n << 30n) + 0x3fffn)]);
     assert.deepEqual(dm.resourcesOf(nvme).msi.map((m) => m.gsi), [24, 25, 26, 27]);
-    assert.deepEqual(dm.resourcesOf(nvme).pio.map((s) => s.range), [r(0x1000, 0x101f)]);
-    // Firmware-fixed resources are mapped but never allocated: the reservation still holds the port.
-    assert.deepEqual(dm.resourcesOf(serial).pio, [{ range: r(0x3f8, 0x3ff), allocated: false }]);
-    assert.equal(sys.pio!.find(0x3f8)!.owner, "isa-legacy");
+    assert.deepEqual(dm.resourcesOf(nvme).pio.map((s) => s.range), [r(0xc000, 0xc01f)]);
+    // COM1 lies below the PC's I/O window and IRQ 4 below its legacy pool: only recorded.
+    assert.deepEqual(dm.resourcesOf(serial).pio, [{ range: r(0x3f8, 0x3ff), allocated: false, fixed: true }]);
+    assert.equal(sys.pio!.find(0x3f8), undefined);
+    assert.deepEqual(sys.allocationsOf(`serial@${serial}`).map(show), [`instanceId ${serial} serial@${serial}`]);
+    assert.deepEqual(dm.resourcesOf(serial).irqs, [{ irq: 4, allocated: false, fixed: true, shared: false }]);
     assert.equal(dm.pioRead(0x3f8, new Uint8Array(1)), true);
 
     // A guest reprograms a BAR: the allocator follows, overlapping and not.
     const moved = dm.moveRange(blk, r(0xc000_0000, 0xc000_0fff), 0xc010_0000);
     assert.deepEqual(moved, r(0xc010_0000, 0xc010_0fff));
-    dm.moveRange(nvme, r(64n << 30n, (64n << 30n) + 0x3fffn), 0xc020_0000);
+    dm.moveRange(nvme, r(4n << 30n, (4n << 30n) + 0x3fffn), 0xc020_0000);
     dm.moveRange(nvme, r(0xc020_0000, 0xc020_3fff), 0xc020_4000);
     consistent(sys, dm);
     assert.equal(sys.mmio32.find(0xc020_4000)!.owner, "nvme@1");
@@ -1122,8 +1271,9 @@ describe("DefaultSystemAllocator.fromJSON: one number rule for every snapshot", 
     t["layout"].reserved[0].end = undefined;
     refused(t, /layout\.reserved\[0\]\.end must be a canonical hex string/);
     const u = snapshot();
-    u["layout"].reserved.at(-1).start = "12";
-    refused(u, /layout\.reserved\[11\]\.start must be an id/);
+    const lastId = u["layout"].reserved.length - 1; // the PC preset lists its fixed IRQs last
+    u["layout"].reserved[lastId].start = "12";
+    refused(u, new RegExp(`layout\\.reserved\\[${lastId}\\]\\.start must be an id`));
   });
 
   it("refuses reservations with end: undefined or non-canonical numbers", () => {
@@ -1131,11 +1281,12 @@ describe("DefaultSystemAllocator.fromJSON: one number rule for every snapshot", 
     s["reserved"][0].end = undefined;
     refused(s, /reserved\[0\]\.end must be a canonical hex string .* got undefined/);
     const t = snapshot();
-    delete t["reserved"].at(-1).end;
-    refused(t, /reserved\[11\] is missing "end"/);
+    const lastId = t["reserved"].length - 1; // the PC preset's fixed IRQs come last
+    delete t["reserved"][lastId].end;
+    refused(t, new RegExp(`reserved\\[${lastId}\\] is missing "end"`));
     const u = snapshot();
-    u["reserved"].at(-1).end = undefined;
-    refused(u, /reserved\[11\]\.end must be an id .* got undefined/);
+    u["reserved"][lastId].end = undefined;
+    refused(u, new RegExp(`reserved\\[${lastId}\\]\\.end must be an id .* got undefined`));
     const v = snapshot();
     v["reserved"][1].start = "0xB0000000";
     refused(v, /reserved\[1\]\.start must be a canonical hex string/);
@@ -1143,7 +1294,7 @@ describe("DefaultSystemAllocator.fromJSON: one number rule for every snapshot", 
     w["reserved"][1].end = 0xbfff_ffff;
     refused(w, /reserved\[1\]\.end must be a canonical hex string/);
     const x = snapshot();
-    x["reserved"].at(-1).start = "0xc";
-    refused(x, /reserved\[11\]\.start must be an id/);
+    x["reserved"][lastId].start = "0xc";
+    refused(x, new RegExp(`reserved\\[${lastId}\\]\\.start must be an id`));
   });
 });
