@@ -21,9 +21,13 @@ const RANGE_KINDS: readonly string[] = Object.freeze(["mem", "io", "irq", "bus",
  * object made with `Object.create(RangeInclusive.prototype)` is not taken for one.
  *
  * Instances are plain data otherwise: `start` and `end` are own enumerable properties, so
- * `assert.deepStrictEqual` compares ranges by value and `console.log` shows both bounds. (Private
- * fields behind getters would cost nothing to build, but would make every range look alike to
- * deep equality; freezing costs about 30 ns per range.)
+ * `assert.deepStrictEqual` compares ranges by value and `console.log` shows both bounds.
+ *
+ * Why frozen data rather than private fields behind getters, which cost nothing to build:
+ * getters alone are not immutable (`Object.defineProperty(range, "start", ...)` defines an own
+ * property that shadows the getter, and a bus reading `range.start` is then corrupt), making the
+ * instance non-extensible costs what freezing costs (about 30 ns a range), and getters would make
+ * every range deep-equal to every other.
  *
  * ```ts
  * const r = new RangeInclusive(0x1000n, 0x1fffn);
