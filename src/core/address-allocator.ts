@@ -488,36 +488,31 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
    */
   #releaseByRebuild(index: number): RangeInclusive[] {
     const released: RangeInclusive[] = [];
-    const removed: number[] = [];
     const survivors: number[] = [];
     const owner = this.#owner;
+    const key = this.#key;
     const end = this.#end;
+    // The order is taken first, so links may be reused (recycling) during the pass.
     for (const n of this.#slotsInOrder()) {
       if (owner[n] !== index) {
+        // The gap of the survivor before reaches up to this one.
+        const prev = survivors[survivors.length - 1];
+        if (prev !== undefined) this.#setGapEnd(prev, BigInt.asIntN(64, key[2 * n]! - 1n));
         survivors.push(n);
         continue;
       }
-      removed.push(n);
       released.push(this.#rangeOf(n));
-      const e = end[n]!;
-      if (e < this.#endB) {
+      if (end[n]! < this.#endB) {
         const lo = this.#gapLo[n]!;
-        this.#tzCount[lo !== 0 ? 31 - Math.clz32(lo & -lo) : trailingZeros(BigInt.asIntN(64, e + 1n))]!--;
+        this.#tzCount[lo !== 0 ? 31 - Math.clz32(lo & -lo) : trailingZeros(BigInt.asIntN(64, end[n]! + 1n))]!--;
       }
-      this.#bytes[0] = BigInt.asIntN(64, this.#bytes[0]! - e + this.#key[2 * n]! - 1n);
-    }
-    // Recycled after the walk, which follows the links that recycling reuses.
-    for (const n of removed) {
+      this.#bytes[0] = BigInt.asIntN(64, this.#bytes[0]! - end[n]! + key[2 * n]! - 1n);
       this.#link[4 * n + 2] = this.#recycled;
       this.#recycled = n;
     }
     this.#allocationCount -= released.length;
-    for (let i = 0; i < survivors.length; i++) {
-      const n = survivors[i]!;
-      const g = i + 1 < survivors.length ? BigInt.asIntN(64, this.#key[2 * survivors[i + 1]!]! - 1n) : this.#endB;
-      this.#gapEnd[n] = g;
-      this.#gapLen[n] = lengthAsNumber(end[n]!, g);
-    }
+    const lastSurvivor = survivors[survivors.length - 1];
+    if (lastSurvivor !== undefined) this.#setGapEnd(lastSurvivor, this.#endB);
     const first = survivors[0];
     this.#hasLead = first === undefined || this.#key[2 * first]! > this.#baseB;
     this.#leadEndB = first === undefined ? this.#endB : BigInt.asIntN(64, this.#key[2 * first]! - 1n);
@@ -1201,6 +1196,12 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
   #ownerOfNode(n: number): string | undefined {
     const o = this.#owner[n]!;
     return o > 0 ? this.#ownerNames[o] : undefined;
+  }
+
+  /** Sets the last free address of node `n`'s gap (and the cached length). */
+  #setGapEnd(n: number, gapEndB: bigint): void {
+    this.#gapEnd[n] = gapEndB;
+    this.#gapLen[n] = lengthAsNumber(this.#end[n]!, gapEndB);
   }
 
   /** Every node slot in address order, as an array: cheaper than #inOrder for a whole pass. */
