@@ -148,3 +148,82 @@ export {
 export { guestDeviceKind, type GuestDevice, type GuestDeviceKind, type GuestMachine, type GuestRange } from "./guest/guest-device.js";
 export { virtioMmioArgument, virtioMmioCmdline } from "./guest/kernel-cmdline.js";
 export { devicetreeSource, type DevicetreeOptions } from "./guest/devicetree.js";
+// ---- PCI (src/pci) ----
+export {
+  formatPciAddress,
+  formatPciBus,
+  parsePciAddress,
+  PCI_BUSES,
+  PCI_DEVICES_PER_BUS,
+  PCI_FUNCTIONS_PER_DEVICE,
+  PCI_MAX_SEGMENT,
+  pciAddress,
+  pciAddressKey,
+  pciAddressOfKey,
+  pciRoutingId,
+  toPciAddress,
+  type PciAddress,
+  type PciAddressInput,
+} from "./pci/address.js";
+export {
+  PCI_SLOT_ALLOCATOR_SNAPSHOT_FORMAT,
+  PciSlotAllocator,
+  type PciBusSpec,
+  type PciSlotAllocatorSnapshot,
+  type PciSlotHolding,
+} from "./pci/slot-allocator.js";
+export {
+  barBase,
+  barFlags,
+  barHighMask,
+  barIsSizing,
+  barLowMask,
+  barRequest,
+  describeBarKind,
+  normalizeBars,
+  PCI_BAR_COUNT,
+  type PciBar,
+  type PciBarSpec,
+  type PciIoWindow,
+} from "./pci/bar.js";
+export {
+  PCI_CAPABILITIES_START,
+  PCI_CONFIG_SPACE_SIZE,
+  PCI_HEADER_TYPE_MULTI_FUNCTION,
+  PCI_LEGACY_CONFIG_SPACE_SIZE,
+  PciCommand,
+  PciConfigRegister,
+  PciConfigSpace,
+  PciStatus,
+  type PciConfigHandler,
+  type PciConfigTarget,
+  type PciHeaderIds,
+} from "./pci/config-space.js";
+export { PCI_CONFIG_ADDRESS_PORT, PCI_CONFIG_DATA_PORT, PciConfigMechanism1 } from "./pci/config-mechanism.js";
+export { PCI_ECAM_BUS_SIZE, PciEcam, type PciEcamOptions } from "./pci/ecam.js";
+export { intxLine, IntxLines, Q35_INTX_ROUTING, swizzledIntxRouting, type PciIntxRouting } from "./pci/intx.js";
+export { normalizeMsiSpec, PCI_CAP_ID_MSI, PciMsiCapability, type PciMsiSpec } from "./pci/msi.js";
+export {
+  msixPbaSize,
+  msixTableSize,
+  normalizeMsixSpec,
+  PCI_CAP_ID_MSIX,
+  PCI_MSIX_CAPABILITY_SIZE,
+  PCI_MSIX_MAX_VECTORS,
+  PciMsixCapability,
+  type NormalizedMsixSpec,
+  type PciMsixSpec,
+} from "./pci/msix.js";
+export { PciVectorSource, type PciMsiMessage, type PciVectorFailure } from "./pci/vectors.js";
+export { PciBarRegion, type PciBarHandler } from "./pci/bar-region.js";
+export { PciBarMapper, type PciBarConflict } from "./pci/bar-mapper.js";
+export {
+  normalizePciDevice,
+  PciFunction,
+  type NormalizedPciDevice,
+  type PciBarInfo,
+  type PciCapabilitySpec,
+  type PciDevice,
+  type PciFunctionContext,
+} from "./pci/pci-function.js";
+export { PciRootComplex, type PciRootComplexOptions, type PciPlugOptions } from "./pci/root-complex.js";

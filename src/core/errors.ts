@@ -56,6 +56,12 @@ export class AllocatorError extends Error {
   /** Which of the device's requests failed, when one did. */
   readonly requestIndex: number | undefined;
 
+  /**
+   * Library code throws these; a program only builds one to report a failure in the same terms
+   * (a device model refusing a request, a test double).
+   * @param options `owner`, `device` and `requestIndex` become the properties of the same names;
+   *   `cause` is the standard `Error` cause.
+   */
   constructor(
     code: AllocatorErrorCode,
     message: string,

@@ -117,6 +117,8 @@ export interface DeviceManagerRestoreOptions {
 }
 
 const KIND_LABEL: Readonly<Record<Kind, string>> = { instanceId: "instance id", irq: "IRQ", msi: "MSI", pio: "PIO", mmio: "MMIO" };
+/** The callback that serves each kind, as `AllocationCallbacks` names it. */
+const CALLBACK_NAME: Readonly<Record<Kind, string>> = { instanceId: "deviceId", irq: "irq", msi: "irq", pio: "pio", mmio: "mmio" };
 
 function describeValue(value: unknown): string {
   if (typeof value === "bigint") return `${value}n`;
@@ -556,7 +558,8 @@ export class DeviceManager {
    * a kind that has a callback is held by the allocator or was reported outside its pools; and,
    * when the manager has a `holdings` callback (and no mutation is in progress), the allocator
    * holds under each device's owner exactly what the device's record says, and holds nothing
-   * under a `name@id` owner that is not a registered device.
+   * under a `name@id` owner that is not a registered device. (So give each allocator one device
+   * manager: a second manager's devices would look leaked to the first.)
    * @throws AllocatorError `InvalidState` describing the first disagreement.
    */
   checkConsistency(): void {
@@ -697,8 +700,8 @@ export class DeviceManager {
       previousId = id;
       const heldOk = (heldBy: HeldBy, kind: Kind, what: string): void => {
         const cb = callbackFor[kind];
-        if (heldBy !== "unmanaged" && cb === undefined) throw invalidSnapshot(`${p.owner}: ${what} is ${heldBy === "allocator" ? "held by the allocator" : "reported outside the pools"}, but no ${kind} callback was given`, p.owner);
-        if (heldBy === "unmanaged" && cb !== undefined) throw invalidSnapshot(`${p.owner}: ${what} was recorded without a ${kind} allocator, but a ${kind} callback was given`, p.owner);
+        if (heldBy !== "unmanaged" && cb === undefined) throw invalidSnapshot(`${p.owner}: ${what} is ${heldBy === "allocator" ? "held by the allocator" : "reported outside the pools"}, but no ${CALLBACK_NAME[kind]} callback was given`, p.owner);
+        if (heldBy === "unmanaged" && cb !== undefined) throw invalidSnapshot(`${p.owner}: ${what} was recorded without an allocator (no ${CALLBACK_NAME[kind]} callback), but a ${CALLBACK_NAME[kind]} callback was given`, p.owner);
       };
       heldOk(p.instanceId.heldBy, "instanceId", `instance id ${id}`);
       for (const q of p.irqs) heldOk(q.heldBy, "irq", `[irq ${q.value}]`);
@@ -818,7 +821,8 @@ export class DeviceManager {
       const label = step === undefined ? "instance id" : (labels[step.index] ?? `requests[${step.index}]`);
       let what = step === undefined || registration === "simple" ? label : describeRequest(step, label);
       if (vector !== undefined) what = `${what}: ${vector}`;
-      return this.#rollback(undo, this.#withContext(error, who, what, step?.index));
+      // A simple registration's arguments are not a request list: the label names the argument.
+      return this.#rollback(undo, this.#withContext(error, who, what, registration === "simple" ? undefined : step?.index));
     } finally {
       this.#busy = undefined;
     }

@@ -154,6 +154,11 @@ export class IdTable<V> {
   }
 }
 
+/** The instance id an owner `name@id` ends with. */
+function instanceIdOf(owner: string): number {
+  return Number(owner.slice(owner.lastIndexOf("@") + 1));
+}
+
 /**
  * Which devices hold each legacy line and each MSI GSI, so that sharing rules hold even for
  * lines no allocator sees (firmware lines outside the pool, a VMM without an irq callback).
@@ -172,10 +177,21 @@ export class LineTable {
     return undefined;
   }
 
+  /**
+   * Adds a holder. Holders are kept by ascending instance id (the `@id` that ends every owner),
+   * not in the order they came: a restored manager adds them in id order, and must name the same
+   * holders in the same order (in messages and `error.owner`) as the manager it was taken from.
+   */
   add(line: number, owner: string, shared: boolean): void {
     const l = this.#lines.get(line);
-    if (l === undefined) this.#lines.set(line, { holders: [owner], shared });
-    else l.holders.push(owner);
+    if (l === undefined) {
+      this.#lines.set(line, { holders: [owner], shared });
+      return;
+    }
+    const id = instanceIdOf(owner);
+    let i = l.holders.length;
+    while (i > 0 && instanceIdOf(l.holders[i - 1]!) > id) i--;
+    l.holders.splice(i, 0, owner);
   }
 
   remove(line: number, owner: string): void {

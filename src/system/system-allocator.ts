@@ -432,7 +432,8 @@ export class DefaultSystemAllocator implements SystemAllocator {
   /**
    * Builds the pools of `layout` and takes its reservations.
    * @param layout defaults to the `firecracker-x86_64` preset.
-   * @throws AllocatorError the validation errors of {@link resolveLayout}, naming the field.
+   * @throws AllocatorError for an invalid layout (`InvalidArgument`, `InvalidSize`, `Overflow`,
+   *   `InvalidRange`, `OutOfRange`, `Overlap`), naming the field (`layout.mmio32.size`).
    */
   constructor(layout: SystemLayout = LAYOUTS[DEFAULT_LAYOUT_NAME]) {
     this.#layout = resolveLayout(layout, "layout");
