@@ -48,6 +48,8 @@ export {
 } from "./core/id-allocator.js";
 export type { SystemAllocator } from "./system/system-allocator-interface.js";
 export {
+  DEVICE_METHODS,
+  isDevice,
   MAX_MSI_VECTORS,
   normalizeResourceRequests,
   REQUEST_FIELDS,
@@ -66,12 +68,17 @@ export {
 } from "./devices/device.js";
 export {
   Bus,
+  type BusChange,
+  type BusChangeListener,
   type BusKind,
   type BusLookupResult,
   type BusMapping,
   type BusOptions,
+  type DeviceErrorHook,
+  type DeviceErrorReport,
   type UnmappedAccess,
   type UnmappedHook,
+  type UnmappedReason,
 } from "./devices/bus.js";
 export {
   DeviceManager,

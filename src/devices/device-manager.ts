@@ -51,6 +51,8 @@ import type {
 } from "../system/allocation-callbacks.js";
 import { Bus } from "./bus.js";
 import {
+  DEVICE_METHODS,
+  isDevice,
   normalizeResourceRequests,
   type Device,
   type NormalizedAddressRequest,
@@ -139,9 +141,7 @@ function describeError(error: unknown): string {
 function deviceName(device: unknown): string {
   if (typeof device !== "object" || device === null) throw new AllocatorError("InvalidArgument", "device must be an object");
   const d = device as Record<string, unknown>;
-  if (typeof d["read"] !== "function" || typeof d["write"] !== "function") {
-    throw new AllocatorError("InvalidArgument", "device must have read and write methods");
-  }
+  if (!isDevice(device)) throw new AllocatorError("InvalidArgument", `device must have at least one of the methods ${DEVICE_METHODS.join(", ")}`);
   const name = d["name"];
   if (name === undefined) return "device";
   if (typeof name !== "string" || name.length === 0) throw new AllocatorError("InvalidArgument", "device.name must be a non-empty string");
@@ -523,12 +523,16 @@ export class DeviceManager {
       }
     }
     // Both bus steps were checked above, so the re-map cannot fail half way.
-    bus.remove(old);
-    bus.insert(newRange, record.device, record.owner);
+    bus.move(old, base);
     slot.range = newRange;
     slot.heldBy = heldBy;
     return newRange;
   }
+
+  // Dispatch. Nothing a guest controls makes these throw: an unmapped, empty, misfit or
+  // unsupported access is served as unmapped and counted on the bus (see Bus.read). Only an
+  // address that is not a u64, a buffer that is not a Uint8Array, or what a device (or a bus
+  // hook) throws reaches the caller.
 
   /** Dispatches a port read; see {@link Bus.read} (unmapped ports read as 0xff). */
   pioRead(port: U64Input, data: Uint8Array): boolean {
@@ -548,6 +552,129 @@ export class DeviceManager {
   /** Dispatches an MMIO write; see {@link Bus.write}. */
   mmioWrite(address: U64Input, data: Uint8Array): boolean {
     return this.mmioBus.write(address, data);
+  }
+
+  // Number accessors: the allocation-free dispatch path of emulators (see Bus.read8). They never
+  // throw for a guest's address or value; an address that is not an integer is InvalidArgument.
+
+  /** Reads one byte from `port`; see {@link Bus.read8} (unmapped: 0xff). */
+  pioRead8(port: number): number {
+    return this.pioBus.read8(port);
+  }
+
+  /** Reads two bytes from `port`, little-endian; see {@link Bus.read16}. */
+  pioRead16(port: number): number {
+    return this.pioBus.read16(port);
+  }
+
+  /** Reads four bytes from `port`, little-endian; see {@link Bus.read32}. */
+  pioRead32(port: number): number {
+    return this.pioBus.read32(port);
+  }
+
+  /** Writes one byte to `port`; see {@link Bus.write8}. */
+  pioWrite8(port: number, value: number): void {
+    this.pioBus.write8(port, value);
+  }
+
+  /** Writes two bytes to `port`; see {@link Bus.write16}. */
+  pioWrite16(port: number, value: number): void {
+    this.pioBus.write16(port, value);
+  }
+
+  /** Writes four bytes to `port`; see {@link Bus.write32}. */
+  pioWrite32(port: number, value: number): void {
+    this.pioBus.write32(port, value);
+  }
+
+  /** Reads one byte of MMIO at a safe-integer `address`; see {@link Bus.read8}. */
+  mmioRead8(address: number): number {
+    return this.mmioBus.read8(address);
+  }
+
+  /** Reads two bytes of MMIO; see {@link Bus.read16}. */
+  mmioRead16(address: number): number {
+    return this.mmioBus.read16(address);
+  }
+
+  /** Reads four bytes of MMIO; see {@link Bus.read32}. */
+  mmioRead32(address: number): number {
+    return this.mmioBus.read32(address);
+  }
+
+  /** Writes one byte of MMIO; see {@link Bus.write8}. */
+  mmioWrite8(address: number, value: number): void {
+    this.mmioBus.write8(address, value);
+  }
+
+  /** Writes two bytes of MMIO; see {@link Bus.write16}. */
+  mmioWrite16(address: number, value: number): void {
+    this.mmioBus.write16(address, value);
+  }
+
+  /** Writes four bytes of MMIO; see {@link Bus.write32}. */
+  mmioWrite32(address: number, value: number): void {
+    this.mmioBus.write32(address, value);
+  }
+
+  /** Reads one byte of MMIO at `high * 2^32 + low` (the whole u64 space); see {@link Bus.read8Pair}. */
+  mmioRead8Pair(high: number, low: number): number {
+    return this.mmioBus.read8Pair(high, low);
+  }
+
+  /** Reads two bytes of MMIO at `high * 2^32 + low`; see {@link Bus.read16Pair}. */
+  mmioRead16Pair(high: number, low: number): number {
+    return this.mmioBus.read16Pair(high, low);
+  }
+
+  /** Reads four bytes of MMIO at `high * 2^32 + low`; see {@link Bus.read32Pair}. */
+  mmioRead32Pair(high: number, low: number): number {
+    return this.mmioBus.read32Pair(high, low);
+  }
+
+  /** Writes one byte of MMIO at `high * 2^32 + low`; see {@link Bus.write8Pair}. */
+  mmioWrite8Pair(high: number, low: number, value: number): void {
+    this.mmioBus.write8Pair(high, low, value);
+  }
+
+  /** Writes two bytes of MMIO at `high * 2^32 + low`; see {@link Bus.write16Pair}. */
+  mmioWrite16Pair(high: number, low: number, value: number): void {
+    this.mmioBus.write16Pair(high, low, value);
+  }
+
+  /** Writes four bytes of MMIO at `high * 2^32 + low`; see {@link Bus.write32Pair}. */
+  mmioWrite32Pair(high: number, low: number, value: number): void {
+    this.mmioBus.write32Pair(high, low, value);
+  }
+
+  /** Reads one byte of MMIO at a bigint `address`; see {@link Bus.read8Big}. */
+  mmioRead8Big(address: bigint): number {
+    return this.mmioBus.read8Big(address);
+  }
+
+  /** Reads two bytes of MMIO at a bigint `address`; see {@link Bus.read16Big}. */
+  mmioRead16Big(address: bigint): number {
+    return this.mmioBus.read16Big(address);
+  }
+
+  /** Reads four bytes of MMIO at a bigint `address`; see {@link Bus.read32Big}. */
+  mmioRead32Big(address: bigint): number {
+    return this.mmioBus.read32Big(address);
+  }
+
+  /** Writes one byte of MMIO at a bigint `address`; see {@link Bus.write8Big}. */
+  mmioWrite8Big(address: bigint, value: number): void {
+    this.mmioBus.write8Big(address, value);
+  }
+
+  /** Writes two bytes of MMIO at a bigint `address`; see {@link Bus.write16Big}. */
+  mmioWrite16Big(address: bigint, value: number): void {
+    this.mmioBus.write16Big(address, value);
+  }
+
+  /** Writes four bytes of MMIO at a bigint `address`; see {@link Bus.write32Big}. */
+  mmioWrite32Big(address: bigint, value: number): void {
+    this.mmioBus.write32Big(address, value);
   }
 
   /**

@@ -11,22 +11,74 @@ import { hex, isPowerOfTwo, toU32, toU64, U64_MAX, type U32Input, type U64Input 
 import { MMIO_POOLS, type MmioPool, type Placement } from "../system/allocation-callbacks.js";
 
 /**
- * An emulated device the buses dispatch guest accesses to.
+ * An emulated device the buses dispatch guest accesses to. A device chooses its shape: the
+ * generic byte-buffer methods {@link Device.read} / {@link Device.write}, the width methods
+ * (`read8` ... `write32`, which take and return numbers and cost no allocation), or both. The bus
+ * adapts whatever is missing, little-endian: a 4-byte buffer access to a width device calls
+ * `read32`, a `read32` of a generic device passes it a 4-byte buffer, a width the device lacks is
+ * composed of narrower ones (`read32` as two `read16`s, or four `read8`s), and a buffer longer
+ * than 4 bytes is served in 4-, 2- and 1-byte pieces at ascending offsets. An access the device
+ * has no way to serve (a 1-byte access to a device with only `read32`) is served as unmapped with
+ * the reason `"unsupported"`. When a device has both shapes, buffer accesses go to
+ * `read`/`write` and width accesses to the width methods, and a missing width prefers the
+ * generic method over composition, so one guest access stays one device call.
  *
  * `base` is the first address of the mapping the access hit (a device mapped at several ranges
  * can tell them apart by it) and `offset` is the distance of the access from `base`. An access
- * always lies entirely inside the mapping: the bus rejects one that runs past its end before
- * calling the device.
+ * always lies entirely inside the mapping: the bus serves one that runs past its end as unmapped
+ * without calling the device.
+ *
+ * Width methods receive the offset from the mapping's base as a number, and values as unsigned
+ * numbers of their width; what they return is truncated to their width (`-1` from `read32` is
+ * 0xffffffff). A `read32` that returns a signed int32 (`value | 0`) spares V8 a heap number for
+ * values at or above 2^31 when the call is not inlined. The methods are called with the device as
+ * `this`.
+ *
+ * @example
+ * ```ts
+ * const rtc: Device = {
+ *   name: "cmos",
+ *   index: 0,
+ *   read8(offset: number): number { return offset === 1 ? 0x20 : this.index; },
+ *   write8(offset: number, value: number): void { if (offset === 0) this.index = value & 0x7f; },
+ * } as Device & { index: number };
+ * ```
  */
 export interface Device {
   /** Fills `data` with `data.length` bytes read at `base + offset`. */
-  read(base: bigint, offset: bigint, data: Uint8Array): void;
+  read?(base: bigint, offset: bigint, data: Uint8Array): void;
   /** Consumes `data.length` bytes written at `base + offset`. */
-  write(base: bigint, offset: bigint, data: Uint8Array): void;
+  write?(base: bigint, offset: bigint, data: Uint8Array): void;
+  /** One byte at `offset` from the mapping's base. */
+  read8?(offset: number): number;
+  /** Two bytes, little-endian, at `offset` from the mapping's base. */
+  read16?(offset: number): number;
+  /** Four bytes, little-endian, at `offset` from the mapping's base. */
+  read32?(offset: number): number;
+  /** Writes the byte `value` (0..0xff) at `offset` from the mapping's base. */
+  write8?(offset: number, value: number): void;
+  /** Writes the 16-bit `value` at `offset`. */
+  write16?(offset: number, value: number): void;
+  /** Writes the 32-bit `value` (0..0xffffffff) at `offset`. */
+  write32?(offset: number, value: number): void;
   /** Short name used in owner strings and error messages (`virtio-blk`). Defaults to `device`. */
   readonly name?: string;
   /** The resources the device needs; used by `DeviceManager.fullRegisterDevice` when no list is passed. */
   resourceRequest?(): readonly ResourceRequest[];
+}
+
+/** The methods by which a {@link Device} can be reached; it needs at least one. */
+export const DEVICE_METHODS: readonly string[] = Object.freeze(["read", "write", "read8", "read16", "read32", "write8", "write16", "write32"]);
+
+/**
+ * True when `device` is an object with at least one of the {@link DEVICE_METHODS}. A direction
+ * or width it lacks is adapted or served as unmapped (see {@link Device}), so a read-only device
+ * needs no write method; an object with none of them is a mistake.
+ */
+export function isDevice(device: unknown): device is Device {
+  if (typeof device !== "object" || device === null) return false;
+  const d = device as Record<string, unknown>;
+  return DEVICE_METHODS.some((m) => typeof d[m] === "function");
 }
 
 /** An inclusive address window a placement must stay inside. */

@@ -714,8 +714,8 @@ describe("DeviceManager.fromJSON: validation", () => {
       device: "serial@0",
     });
     const notDevices: [unknown, RegExp][] = [
-      [{}, /device must have read and write methods/],
-      [{ read() {} }, /device must have read and write methods/],
+      [{}, /device must have at least one of the methods read, write, read8/],
+      [{ name: "virtio-net", rd() {} }, /device must have at least one of the methods read, write, read8/],
       [null, /device must be an object/],
       [42, /device must be an object/],
       [{ name: "", read() {}, write() {} }, /device\.name must be a non-empty string/],

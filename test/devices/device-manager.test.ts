@@ -253,7 +253,7 @@ describe("DeviceManager: simple registration (resources handed over by the VMM)"
     assert.throws(() => w.dm.simpleRegisterDevice(new TestDevice("x"), -1), code("InvalidArgument", /^instanceId must be/));
     assert.throws(() => w.dm.simpleRegisterDevice(new TestDevice("x"), 6, [1, -2]), code("InvalidArgument", /^irq\[1\] must be/));
     assert.throws(() => w.dm.simpleRegisterDevice(new TestDevice("x"), 6, 1, [r(0, 1), 5 as unknown as RangeInclusive]), code("InvalidArgument", /^pioRange\[1\]/));
-    assert.throws(() => w.dm.simpleRegisterDevice({ read() {} } as unknown as Device, 6), code("InvalidArgument", /read and write/));
+    assert.throws(() => w.dm.simpleRegisterDevice({ name: "x" } as unknown as Device, 6), code("InvalidArgument", /at least one of the methods read, write, read8/));
     assert.throws(() => w.dm.simpleRegisterDevice({ name: "", read() {}, write() {} }, 6), code("InvalidArgument", /device\.name/));
     assert.deepEqual(w.state(), before);
   });
@@ -786,7 +786,12 @@ describe("DeviceManager: dispatch", () => {
     assert.equal(w.dm.pioWrite(0x2000, miss), false);
     assert.equal(w.dm.mmioBus.unmappedReads, 1);
     assert.equal(w.dm.pioBus.unmappedWrites, 1);
-    assert.throws(() => w.dm.mmioRead(0xd000_1ffe, new Uint8Array(4)), code("OutOfRange", /b@1 \[mem 0xd0001000-0xd0001fff\]/));
+    // A guest access running past b@1's end is served as unmapped, never thrown (issue 7).
+    const past = Uint8Array.of(1, 2, 3, 4);
+    assert.equal(w.dm.mmioRead(0xd000_1ffe, past), false);
+    assert.deepEqual([...past], [0xff, 0xff, 0xff, 0xff]);
+    assert.equal(w.dm.mmioBus.rejectedReads, 1);
+    assert.equal(b.accesses.length, 2, "the device was not called");
   });
 });
 
