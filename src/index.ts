@@ -41,6 +41,7 @@ export {
 export {
   ID_ALLOCATOR_SNAPSHOT_FORMAT,
   IdAllocator,
+  MAX_IDS_PER_CALL,
   MAX_OWNED_IDS,
   type IdAllocatorSnapshot,
   type IdRun,

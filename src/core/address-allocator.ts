@@ -25,6 +25,7 @@
  * method is a heap object, which is why the hot paths pass their bigints through the Q slots
  * and write some steps out inline.
  */
+import { checkOwner, describeValue, readBounds, readFields } from "./arguments.js";
 import { AllocatorError } from "./errors.js";
 import { formatRange, RangeInclusive } from "./range.js";
 import { AllocPolicy, type AddressRequest, type AddressWindow, type ResourceAllocator } from "./resource.js";
@@ -79,6 +80,8 @@ const NO_OWNER = 0;
 const INITIAL_CAPACITY = 8;
 /** AVL height stays below 1.45 log2(2^31) < 48; the path stack is sized with margin. */
 const MAX_DEPTH = 96;
+/** How many entries a V8 Map or Set holds at most (adding one more throws a RangeError). */
+const MAX_COLLECTION_SIZE = 1 << 24;
 /** How many alignment annotations a tree keeps at most. */
 export const MAX_ALIGNMENT_CLASSES = 8;
 
@@ -94,7 +97,7 @@ let qLen = 0; // size as a number, saturated at 2^53: compared with the annotati
  * rounding-down mask); highest stored start that can be aligned up without passing 2^64-1; the
  * window's stored bounds; and the start found by the last successful search.
  */
-const Q = new BigInt64Array(13);
+const Q = new BigInt64Array(15);
 const SIZE_M1 = 0;
 const MIN_END = 1;
 const ALIGN_M1 = 2;
@@ -110,11 +113,20 @@ const LAST = 10;
 /** The request's size and alignment modulo 2^64. */
 const SIZE = 11;
 const ALIGN = 12;
+/** Stored form of the room above an ExactMatch address (2^64-1 - address). */
+const ROOM = 13;
+/** The argument of #floorPath. */
+const FLOOR = 14;
 let qAnn: Float32Array = new Float32Array(1); // the annotation that prunes this query
 /** alignment - 1 when a gap can be judged on numbers alone (no window, small size and alignment), else -1. */
 let qMask = -1;
 /** Whether the current query has a window narrower than the pool. */
 let qWindow = false;
+/** The current query's window as the caller gave it, for messages. */
+let qCallerMin = 0n;
+let qCallerMax = 0n;
+/** The address of the ExactMatch policy policyKind just read. */
+let policyAddress: unknown;
 /** Predecessor found by the last #locate. */
 let qPrev = NIL;
 /** Length of the root-to-node path the last #locate left in PATH (0 when no node starts there). */
@@ -194,6 +206,8 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
   #tzCount = new Int32Array(65);
 
   #allocationCount = 0;
+  /** Counts changes, so that an iterator can tell that the tree moved under it. */
+  #version = 0;
   /**
    * Allocated bytes modulo 2^64, kept in a typed array so updates stay unboxed; the only
    * ambiguous value, 0 with live allocations, means the whole 2^64 space.
@@ -284,50 +298,58 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
   allocate(size: U64Input, alignment?: U64Input, policy?: AllocPolicy, options?: AllocateOptions): RangeInclusive;
   allocate(
     sizeOrRequest: U64Input | AddressRequest,
-    alignment: U64Input = 1n,
-    policy: AllocPolicy = AllocPolicy.FirstMatch,
+    alignment?: U64Input,
+    policy?: AllocPolicy,
     options?: AllocateOptions,
   ): RangeInclusive {
     if (typeof sizeOrRequest === "object" && sizeOrRequest !== null) {
-      const r = sizeOrRequest;
+      if (alignment !== undefined || policy !== undefined || options !== undefined) {
+        throw new AllocatorError("InvalidArgument", "allocate(request) takes the request alone: put alignment, policy, owner and window in it");
+      }
+      const [size, align, pol, owner, window] = readFields(sizeOrRequest, "request", REQUEST_FIELDS);
       // Only a missing field takes the default: null is as invalid here as in the positional form.
-      return this.#allocate(
-        r.size,
-        r.alignment === undefined ? 1n : r.alignment,
-        r.policy === undefined ? AllocPolicy.FirstMatch : r.policy,
-        r.owner,
-        r.window,
-      );
+      return this.#allocate(size, align === undefined ? 1n : align, pol === undefined ? AllocPolicy.FirstMatch : pol, owner, window, true);
     }
-    return this.#allocate(sizeOrRequest, alignment, policy, options?.owner, options?.window);
+    let owner: unknown;
+    let window: unknown;
+    if (options !== undefined) [owner, window] = readFields(options, "options", OPTION_FIELDS);
+    return this.#allocate(
+      sizeOrRequest,
+      alignment === undefined ? 1n : alignment,
+      policy === undefined ? AllocPolicy.FirstMatch : policy,
+      owner,
+      window,
+      false,
+    );
   }
 
-  #allocate(sizeIn: unknown, alignIn: unknown, policy: unknown, owner: unknown, window: unknown): RangeInclusive {
-    const size = toU64(sizeIn, "size");
-    const align = toU64(alignIn, "alignment");
+  /** `request` says whether the arguments came in a request object, for the names in messages. */
+  #allocate(sizeIn: unknown, alignIn: unknown, policy: unknown, owner: unknown, window: unknown, request: boolean): RangeInclusive {
+    const size = toU64(sizeIn, request ? "request.size" : "size");
+    const align = toU64(alignIn, request ? "request.alignment" : "alignment");
     if (size === 0n) throw new AllocatorError("InvalidSize", "cannot allocate 0 bytes");
     // A power of two: non-zero with a single bit set (computed on 64 bits so it stays unboxed).
     if (align === 0n || BigInt.asIntN(64, align & BigInt.asIntN(64, align - 1n)) !== 0n || align > TWO63) {
       throw new AllocatorError("InvalidAlignment", `alignment ${hex(align)} is not a power of two from 0x1 to 0x8000000000000000`);
     }
-    const kind = policyKind(policy);
-    const ownerName = checkOwner(owner);
+    const kind = policyKind(policy, request ? "request.policy" : "policy");
+    const ownerName = owner === undefined ? undefined : checkOwner(owner, request ? "request.owner" : "options.owner");
     let winMinB = this.#baseB;
     let winMaxB = this.#endB;
     if (window !== undefined) {
-      if (typeof window !== "object" || window === null) {
-        throw new AllocatorError("InvalidArgument", "window must be an object { min, max }");
-      }
-      const w = window as { min?: unknown; max?: unknown };
-      const wMin = toU64(w.min, "window.min");
-      const wMax = toU64(w.max, "window.max");
+      const name = request ? "request.window" : "options.window";
+      const [min, max] = readFields(window, name, WINDOW_FIELDS);
+      const wMin = toU64(min, `${name}.min`);
+      const wMax = toU64(max, `${name}.max`);
       if (wMin > wMax) throw new AllocatorError("InvalidRange", `window min ${hex(wMin)} is above window max ${hex(wMax)}`);
+      qCallerMin = wMin;
+      qCallerMax = wMax;
       if (toStored(wMin) > winMinB) winMinB = toStored(wMin);
       if (toStored(wMax) < winMaxB) winMaxB = toStored(wMax);
     }
 
     if (kind === "ExactMatch") {
-      const address = toU64((policy as { address: unknown }).address, "policy.address");
+      const address = toU64(policyAddress, request ? "request.policy.address" : "policy.address");
       return this.#allocateAt(address, size, align, winMinB, winMaxB, window !== undefined, ownerName);
     }
 
@@ -360,7 +382,8 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
       }
     }
     if (target === NIL) {
-      const where = window === undefined ? "" : ` inside window ${formatRange(fromStored(winMinB), fromStored(winMaxB))}`;
+      // The caller's window, not its intersection with the pool (which may be empty).
+      const where = window === undefined ? "" : ` inside ${this.#windowText(winMinB, winMaxB)}`;
       throw new AllocatorError(
         "ResourceNotAvailable",
         `no free space for ${hex(size)} bytes aligned to ${hex(align)} in ${this.#poolText()}${where}`,
@@ -379,42 +402,48 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     hasWindow: boolean,
     owner: string | undefined,
   ): RangeInclusive {
-    if ((address & (align - 1n)) !== 0n) {
+    // The checks run on the stored forms in the Q slots, as in the search path: V8 keeps that
+    // arithmetic on machine integers instead of allocating a bigint per step (W5 runs this).
+    Q[ARG_START] = BigInt.asIntN(64, address + MIN);
+    Q[ALIGN_M1] = BigInt.asIntN(64, align - 1n);
+    // The alignment divides 2^63, so the stored form has the address's low bits.
+    if (BigInt.asIntN(64, Q[ARG_START]! & Q[ALIGN_M1]!) !== 0n) {
       throw new AllocatorError("UnalignedAddress", `address ${hex(address)} is not aligned to ${hex(align)}`);
     }
-    if (size - 1n > U64_MAX - address) {
+    // Overflow when size - 1 > 2^64-1 - address. Compared in stored form: that of 2^64-1 - address
+    // is -1 - (the stored address), that of size - 1 is size - 1 - 2^63.
+    Q[SIZE_M1] = BigInt.asIntN(64, size - 1n);
+    Q[ROOM] = BigInt.asIntN(64, -1n - Q[ARG_START]!);
+    Q[ARG_END] = BigInt.asIntN(64, Q[SIZE_M1]! + MIN);
+    if (Q[ARG_END]! > Q[ROOM]!) {
       throw new AllocatorError("Overflow", `${hex(size)} bytes at ${hex(address)} would end past 0xffffffffffffffff`);
     }
-    const last = address + size - 1n;
-    const aB = toStored(address);
-    const lB = toStored(last);
-    if (aB < this.#baseB || lB > this.#endB) {
-      throw new AllocatorError("OutOfRange", `${formatRange(address, last)} is outside ${this.#poolText()}`);
+    Q[ARG_END] = BigInt.asIntN(64, Q[ARG_START]! + Q[SIZE_M1]!);
+    if (Q[ARG_START]! < this.#baseB || Q[ARG_END]! > this.#endB) {
+      throw new AllocatorError("OutOfRange", `${formatRange(address, fromStored(Q[ARG_END]!))} is outside ${this.#poolText()}`);
     }
-    if (hasWindow && (aB < winMinB || lB > winMaxB)) {
-      throw new AllocatorError(
-        "OutOfRange",
-        `${formatRange(address, last)} is outside window ${formatRange(fromStored(winMinB), fromStored(winMaxB))}`,
-      );
+    if (hasWindow && (Q[ARG_START]! < winMinB || Q[ARG_END]! > winMaxB)) {
+      throw new AllocatorError("OutOfRange", `${formatRange(address, fromStored(Q[ARG_END]!))} is outside ${this.#windowText(winMinB, winMaxB)}`);
     }
-    const p = this.#floorPath(aB);
+    Q[FLOOR] = Q[ARG_START]!;
+    const p = this.#floorPath();
     let holder: number;
-    if (p !== NIL && aB <= this.#end[p]!) {
+    if (p !== NIL && Q[ARG_START]! <= this.#end[p]!) {
       holder = p;
     } else {
       const gapEndB = p === NIL ? this.#leadEndB : this.#gapEnd[p]!;
-      if (lB <= gapEndB) {
-        Q[RESULT] = aB;
-        Q[SIZE_M1] = BigInt.asIntN(64, size - 1n);
+      if (Q[ARG_END]! <= gapEndB) {
+        Q[RESULT] = Q[ARG_START]!;
         this.#take(p === NIL ? LEAD : p, size, owner);
-        return new RangeInclusive(address, last);
+        return new RangeInclusive(address, Q[LAST]! - MIN);
       }
-      holder = this.#floorPath(BigInt.asIntN(64, gapEndB + 1n));
+      Q[FLOOR] = BigInt.asIntN(64, gapEndB + 1n);
+      holder = this.#floorPath();
     }
     const held = this.#ownerOfNode(holder);
     throw new AllocatorError(
       "Overlap",
-      `${formatRange(address, last)} conflicts with ${held ?? "an allocation"} ${this.#rangeText(holder)}`,
+      `${formatRange(address, fromStored(Q[ARG_END]!))} conflicts with ${held ?? "an allocation"} ${this.#rangeText(holder)}`,
       { owner: held },
     );
   }
@@ -430,24 +459,104 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     this.#release(this.#liveAllocation());
   }
 
-  /** Frees every allocation of `owner` and returns their ranges in address order. */
+  /**
+   * Frees every allocation of `owner` and returns their ranges in address order; empty for an
+   * owner that holds nothing.
+   * @throws AllocatorError `InvalidArgument` when `owner` is not a non-empty string.
+   */
   releaseOwner(owner: string): RangeInclusive[] {
-    const ranges = this.allocationsOf(owner);
-    for (const r of ranges) {
-      Q[ARG_START] = toStored(r.start);
+    const index = this.#ownerIndex.get(checkOwner(owner));
+    if (index === undefined || this.#ownerNodes[index]!.size === 0) return [];
+    const held = this.#ownerNodes[index]!.size;
+    // Removing k of n nodes one by one costs k log n rotations and refreshes; relinking the
+    // survivors into a new balanced tree costs n. The latter wins from about k > n / 8.
+    if (held * 8 > this.#allocationCount) return this.#releaseByRebuild(index);
+    const nodes = this.#nodesOf(index);
+    const ranges = nodes.map((n) => this.#rangeOf(n));
+    for (const n of nodes) {
+      Q[ARG_START] = this.#key[2 * n]!;
       this.#release(this.#locate());
     }
     return ranges;
   }
 
-  /** The ranges held by `owner`, in address order. */
+  /**
+   * releaseOwner for an owner holding a large share of the allocations: one in-order pass drops
+   * its nodes (recycling their slots, their gaps joining the gap before), then the surviving
+   * nodes, which keep their slots (so other owners' indexes stay valid), are relinked into a
+   * balanced tree and their annotations rebuilt bottom-up.
+   */
+  #releaseByRebuild(index: number): RangeInclusive[] {
+    const released: RangeInclusive[] = [];
+    const survivors: number[] = [];
+    const owner = this.#owner;
+    const key = this.#key;
+    const end = this.#end;
+    // The order is taken first, so links may be reused (recycling) during the pass.
+    for (const n of this.#slotsInOrder()) {
+      if (owner[n] !== index) {
+        // The gap of the survivor before reaches up to this one.
+        const prev = survivors[survivors.length - 1];
+        if (prev !== undefined) this.#setGapEnd(prev, BigInt.asIntN(64, key[2 * n]! - 1n));
+        survivors.push(n);
+        continue;
+      }
+      released.push(this.#rangeOf(n));
+      if (end[n]! < this.#endB) {
+        const lo = this.#gapLo[n]!;
+        this.#tzCount[lo !== 0 ? 31 - Math.clz32(lo & -lo) : trailingZeros(BigInt.asIntN(64, end[n]! + 1n))]!--;
+      }
+      this.#bytes[0] = BigInt.asIntN(64, this.#bytes[0]! - end[n]! + key[2 * n]! - 1n);
+      this.#link[4 * n + 2] = this.#recycled;
+      this.#recycled = n;
+    }
+    this.#allocationCount -= released.length;
+    const lastSurvivor = survivors[survivors.length - 1];
+    if (lastSurvivor !== undefined) this.#setGapEnd(lastSurvivor, this.#endB);
+    const first = survivors[0];
+    this.#hasLead = first === undefined || this.#key[2 * first]! > this.#baseB;
+    this.#leadEndB = first === undefined ? this.#endB : BigInt.asIntN(64, this.#key[2 * first]! - 1n);
+    const build = (lo: number, hi: number): number => {
+      if (lo > hi) return NIL;
+      const mid = (lo + hi) >>> 1;
+      const n = survivors[mid]!;
+      this.#link[4 * n + 2] = build(lo, mid - 1);
+      this.#link[4 * n + 3] = build(mid + 1, hi);
+      this.#update(n);
+      return n;
+    };
+    this.#root = build(0, survivors.length - 1);
+    this.#ownerNodes[index]!.clear();
+    this.#liveOwners--;
+    if (this.#ownerIndex.size > 2 * this.#liveOwners + 64) this.#sweepOwners();
+    this.#version++;
+    return released;
+  }
+
+  /**
+   * The ranges held by `owner`, in address order (a new array).
+   * @throws AllocatorError `InvalidArgument` when `owner` is not a non-empty string.
+   */
   allocationsOf(owner: string): RangeInclusive[] {
-    const index = this.#ownerIndex.get(owner);
+    const index = this.#ownerIndex.get(checkOwner(owner));
     if (index === undefined) return [];
-    const nodes = [...this.#ownerNodes[index]!];
+    return this.#nodesOf(index).map((n) => this.#rangeOf(n));
+  }
+
+  /** The node slots of owner `index` in address order. */
+  #nodesOf(index: number): number[] {
+    const set = this.#ownerNodes[index]!;
+    // A walk of the whole tree beats sorting with a comparator once the owner holds a good share.
+    if (set.size * 8 > this.#allocationCount) {
+      const owner = this.#owner;
+      const out: number[] = [];
+      for (const n of this.#slotsInOrder()) if (owner[n] === index) out.push(n);
+      return out;
+    }
+    const nodes = [...set];
     const key = this.#key;
     nodes.sort((a, b) => (key[2 * a]! < key[2 * b]! ? -1 : 1));
-    return nodes.map((n) => this.#rangeOf(n));
+    return nodes;
   }
 
   /** Owners that hold at least one allocation, in no particular order. */
@@ -459,31 +568,47 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
   find(address: U64Input): Allocation | undefined {
     const aB = toStored(toU64(address, "address"));
     if (aB < this.#baseB || aB > this.#endB) return undefined;
-    const n = this.#floorPath(aB);
+    Q[FLOOR] = aB;
+    const n = this.#floorPath();
     if (n === NIL || aB > this.#end[n]!) return undefined;
     return { range: this.#rangeOf(n), owner: this.#ownerOfNode(n) };
   }
 
-  /** True when `range` is exactly a live allocation. */
+  /**
+   * True when `range` is exactly a live allocation.
+   * @throws AllocatorError `InvalidArgument` when `range` is not a range, `InvalidRange` when its
+   *   start is above its end.
+   */
   isAllocated(range: RangeInclusive | { readonly start: U64Input; readonly end: U64Input }): boolean {
-    if (typeof range !== "object" || range === null) {
-      throw new AllocatorError("InvalidArgument", "range must be a RangeInclusive or { start, end }");
-    }
-    const s = toStored(toU64(range.start, "range.start"));
-    const e = toStored(toU64(range.end, "range.end"));
-    const n = this.#floorPath(s);
+    const [start, end] = readBounds(range, "range");
+    const su = toU64(start, "range.start");
+    const eu = toU64(end, "range.end");
+    if (su > eu) throw new AllocatorError("InvalidRange", `invalid range: start ${hex(su)} is above end ${hex(eu)}`);
+    const s = toStored(su);
+    const e = toStored(eu);
+    Q[FLOOR] = s;
+    const n = this.#floorPath();
     return n !== NIL && this.#key[2 * n] === s && this.#end[n] === e;
   }
 
-  /** Live allocations in address order. */
+  /**
+   * Live allocations in address order, read lazily. Changing the allocator while iterating makes
+   * the next step throw `InvalidState` (iterate over a copy, `[...a.allocations()]`, to change it
+   * meanwhile) rather than walk a tree that has moved under the iterator.
+   */
   *allocations(): IterableIterator<Allocation> {
-    for (const n of this.#inOrder()) yield { range: this.#rangeOf(n), owner: this.#ownerOfNode(n) };
+    for (const n of this.#inOrder(true)) yield { range: this.#rangeOf(n), owner: this.#ownerOfNode(n) };
   }
 
-  /** Free ranges in address order (maximal: free neighbours are always coalesced). */
+  /**
+   * Free ranges in address order (maximal: free neighbours are always coalesced), read lazily;
+   * changing the allocator meanwhile makes the next step throw `InvalidState`, as {@link allocations}.
+   */
   *freeRanges(): IterableIterator<RangeInclusive> {
+    const version = this.#version;
     if (this.#hasLead) yield new RangeInclusive(this.base, fromStored(this.#leadEndB));
-    for (const n of this.#inOrder()) {
+    if (this.#version !== version) throw changedWhileIterating();
+    for (const n of this.#inOrder(true)) {
       if (this.#gapEnd[n]! > this.#end[n]!) {
         yield new RangeInclusive(fromStored(this.#end[n]!) + 1n, fromStored(this.#gapEnd[n]!));
       }
@@ -517,6 +642,17 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
    * @throws AllocatorError `InvalidSnapshot` naming the first problem; never a partial allocator.
    */
   static fromJSON(snapshot: unknown): AddressAllocator {
+    try {
+      return AddressAllocator.#restore(snapshot);
+    } catch (error) {
+      if (error instanceof AllocatorError && error.code === "InvalidSnapshot") throw error;
+      // A getter or proxy in the input threw; the contract is still a single error type.
+      const why = error instanceof Error ? error.message : "it threw";
+      throw new AllocatorError("InvalidSnapshot", `invalid address allocator snapshot: could not be read (${why})`, { cause: error });
+    }
+  }
+
+  static #restore(snapshot: unknown): AddressAllocator {
     const bad = (what: string): AllocatorError =>
       new AllocatorError("InvalidSnapshot", `invalid address allocator snapshot: ${what}`);
     if (typeof snapshot !== "object" || snapshot === null || Array.isArray(snapshot)) throw bad("not an object");
@@ -846,10 +982,13 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
   #take(target: number, size: bigint, owner: string | undefined): void {
     // Written out inline, with inputs from Q: a bigint handed to another method is boxed on the
     // heap, and this runs once per allocation.
+    // The only steps that can fail come first, before anything changes: room for a node, then
+    // the owner's limits.
+    if (this.#recycled === NIL && this.#nextSlot === this.#capacity) this.#grow();
+    const ownerIndex = owner === undefined ? NO_OWNER : this.#ownerFor(owner);
     const aB = Q[RESULT]!;
     const lB = BigInt.asIntN(64, aB + Q[SIZE_M1]!);
     Q[LAST] = lB;
-    const ownerIndex = owner === undefined ? NO_OWNER : this.#ownerFor(owner);
     let gapEnd: bigint;
     if (target === LEAD) {
       gapEnd = this.#leadEndB;
@@ -881,6 +1020,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     if (lB < this.#endB) this.#tzCount[lo !== 0 ? 31 - Math.clz32(lo & -lo) : trailingZeros(BigInt.asIntN(64, lB + 1n))]!++;
     if (ownerIndex !== NO_OWNER) this.#addOwned(ownerIndex, n);
     this.#allocationCount++;
+    this.#version++;
     this.#bytes[0] = BigInt.asIntN(64, this.#bytes[0]! + size);
   }
 
@@ -898,6 +1038,7 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     }
     if (o !== NO_OWNER) this.#dropOwner(o, node);
     this.#allocationCount--;
+    this.#version++;
     this.#bytes[0] = BigInt.asIntN(64, this.#bytes[0]! - e + s - 1n);
     // The freed space and its gap join the predecessor's gap (or the leading gap). The
     // predecessor is either an ancestor on the removal path, refreshed by the removal itself, or
@@ -934,10 +1075,11 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
   // ---- lookups -----------------------------------------------------------------------------
 
   /**
-   * The allocation with the largest start <= `aB`, or NIL; also leaves the root-to-node path in
-   * PATH[0 .. qDepth-1] for an insertion that follows.
+   * The allocation with the largest start <= Q[FLOOR] (a stored address), or NIL; also leaves
+   * the root-to-node path in PATH[0 .. qDepth-1] for an insertion that follows.
    */
-  #floorPath(aB: bigint): number {
+  #floorPath(): number {
+    const aB = Q[FLOOR]!;
     const path = PATH;
     const key = this.#key;
     let n = this.#root;
@@ -1001,12 +1143,16 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
 
   /** Validates a range argument and leaves its stored bounds in Q[ARG_START] and Q[ARG_END]. */
   #checkRange(range: unknown): void {
-    if (typeof range !== "object" || range === null) {
-      throw new AllocatorError("InvalidArgument", "range must be a RangeInclusive or { start, end }");
+    let start: bigint;
+    let end: bigint;
+    if (range instanceof RangeInclusive) {
+      start = range.start;
+      end = range.end;
+    } else {
+      const [s, e] = readBounds(range, "range");
+      start = toU64(s, "range.start");
+      end = toU64(e, "range.end");
     }
-    const r = range as { start: unknown; end: unknown };
-    const start = toU64(r.start, "range.start");
-    const end = toU64(r.end, "range.end");
     if (start > end) throw new AllocatorError("InvalidRange", `invalid range: start ${hex(start)} is above end ${hex(end)}`);
     Q[ARG_START] = BigInt.asIntN(64, start + MIN);
     Q[ARG_END] = BigInt.asIntN(64, end + MIN);
@@ -1028,7 +1174,8 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
       if (endB <= gapEndB) {
         throw new AllocatorError("NeverAllocated", `${text} is not allocated (never allocated, or already freed)`);
       }
-      holder = this.#floorPath(BigInt.asIntN(64, gapEndB + 1n));
+      Q[FLOOR] = BigInt.asIntN(64, gapEndB + 1n);
+      holder = this.#floorPath();
     }
     const held = this.#ownerOfNode(holder);
     throw new AllocatorError(
@@ -1051,7 +1198,34 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     return o > 0 ? this.#ownerNames[o] : undefined;
   }
 
-  *#inOrder(): Generator<number> {
+  /** Sets the last free address of node `n`'s gap (and the cached length). */
+  #setGapEnd(n: number, gapEndB: bigint): void {
+    this.#gapEnd[n] = gapEndB;
+    this.#gapLen[n] = lengthAsNumber(this.#end[n]!, gapEndB);
+  }
+
+  /** Every node slot in address order, as an array: cheaper than #inOrder for a whole pass. */
+  #slotsInOrder(): number[] {
+    const out: number[] = [];
+    const stack = BACKTRACK;
+    const link = this.#link;
+    let sp = 0;
+    let n = this.#root;
+    while (n !== NIL || sp > 0) {
+      while (n !== NIL) {
+        stack[sp++] = n;
+        n = link[4 * n + 2]!;
+      }
+      n = stack[--sp]!;
+      out.push(n);
+      n = link[4 * n + 3]!;
+    }
+    return out;
+  }
+
+  /** Node slots in address order; with `guard`, throws InvalidState once the tree has changed. */
+  *#inOrder(guard = false): Generator<number> {
+    const version = this.#version;
     const stack: number[] = [];
     let n = this.#root;
     while (n !== NIL || stack.length > 0) {
@@ -1061,8 +1235,14 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
       }
       n = stack.pop()!;
       yield n;
+      if (guard && this.#version !== version) throw changedWhileIterating();
       n = this.#link[4 * n + 3]!;
     }
+  }
+
+  /** The caller's window as given (its part inside the pool, [winMinB, winMaxB], may be empty). */
+  #windowText(winMinB: bigint, winMaxB: bigint): string {
+    return `window ${formatRange(qCallerMin, qCallerMax)}${winMinB > winMaxB ? ", which does not overlap the pool" : ""}`;
   }
 
   #poolText(): string {
@@ -1071,14 +1251,31 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
 
   // ---- owners --------------------------------------------------------------------------------
 
+  /**
+   * The index of owner `name`, created when new. Checks, before changing anything, the limits of
+   * the V8 collections behind the owner index (2^24 entries each), so that an allocation is refused
+   * up front instead of failing half-way with a RangeError.
+   */
   #ownerFor(name: string): number {
     let index = this.#ownerIndex.get(name);
-    if (index === undefined) {
-      index = this.#recycledOwners.pop() ?? this.#ownerNames.length;
-      this.#ownerNames[index] = name;
-      this.#ownerNodes[index] = new Set();
-      this.#ownerIndex.set(name, index);
+    if (index !== undefined) {
+      if (this.#ownerNodes[index]!.size >= MAX_COLLECTION_SIZE) {
+        throw new AllocatorError("ResourceNotAvailable", `${name} already holds ${MAX_COLLECTION_SIZE} allocations, the most one owner can hold`, {
+          owner: name,
+        });
+      }
+      return index;
     }
+    if (this.#ownerIndex.size >= MAX_COLLECTION_SIZE) {
+      this.#sweepOwners();
+      if (this.#ownerIndex.size >= MAX_COLLECTION_SIZE) {
+        throw new AllocatorError("ResourceNotAvailable", `${MAX_COLLECTION_SIZE} owners hold allocations, the most an allocator can name`);
+      }
+    }
+    index = this.#recycledOwners.pop() ?? this.#ownerNames.length;
+    this.#ownerIndex.set(name, index);
+    this.#ownerNames[index] = name;
+    this.#ownerNodes[index] = new Set();
     return index;
   }
 
@@ -1100,6 +1297,11 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     if (nodes.size > 0) return;
     this.#liveOwners--;
     if (this.#ownerIndex.size <= 2 * this.#liveOwners + 64) return;
+    this.#sweepOwners();
+  }
+
+  /** Drops the owners that hold nothing (tombstones) from #ownerIndex, recycling their indices. */
+  #sweepOwners(): void {
     const live = new Map<string, number>();
     for (const [name, i] of this.#ownerIndex) {
       if (this.#ownerNodes[i]!.size > 0) {
@@ -1141,29 +1343,54 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
     return n;
   }
 
+  /**
+   * Grows every per-node array by half. All new arrays are made before any replaces its old one,
+   * so running out of memory leaves the allocator as it was.
+   * @throws AllocatorError `ResourceNotAvailable` when memory runs out.
+   */
   #grow(): void {
     const capacity = this.#capacity + (this.#capacity >> 1) + 8;
-    const nodes = new ArrayBuffer(capacity * 16);
-    new Int32Array(nodes).set(this.#link);
+    let nodes: ArrayBuffer;
+    let end: BigInt64Array<ArrayBuffer>;
+    let gapEnd: BigInt64Array<ArrayBuffer>;
+    let gapLen: Float64Array<ArrayBuffer>;
+    let gapLo: Int32Array<ArrayBuffer>;
+    let maxGap: Float32Array<ArrayBuffer>;
+    let classMax: Float32Array<ArrayBuffer>[];
+    let owner: Int32Array<ArrayBuffer>;
+    let height: Uint8Array<ArrayBuffer>;
+    try {
+      nodes = new ArrayBuffer(capacity * 16);
+      new Int32Array(nodes).set(this.#link);
+      end = grow64(this.#end, capacity);
+      gapEnd = grow64(this.#gapEnd, capacity);
+      gapLen = new Float64Array(capacity);
+      gapLen.set(this.#gapLen);
+      gapLo = new Int32Array(capacity);
+      gapLo.set(this.#gapLo);
+      maxGap = grow32f(this.#maxGap, capacity);
+      classMax = this.#classes.map((c) => grow32f(c.max, capacity));
+      owner = new Int32Array(capacity);
+      owner.set(this.#owner);
+      height = new Uint8Array(capacity);
+      height.set(this.#height);
+    } catch (error) {
+      if (!(error instanceof RangeError)) throw error;
+      throw new AllocatorError("ResourceNotAvailable", `cannot grow past ${this.#capacity - 1} allocations: out of memory (${error.message})`, {
+        cause: error,
+      });
+    }
     this.#nodes = nodes;
     this.#key = new BigInt64Array(nodes);
     this.#link = new Int32Array(nodes);
     this.#capacity = capacity;
-    this.#end = grow64(this.#end, capacity);
-    this.#gapEnd = grow64(this.#gapEnd, capacity);
-    const gapLen = new Float64Array(capacity);
-    gapLen.set(this.#gapLen);
+    this.#end = end;
+    this.#gapEnd = gapEnd;
     this.#gapLen = gapLen;
-    const gapLo = new Int32Array(capacity);
-    gapLo.set(this.#gapLo);
     this.#gapLo = gapLo;
-    this.#maxGap = grow32f(this.#maxGap, capacity);
-    for (const c of this.#classes) c.max = grow32f(c.max, capacity);
-    const owner = new Int32Array(capacity);
-    owner.set(this.#owner);
+    this.#maxGap = maxGap;
+    for (let i = 0; i < classMax.length; i++) this.#classes[i]!.max = classMax[i]!;
     this.#owner = owner;
-    const height = new Uint8Array(capacity);
-    height.set(this.#height);
     this.#height = height;
   }
 
@@ -1406,6 +1633,13 @@ export class AddressAllocator implements ResourceAllocator<RangeInclusive, Addre
   }
 }
 
+function changedWhileIterating(): AllocatorError {
+  return new AllocatorError(
+    "InvalidState",
+    "the allocator changed while being iterated; iterate over a copy ([...allocator.allocations()]) to change it meanwhile",
+  );
+}
+
 /** Does [g0, g1], clipped to the query window, hold the query at its lowest aligned start? */
 function fitsFirst(g0: bigint, g1: bigint): boolean {
   const lo = g0 > Q[WIN_MIN]! ? g0 : Q[WIN_MIN]!;
@@ -1488,21 +1722,33 @@ function gapLength(g0: bigint, g1: bigint): bigint {
   return len > MAX ? MAX : len;
 }
 
-function policyKind(policy: unknown): AllocPolicy["kind"] {
+/**
+ * The kind of `policy`; for ExactMatch also leaves its address in `policyAddress`. The frozen
+ * AllocPolicy constants are recognised by identity; anything else is read once, field by field.
+ */
+function policyKind(policy: unknown, name: string): AllocPolicy["kind"] {
+  if (policy === AllocPolicy.FirstMatch) return "FirstMatch";
+  if (policy === AllocPolicy.LastMatch) return "LastMatch";
   if (typeof policy === "object" && policy !== null) {
-    const kind = (policy as { kind?: unknown }).kind;
+    let kind: unknown;
+    try {
+      kind = (policy as { kind?: unknown }).kind;
+      if (kind === "ExactMatch") policyAddress = (policy as { address?: unknown }).address;
+    } catch (error) {
+      throw new AllocatorError("InvalidArgument", `${name} could not be read (${error instanceof Error ? error.message : "it threw"})`, { cause: error });
+    }
     if (kind === "FirstMatch" || kind === "LastMatch" || kind === "ExactMatch") return kind;
   }
-  throw new AllocatorError("InvalidArgument", "policy must be AllocPolicy.FirstMatch, AllocPolicy.LastMatch or AllocPolicy.ExactMatch(address)");
+  throw new AllocatorError(
+    "InvalidArgument",
+    `${name} must be AllocPolicy.FirstMatch, AllocPolicy.LastMatch or AllocPolicy.ExactMatch(address), got ${describeValue(policy)}`,
+  );
 }
 
-function checkOwner(owner: unknown): string | undefined {
-  if (owner === undefined) return undefined;
-  if (typeof owner !== "string" || owner.length === 0) {
-    throw new AllocatorError("InvalidArgument", "owner must be a non-empty string");
-  }
-  return owner;
-}
+/** The fields of the request form of `allocate`, in the order #allocate takes them. */
+const REQUEST_FIELDS: readonly string[] = Object.freeze(["size", "alignment", "policy", "owner", "window"]);
+const OPTION_FIELDS: readonly string[] = Object.freeze(["owner", "window"]);
+const WINDOW_FIELDS: readonly string[] = Object.freeze(["min", "max"]);
 
 function checkKeys(
   object: Record<string, unknown>,
@@ -1515,8 +1761,4 @@ function checkKeys(
   }
 }
 
-function describeValue(value: unknown): string {
-  if (typeof value === "string") return JSON.stringify(value);
-  if (typeof value === "number" || typeof value === "boolean") return String(value);
-  return value === null ? "null" : typeof value;
-}
+

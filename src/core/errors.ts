@@ -6,8 +6,8 @@
  * A call that throws an `AllocatorError` has changed nothing.
  */
 
-/** Stable error codes. New codes may be added; existing ones never change meaning. */
-export const AllocatorErrorCode = {
+/** Stable error codes (frozen). New codes may be added; existing ones never change meaning. */
+export const AllocatorErrorCode = Object.freeze({
   /** An address computation would pass 2^64-1 (for example base + size of a pool). */
   Overflow: "Overflow",
   /** A computation would go below zero, or a pool of size 0 was asked for. */
@@ -40,7 +40,7 @@ export const AllocatorErrorCode = {
   MissingAllocator: "MissingAllocator",
   /** The call is not allowed in the current state (for example re-entering during a dispatch). */
   InvalidState: "InvalidState",
-} as const;
+} as const);
 
 /** One of the {@link AllocatorErrorCode} values. */
 export type AllocatorErrorCode = (typeof AllocatorErrorCode)[keyof typeof AllocatorErrorCode];

@@ -19,6 +19,7 @@
  *
  * Owners are kept out of the bitmap: two maps that stay unallocated until an owner is given.
  */
+import { checkOwner, readFields } from "./arguments.js";
 import { AllocatorError } from "./errors.js";
 import { formatRange } from "./range.js";
 import type { IdRequest, ResourceAllocator } from "./resource.js";
@@ -51,29 +52,64 @@ function popcount(x: number): number {
 
 const EMPTY = new Int32Array(0);
 
+/*
+ * A page-directory entry: 1 + the page's slot in the pool when the page has storage, else one
+ * of these. The two implicit states let a snapshot claim whole pages (and, with the shared
+ * chunks below, whole chunks) in constant memory; a page gets storage when an id in it changes.
+ * Implicit pages and shared chunks always lie entirely inside the range.
+ */
+/** Never touched: every id free and never allocated. */
+const UNTOUCHED = 0;
+/** Every id allocated (hence ever allocated); no storage. */
+const FULL_PAGE = -1;
+/** Every id free but allocated once (freeing one reports AlreadyReleased); no storage. */
+const RELEASED_PAGE = -2;
+
 /** 2^20 ids: which of its pages exist, and which are full. */
 class Chunk {
-  /** Page index -> 1 + its slot in the pool; 0 for a page never touched. */
+  /** Page index -> 1 + its slot in the pool, or UNTOUCHED, FULL_PAGE, RELEASED_PAGE. */
   readonly slots: Int32Array;
   /** Bit (p & 31) of word (p >>> 5) is set when page p is full. */
   readonly pageFull: Int32Array;
   /** Bit j is set when pageFull[j] is all ones; -1 means the chunk is full. */
   fullMask: number;
+  /**
+   * True for the two chunks every allocator shares (FULL_CHUNK and RELEASED_CHUNK). They are
+   * never written: the allocator replaces one with a copy of its own before changing an id in it.
+   */
+  readonly shared: boolean;
 
-  constructor(slots: Int32Array, pageFull: Int32Array, fullMask: number) {
+  constructor(slots: Int32Array, pageFull: Int32Array, fullMask: number, shared = false) {
     this.slots = slots;
     this.pageFull = pageFull;
     this.fullMask = fullMask;
+    this.shared = shared;
   }
 
   static empty(): Chunk {
     return new Chunk(new Int32Array(PAGES_PER_CHUNK), new Int32Array(PAGES_PER_CHUNK / 32), 0);
   }
 
-  clone(): Chunk {
+  /** A copy that may be written. */
+  copy(): Chunk {
     return new Chunk(this.slots.slice(), this.pageFull.slice(), this.fullMask);
   }
+
+  /** A copy for another allocator: the shared chunks are shared with it too. */
+  clone(): Chunk {
+    return this.shared ? this : this.copy();
+  }
 }
+
+/** A chunk whose 2^20 ids are all allocated, shared by every allocator. */
+const FULL_CHUNK = new Chunk(new Int32Array(PAGES_PER_CHUNK).fill(FULL_PAGE), new Int32Array(PAGES_PER_CHUNK / 32).fill(-1), -1, true);
+/** A chunk whose 2^20 ids were all allocated once and are all free, shared by every allocator. */
+const RELEASED_CHUNK = new Chunk(new Int32Array(PAGES_PER_CHUNK).fill(RELEASED_PAGE), new Int32Array(PAGES_PER_CHUNK / 32), 0, true);
+
+/** What #release reports. */
+const FREED = 0;
+const WAS_NEVER_ALLOCATED = 1;
+const WAS_RELEASED = 2;
 
 /** An inclusive run of ids `[first, last]` in a snapshot. */
 export type IdRun = [first: number, last: number];
@@ -100,16 +136,21 @@ export interface IdAllocatorSnapshot {
 /** The `format` tag of an {@link IdAllocatorSnapshot}. */
 export const ID_ALLOCATOR_SNAPSHOT_FORMAT = "vm-allocator/id-allocator";
 
-/** How many ids with an owner a snapshot may name (the size limit of a V8 Map is 2^24). */
+/**
+ * How many ids may have an owner at once, in a live allocator and in a snapshot (owners are kept
+ * per id, and a V8 Map holds at most 2^24 entries). A call that would pass it is refused up front
+ * with `ResourceNotAvailable`; a snapshot that names more is `InvalidSnapshot`.
+ */
 export const MAX_OWNED_IDS = 1 << 24;
 
-const SNAPSHOT_FIELDS = ["format", "version", "first", "last", "allocated", "released", "owners"] as const;
+/**
+ * How many ids one {@link IdAllocator.allocateIds} call hands out at most: its result is an array
+ * of that many numbers (128 MiB at the limit). A larger count is refused up front with
+ * `InvalidArgument`; call again for more.
+ */
+export const MAX_IDS_PER_CALL = 1 << 24;
 
-function checkOwner(owner: unknown): string {
-  if (typeof owner === "string" && owner.length > 0) return owner;
-  const shown = typeof owner === "string" ? '""' : owner === null ? "null" : typeof owner;
-  throw new AllocatorError("InvalidArgument", `owner must be a non-empty string, got ${shown}`);
-}
+const SNAPSHOT_FIELDS = ["format", "version", "first", "last", "allocated", "released", "owners"] as const;
 
 /** Accumulates ascending offsets or bit runs into merged inclusive runs of ids. */
 class RunBuilder {
@@ -166,12 +207,21 @@ class RunBuilder {
  * Hands out unsigned 32-bit ids from an inclusive range, lowest free id first.
  *
  * Memory grows with the ids actually touched (about 2 bits per id in touched 1024-id pages, plus
- * 4 KiB per touched 2^20-id chunk), never with the size of the range. Every failed call throws an
- * {@link AllocatorError} and leaves the allocator exactly as it was.
+ * 4 KiB per touched 2^20-id chunk), never with the size of the range; whole pages and chunks that
+ * a snapshot restores as all allocated or all released take no storage until an id in them
+ * changes. Every failed call throws an {@link AllocatorError} and leaves the allocator exactly as
+ * it was.
  *
  * Ids that have never been allocated since construction (or since the snapshot was taken) are
  * told apart from ids that were allocated and freed: freeing them reports `NeverAllocated` and
  * `AlreadyReleased` respectively.
+ *
+ * ```ts
+ * const irqs = new IdAllocator(5, 23);
+ * irqs.allocateId("virtio-blk@0"); // 5
+ * irqs.allocateIdAt(9, "acpi");    // 9
+ * irqs.freeOwner("virtio-blk@0");  // [5]
+ * ```
  */
 export class IdAllocator implements ResourceAllocator<number, IdRequest> {
   readonly #first: number;
@@ -192,6 +242,8 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
   #slotCount = 0;
 
   #allocated = 0;
+  /** Counts changes, so that an iterator can tell that the bitmap changed under it. */
+  #version = 0;
 
   /** id -> owner, only for ids allocated with an owner; created on first use. */
   #ownerOf: Map<number, string | undefined> | undefined;
@@ -199,7 +251,7 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
   #owned = 0;
   /** Owners that hold at least one id now (#idsByOwner also keeps empty sets as tombstones). */
   #liveOwners = 0;
-  /** owner -> its ids; never holds an empty set. */
+  /** owner -> its ids. */
   #idsByOwner: Map<string, Set<number>> | undefined;
 
   /**
@@ -240,10 +292,11 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
   /**
    * Allocates the lowest free id.
    * @param owner Who holds the id; conflicts and {@link ownerOf} report it. A non-empty string.
-   * @throws AllocatorError `ResourceNotAvailable` when every id is allocated, `InvalidArgument` for a bad owner.
+   * @throws AllocatorError `ResourceNotAvailable` when every id is allocated (or, with an owner,
+   *   when {@link MAX_OWNED_IDS} ids already have one), `InvalidArgument` for a bad owner.
    */
   allocateId(owner?: string): number {
-    if (owner !== undefined) checkOwner(owner);
+    if (owner !== undefined) this.#roomForOwned(checkOwner(owner), 1);
     const off = this.#takeLowest();
     if (off < 0) throw this.#exhausted(1);
     const id = this.#first + off;
@@ -255,16 +308,14 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
    * Allocates exactly `id`.
    * @throws AllocatorError `InvalidArgument` when `id` is not a u32 or the owner is bad, `OutOfRange` when
    * it lies outside [first, last], `Overlap` when it is already allocated (the message and the
-   * error's `owner` name the holder).
+   * error's `owner` name the holder), `ResourceNotAvailable` when an owner is given and
+   * {@link MAX_OWNED_IDS} ids already have one.
    */
   allocateIdAt(id: U32Input, owner?: string): number {
     const v = this.#checkId(id, "id");
     if (owner !== undefined) checkOwner(owner);
     const off = v - this.#first;
-    const chunk = this.#chunks[off >>> CHUNK_SHIFT];
-    const p = (off >>> PAGE_SHIFT) & (PAGES_PER_CHUNK - 1);
-    const s = chunk === undefined ? 0 : chunk.slots[p]!;
-    if (s !== 0 && (this.#bits[((s - 1) << WORD_SHIFT) + ((off >>> WORD_SHIFT) & 31)]! & (1 << (off & 31))) !== 0) {
+    if (this.#isSet(off)) {
       const holder = this.#ownerOf?.get(v);
       throw new AllocatorError(
         "Overlap",
@@ -272,6 +323,7 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
         { owner: holder },
       );
     }
+    if (owner !== undefined) this.#roomForOwned(owner, 1);
     this.#setBit(off);
     if (owner !== undefined) this.#setOwner(v, owner);
     return v;
@@ -279,14 +331,26 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
 
   /**
    * Allocates the `count` lowest free ids, in ascending order (not necessarily contiguous).
-   * All or nothing: when fewer than `count` ids are free nothing is allocated.
-   * @param count Number of ids, a non-negative integer; 0 returns an empty array.
-   * @throws AllocatorError `InvalidArgument` for a bad count or owner, `ResourceNotAvailable` when fewer are free.
+   * All or nothing, and refused before any work when it cannot succeed.
+   * @param count Number of ids, an integer from 0 to {@link MAX_IDS_PER_CALL}; 0 returns an empty array.
+   * @throws AllocatorError `InvalidArgument` for a bad count or owner, or a count above
+   *   {@link MAX_IDS_PER_CALL}; `ResourceNotAvailable` when fewer than `count` ids are free, or
+   *   when an owner is given and the ids with an owner would pass {@link MAX_OWNED_IDS}.
    */
   allocateIds(count: U32Input, owner?: string): number[] {
     const n = toU32(count, "count");
     if (owner !== undefined) checkOwner(owner);
+    if (n > MAX_IDS_PER_CALL) {
+      throw new AllocatorError(
+        "InvalidArgument",
+        `count ${n} is above ${MAX_IDS_PER_CALL} (MAX_IDS_PER_CALL), the most ids one call returns; call allocateIds again for more`,
+      );
+    }
     if (n > this.availableCount) throw this.#exhausted(n);
+    if (owner !== undefined) this.#roomForOwned(owner, n);
+    // Room for every page the ids can fall in, taken first: the loop below then cannot fail
+    // half-way on a growing pool (the ids span at most n / 1024 pages plus two partial ones).
+    if (n > 0) this.#reserveSlots(Math.ceil(n / 1024) + 1);
     const ids = new Array<number>(n);
     const first = this.#first;
     for (let i = 0; i < n; i++) ids[i] = first + this.#takeLowest();
@@ -303,36 +367,13 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
   freeId(id: U32Input): number {
     let v: number;
     // Fast path for the common case; anything unusual goes through the full validation.
-    if (typeof id === "number" && id >= this.#first && id <= this.#last && Number.isInteger(id)) v = id;
+    if (typeof id === "number" && id >= this.#first && id <= this.#last && Number.isInteger(id)) v = id + 0;
     else v = this.#checkId(id, "id");
-    const off = v - this.#first;
-    const c = off >>> CHUNK_SHIFT;
-    const chunk = this.#chunks[c];
-    if (chunk === undefined) throw this.#notAllocated(v, false);
-    const p = (off >>> PAGE_SHIFT) & (PAGES_PER_CHUNK - 1);
-    const s = chunk.slots[p]!;
-    if (s === 0) throw this.#notAllocated(v, false);
-    const wi = (off >>> WORD_SHIFT) & 31;
-    const idx = ((s - 1) << WORD_SHIFT) + wi;
-    const m = 1 << (off & 31);
-    const word = this.#bits[idx]!;
-    if ((word & m) === 0) throw this.#notAllocated(v, (this.#ever[idx]! & m) !== 0);
-    this.#bits[idx] = word & ~m;
-    if (word === -1) {
-      const wf = this.#wordFull[s - 1]!;
-      this.#wordFull[s - 1] = wf & ~(1 << wi);
-      if (wf === -1) {
-        const j = p >>> 5;
-        const pf = chunk.pageFull[j]!;
-        chunk.pageFull[j] = pf & ~(1 << (p & 31));
-        if (pf === -1) chunk.fullMask &= ~(1 << j);
-      }
-    }
-    if (c < this.#lowChunk) this.#lowChunk = c;
-    this.#allocated--;
+    const r = this.#release(v - this.#first);
+    if (r !== FREED) throw this.#notAllocated(v, r === WAS_RELEASED);
     const owners = this.#ownerOf;
-    if (owners !== undefined && this.#owned !== 0) this.#dropOwner(v + 0, owners);
-    return v + 0;
+    if (owners !== undefined && this.#owned !== 0) this.#dropOwner(v, owners);
+    return v;
   }
 
   /**
@@ -342,7 +383,7 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
   isAllocated(id: U32Input): boolean {
     const v = toU32(id, "id");
     if (v < this.#first || v > this.#last) return false;
-    return this.#test(this.#bits, v - this.#first);
+    return this.#isSet(v - this.#first);
   }
 
   /**
@@ -355,52 +396,92 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
   }
 
   /**
-   * The ids held by `owner`, ascending; empty for an unknown owner.
+   * The ids held by `owner`, ascending (a new array); empty for an unknown owner.
    * @throws AllocatorError `InvalidArgument` when `owner` is not a non-empty string.
    */
   idsOf(owner: string): number[] {
-    checkOwner(owner);
-    const set = this.#idsByOwner?.get(owner);
-    return set === undefined ? [] : Array.from(set).sort((a, b) => a - b);
+    const set = this.#idsByOwner?.get(checkOwner(owner));
+    return set === undefined ? [] : sortedIds(set);
   }
 
   /**
-   * Frees every id held by `owner` and returns them ascending; empty for an unknown owner.
+   * Frees every id held by `owner` and returns them ascending; empty for an unknown owner. Costs
+   * less than freeing the ids one by one: the owner's records are dropped as a whole.
    * @throws AllocatorError `InvalidArgument` when `owner` is not a non-empty string.
    */
   freeOwner(owner: string): number[] {
-    const ids = this.idsOf(owner);
+    const set = this.#idsByOwner?.get(checkOwner(owner));
+    if (set === undefined || set.size === 0) return [];
+    const ids = sortedIds(set);
+    const first = this.#first;
     // Cannot fail: every id of an owner is allocated (an invariant checkValid verifies).
-    for (const id of ids) this.freeId(id);
+    for (let i = 0; i < ids.length; i++) this.#release(ids[i]! - first);
+    const ownerOf = this.#ownerOf!;
+    if (set.size === this.#owned) {
+      // The owner held every owned id: start the records afresh instead of emptying them.
+      this.#ownerOf = new Map();
+      this.#idsByOwner = new Map();
+      this.#owned = 0;
+      this.#liveOwners = 0;
+      return ids;
+    }
+    for (let i = 0; i < ids.length; i++) ownerOf.set(ids[i]!, undefined);
+    this.#owned -= ids.length;
+    set.clear();
+    this.#liveOwners--;
+    this.#sweepOwnerRecords();
     return ids;
   }
 
-  /** The allocated ids in ascending order. Do not modify the allocator while iterating. */
+  /**
+   * The allocated ids in ascending order, read lazily. Changing the allocator while iterating
+   * makes the next step throw `InvalidState` (iterate over a copy to change it meanwhile).
+   */
   *allocatedIds(): Generator<number, void, undefined> {
     const first = this.#first;
-    for (const [offset, index] of this.#words()) {
-      let w = this.#bits[index]!;
-      while (w !== 0) {
-        const b = ctz(w);
-        w &= w - 1;
-        yield first + offset + b;
+    const version = this.#version;
+    for (const [offset, index, length] of this.#parts()) {
+      if (index === FULL_PAGE) {
+        for (let i = 0; i < length; i++) {
+          yield first + offset + i;
+          if (this.#version !== version) throw changedWhileIterating();
+        }
+      } else if (index >= 0) {
+        let w = this.#bits[index]!;
+        while (w !== 0) {
+          const b = ctz(w);
+          w &= w - 1;
+          yield first + offset + b;
+          if (this.#version !== version) throw changedWhileIterating();
+        }
       }
     }
   }
 
-  /** Every materialized bitmap word in id order, as [offset of its first id from `first`, word index]. */
-  *#words(): Generator<[offset: number, index: number], void, undefined> {
+  /**
+   * The bitmap in id order, in pieces: `[offset, word index, 32]` for each word of a page with
+   * storage, `[offset, FULL_PAGE or RELEASED_PAGE, length]` for an implicit page or shared chunk.
+   * Offsets count from `first`.
+   */
+  *#parts(): Generator<[offset: number, index: number, length: number], void, undefined> {
     const chunks = this.#chunks;
     for (let c = 0; c < chunks.length; c++) {
       const chunk = chunks[c];
       if (chunk === undefined) continue;
+      if (chunk === FULL_CHUNK || chunk === RELEASED_CHUNK) {
+        yield [c * CHUNK_IDS, chunk === FULL_CHUNK ? FULL_PAGE : RELEASED_PAGE, CHUNK_IDS];
+        continue;
+      }
       for (let p = 0; p < PAGES_PER_CHUNK; p++) {
         const s = chunk.slots[p]!;
-        if (s === 0) continue;
-        const base = (s - 1) << WORD_SHIFT;
-        for (let wi = 0; wi < WORDS_PER_PAGE; wi++) {
-          yield [c * CHUNK_IDS + ((p << PAGE_SHIFT) | (wi << WORD_SHIFT)), base + wi];
+        if (s === UNTOUCHED) continue;
+        const offset = c * CHUNK_IDS + (p << PAGE_SHIFT);
+        if (s < 0) {
+          yield [offset, s, 1 << PAGE_SHIFT];
+          continue;
         }
+        const base = (s - 1) << WORD_SHIFT;
+        for (let wi = 0; wi < WORDS_PER_PAGE; wi++) yield [offset + (wi << WORD_SHIFT), base + wi, 32];
       }
     }
   }
@@ -425,13 +506,17 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
     return copy;
   }
 
-  /** {@link ResourceAllocator} entry point: `fixed` takes that id, otherwise the lowest free one. */
+  /**
+   * {@link ResourceAllocator} entry point: `fixed` takes that id, otherwise the lowest free one.
+   * @throws AllocatorError `InvalidArgument` when `request` is not a plain object `{ fixed?, owner? }`
+   *   (an unknown field is refused, so a typo is not silently ignored), and as
+   *   {@link allocateId} / {@link allocateIdAt}.
+   */
   allocate(request: IdRequest = {}): number {
-    if (typeof request !== "object" || request === null) {
-      throw new AllocatorError("InvalidArgument", "request must be an object");
-    }
-    const { fixed, owner } = request;
-    return fixed === undefined ? this.allocateId(owner) : this.allocateIdAt(fixed, owner);
+    const [fixed, owner] = readFields(request, "request", ID_REQUEST_FIELDS);
+    if (owner !== undefined) checkOwner(owner, "request.owner");
+    if (fixed === undefined) return this.allocateId(owner as string | undefined);
+    return this.allocateIdAt(this.#checkId(fixed, "request.fixed"), owner as string | undefined);
   }
 
   /** {@link ResourceAllocator} entry point: frees an id returned by {@link allocate}. */
@@ -455,6 +540,11 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
       fail("pool arrays have inconsistent lengths");
     }
     if (this.#slotCount > this.#wordFull.length) fail("slot count exceeds the pool");
+    for (const [shared, page, full] of [[FULL_CHUNK, FULL_PAGE, -1], [RELEASED_CHUNK, RELEASED_PAGE, 0]] as const) {
+      if (shared.fullMask !== full || shared.slots.some((s) => s !== page) || shared.pageFull.some((w) => w !== full)) {
+        fail("a shared chunk was written to");
+      }
+    }
     const slotSeen = new Uint8Array(this.#slotCount);
     let counted = 0;
     for (let c = 0; c < chunks.length; c++) {
@@ -463,13 +553,29 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
         if (c < this.#lowChunk) fail(`chunk ${c} is below the full-chunk hint ${this.#lowChunk} but does not exist`);
         continue;
       }
+      if (chunk.shared) {
+        if (chunk !== FULL_CHUNK && chunk !== RELEASED_CHUNK) fail(`chunk ${c} is shared but not one of the shared chunks`);
+        if ((c + 1) * CHUNK_IDS > size) fail(`chunk ${c} is shared but passes the end of the range`);
+        if (chunk === FULL_CHUNK) counted += CHUNK_IDS;
+        else if (c < this.#lowChunk) fail(`chunk ${c} is below the full-chunk hint ${this.#lowChunk} but not full`);
+        continue;
+      }
       let fullMask = 0;
       for (let j = 0; j < PAGES_PER_CHUNK / 32; j++) {
         let pageFull = 0;
         for (let q = 0; q < 32; q++) {
           const p = (j << 5) | q;
           const s = chunk.slots[p]!;
-          if (s === 0) continue;
+          if (s === UNTOUCHED) continue;
+          const pageOffset = c * CHUNK_IDS + (p << PAGE_SHIFT);
+          if (s === FULL_PAGE || s === RELEASED_PAGE) {
+            if (pageOffset + (1 << PAGE_SHIFT) > size) fail(`chunk ${c} page ${p} is implicit but passes the end of the range`);
+            if (s === FULL_PAGE) {
+              pageFull |= 1 << q;
+              counted += 1 << PAGE_SHIFT;
+            }
+            continue;
+          }
           if (s < 0 || s > this.#slotCount) fail(`chunk ${c} page ${p} points at slot ${s - 1} of ${this.#slotCount}`);
           if (slotSeen[s - 1] !== 0) fail(`slot ${s - 1} is used by two pages`);
           slotSeen[s - 1] = 1;
@@ -480,7 +586,7 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
             const w = this.#bits[base + wi]!;
             const e = this.#ever[base + wi]!;
             anyEver |= e;
-            const offset = c * CHUNK_IDS + ((p << PAGE_SHIFT) | (wi << WORD_SHIFT));
+            const offset = pageOffset + (wi << WORD_SHIFT);
             if ((w & ~e) !== 0) fail(`offset ${offset}: allocated bits not marked ever-allocated`);
             if (offset + 32 > size) {
               const outside = offset >= size ? -1 : ~bitRange(0, size - offset - 1);
@@ -528,10 +634,11 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
       for (const o of ownerOf.values()) if (o !== undefined) owned++;
       if (owned !== this.#owned) fail(`${this.#owned} owned ids counted but ${owned} recorded`);
       if (total !== owned) fail(`${owned} owned ids but ${total} in the per-owner sets`);
+      if (owned > MAX_OWNED_IDS) fail(`${owned} ids have an owner, more than MAX_OWNED_IDS`);
       for (const [id, o] of ownerOf) {
         if (o === undefined) continue;
         if (!Number.isInteger(id) || id < this.#first || id > this.#last || Object.is(id, -0)) fail(`owned id ${id} is outside the range`);
-        if (!this.#test(this.#bits, id - this.#first)) fail(`id ${id} has an owner but is not allocated`);
+        if (!this.#isSet(id - this.#first)) fail(`id ${id} has an owner but is not allocated`);
       }
     }
   }
@@ -540,17 +647,23 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
   toJSON(): IdAllocatorSnapshot {
     const allocated = new RunBuilder(this.#first);
     const released = new RunBuilder(this.#first);
-    for (const [offset, index] of this.#words()) {
-      const w = this.#bits[index]!;
-      allocated.addWord(offset, w);
-      released.addWord(offset, this.#ever[index]! & ~w);
+    for (const [offset, index, length] of this.#parts()) {
+      if (index === FULL_PAGE) {
+        allocated.add(offset, offset + length - 1);
+      } else if (index === RELEASED_PAGE) {
+        released.add(offset, offset + length - 1);
+      } else {
+        const w = this.#bits[index]!;
+        allocated.addWord(offset, w);
+        released.addWord(offset, this.#ever[index]! & ~w);
+      }
     }
     const owners: [string, IdRun[]][] = [];
     if (this.#idsByOwner !== undefined) {
       for (const [owner, set] of this.#idsByOwner) {
         if (set.size === 0) continue;
         const runs = new RunBuilder(0);
-        for (const id of Array.from(set).sort((a, b) => a - b)) runs.add(id, id);
+        for (const id of sortedIds(set)) runs.add(id, id);
         owners.push([owner, runs.finish()]);
       }
       owners.sort((a, b) => a[1][0]![0] - b[1][0]![0]);
@@ -569,6 +682,11 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
   /**
    * Restores an allocator from {@link toJSON} output (possibly after `JSON.stringify`/`JSON.parse`).
    * Every field is validated; anything malformed or inconsistent is rejected as a whole.
+   *
+   * Time and memory are proportional to the snapshot, not to the ids it covers: a run of
+   * allocated or released ids costs its two ends, whatever its length (a snapshot claiming all
+   * 2^32 ids allocated restores in constant memory). Owned ids are the exception: owners are kept
+   * per id, up to {@link MAX_OWNED_IDS}.
    * @throws AllocatorError `InvalidSnapshot` naming the first problem found.
    */
   static fromJSON(snapshot: unknown): IdAllocator {
@@ -595,10 +713,10 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
     const base = parsed.first;
     try {
       for (const [x, y] of parsed.allocated) {
-        a.#markRun(x - base, y - base, true);
+        a.#fillRun(x - base, y - base, true);
         a.#allocated += y - x + 1;
       }
-      for (const [x, y] of parsed.released) a.#markRun(x - base, y - base, false);
+      for (const [x, y] of parsed.released) a.#fillRun(x - base, y - base, false);
       a.#rebuildSummaries();
       for (const [owner, runs] of parsed.owners) {
         for (const [x, y] of runs) for (let id = x; id <= y; id++) a.#setOwner(id, owner);
@@ -640,6 +758,25 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
       : new AllocatorError("NeverAllocated", `id ${id} was never allocated`);
   }
 
+  /**
+   * Checks, before anything changes, that `count` more ids can get an owner: the owned-id limit,
+   * and room in the V8 collections behind the records (swept of tombstones first if need be).
+   */
+  #roomForOwned(owner: string, count: number): void {
+    if (this.#owned + count > MAX_OWNED_IDS) {
+      throw new AllocatorError(
+        "ResourceNotAvailable",
+        `cannot give ${count} more id(s) an owner: ${this.#owned} ids have one, and at most ${MAX_OWNED_IDS} (MAX_OWNED_IDS) can`,
+        { owner },
+      );
+    }
+    const ownerOf = this.#ownerOf;
+    const byOwner = this.#idsByOwner;
+    if (ownerOf === undefined || byOwner === undefined) return;
+    if (ownerOf.size + count > MAX_OWNED_IDS) this.#ownerOf = new Map([...ownerOf].filter(([, o]) => o !== undefined));
+    if (byOwner.size >= MAX_OWNED_IDS && !byOwner.has(owner)) this.#idsByOwner = new Map([...byOwner].filter(([, set]) => set.size > 0));
+  }
+
   /** Allocates the lowest free offset and returns it, or -1 when the range is exhausted. */
   #takeLowest(): number {
     const chunks = this.#chunks;
@@ -665,11 +802,13 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
     const pf = chunk.pageFull[j]!;
     const p = (j << 5) | ctz(~pf);
     let s = chunk.slots[p]!;
-    if (s === 0) {
+    if (s <= 0) {
       // A range ending exactly on a page boundary leads here once it is full: the page after
       // the end must not be created, or a failed call would have changed the state.
       if (c * CHUNK_IDS + (p << PAGE_SHIFT) >= this.#size) return -1;
-      s = this.#newPage(chunk, p);
+      // Not full, so UNTOUCHED or RELEASED_PAGE: give it storage (in a chunk of our own).
+      if (chunk.shared) chunk = this.#own(c);
+      s = this.#newPage(chunk, p, s === RELEASED_PAGE);
     }
     const slot = s - 1;
     const wf = this.#wordFull[slot]!;
@@ -693,16 +832,62 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
       }
     }
     this.#allocated++;
+    this.#version++;
     return off;
+  }
+
+  /**
+   * Frees offset `off` if it is allocated and returns FREED; otherwise changes nothing and
+   * returns WAS_NEVER_ALLOCATED or WAS_RELEASED. Owners are the caller's business.
+   */
+  #release(off: number): number {
+    const c = off >>> CHUNK_SHIFT;
+    let chunk = this.#chunks[c];
+    if (chunk === undefined) return WAS_NEVER_ALLOCATED;
+    const p = (off >>> PAGE_SHIFT) & (PAGES_PER_CHUNK - 1);
+    let s = chunk.slots[p]!;
+    if (s <= 0) {
+      if (s === UNTOUCHED) return WAS_NEVER_ALLOCATED;
+      if (s === RELEASED_PAGE) return WAS_RELEASED;
+      // A FULL_PAGE: give it storage with every bit set, then clear one below as usual.
+      if (chunk.shared) chunk = this.#own(c);
+      s = this.#newPage(chunk, p, true);
+      this.#bits.fill(-1, (s - 1) << WORD_SHIFT, s << WORD_SHIFT);
+      this.#wordFull[s - 1] = -1;
+    }
+    const wi = (off >>> WORD_SHIFT) & 31;
+    const idx = ((s - 1) << WORD_SHIFT) + wi;
+    const m = 1 << (off & 31);
+    const word = this.#bits[idx]!;
+    if ((word & m) === 0) return (this.#ever[idx]! & m) !== 0 ? WAS_RELEASED : WAS_NEVER_ALLOCATED;
+    this.#bits[idx] = word & ~m;
+    if (word === -1) {
+      const wf = this.#wordFull[s - 1]!;
+      this.#wordFull[s - 1] = wf & ~(1 << wi);
+      if (wf === -1) {
+        const j = p >>> 5;
+        const pf = chunk.pageFull[j]!;
+        chunk.pageFull[j] = pf & ~(1 << (p & 31));
+        if (pf === -1) chunk.fullMask &= ~(1 << j);
+      }
+    }
+    if (c < this.#lowChunk) this.#lowChunk = c;
+    this.#allocated--;
+    this.#version++;
+    return FREED;
   }
 
   /** Marks a free offset allocated, creating its chunk and page as needed. */
   #setBit(off: number): void {
     const c = off >>> CHUNK_SHIFT;
-    const chunk = this.#chunks[c] ?? this.#newChunk(c);
+    let chunk = this.#chunks[c] ?? this.#newChunk(c);
     const p = (off >>> PAGE_SHIFT) & (PAGES_PER_CHUNK - 1);
     let s = chunk.slots[p]!;
-    if (s === 0) s = this.#newPage(chunk, p);
+    if (s <= 0) {
+      // The offset is free, so the page is UNTOUCHED or RELEASED_PAGE.
+      if (chunk.shared) chunk = this.#own(c);
+      s = this.#newPage(chunk, p, s === RELEASED_PAGE);
+    }
     const slot = s - 1;
     const wi = (off >>> WORD_SHIFT) & 31;
     const idx = (slot << WORD_SHIFT) + wi;
@@ -721,15 +906,16 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
       }
     }
     this.#allocated++;
+    this.#version++;
   }
 
-  /** Reads bit `off` of `bits` (#bits or #ever); untouched pages read as 0. */
-  #test(bits: Int32Array, off: number): boolean {
+  /** True when offset `off` is allocated; untouched pages read as free. */
+  #isSet(off: number): boolean {
     const chunk = this.#chunks[off >>> CHUNK_SHIFT];
     if (chunk === undefined) return false;
     const s = chunk.slots[(off >>> PAGE_SHIFT) & (PAGES_PER_CHUNK - 1)]!;
-    if (s === 0) return false;
-    return (bits[((s - 1) << WORD_SHIFT) + ((off >>> WORD_SHIFT) & 31)]! & (1 << (off & 31))) !== 0;
+    if (s <= 0) return s === FULL_PAGE;
+    return (this.#bits[((s - 1) << WORD_SHIFT) + ((off >>> WORD_SHIFT) & 31)]! & (1 << (off & 31))) !== 0;
   }
 
   #newChunk(c: number): Chunk {
@@ -740,40 +926,71 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
     return chunk;
   }
 
-  /** Gives page `p` of `chunk` a zeroed slot and returns 1 + the slot. */
-  #newPage(chunk: Chunk, p: number): number {
+  /** Replaces shared chunk `c` with a copy of its own, which may be written, and returns it. */
+  #own(c: number): Chunk {
+    const chunk = this.#chunks[c]!.copy();
+    this.#chunks[c] = chunk;
+    return chunk;
+  }
+
+  /** Makes sure `count` more pages fit in the pool without growing it. */
+  #reserveSlots(count: number): void {
+    const need = this.#slotCount + count;
+    if (need <= this.#wordFull.length) return;
+    // Doubling keeps growth amortised O(1); the first pages stay small for sparse users.
+    const cap = Math.max(4, this.#wordFull.length * 2, need);
+    const bits = new Int32Array(cap * WORDS_PER_PAGE);
+    bits.set(this.#bits);
+    const ever = new Int32Array(cap * WORDS_PER_PAGE);
+    ever.set(this.#ever);
+    const wordFull = new Int32Array(cap);
+    wordFull.set(this.#wordFull);
+    this.#bits = bits;
+    this.#ever = ever;
+    this.#wordFull = wordFull;
+  }
+
+  /**
+   * Gives page `p` of `chunk` (which must not be shared) a zeroed slot, with every id marked
+   * ever allocated when `released`, and returns 1 + the slot.
+   */
+  #newPage(chunk: Chunk, p: number, released: boolean): number {
+    this.#reserveSlots(1);
     const slot = this.#slotCount;
-    if (slot === this.#wordFull.length) {
-      // Doubling keeps growth amortised O(1); the first pages stay small for sparse users.
-      const cap = Math.max(4, slot * 2);
-      const bits = new Int32Array(cap * WORDS_PER_PAGE);
-      bits.set(this.#bits);
-      const ever = new Int32Array(cap * WORDS_PER_PAGE);
-      ever.set(this.#ever);
-      const wordFull = new Int32Array(cap);
-      wordFull.set(this.#wordFull);
-      this.#bits = bits;
-      this.#ever = ever;
-      this.#wordFull = wordFull;
-    }
     this.#slotCount = slot + 1;
     chunk.slots[p] = slot + 1;
+    if (released) this.#ever.fill(-1, slot << WORD_SHIFT, (slot + 1) << WORD_SHIFT);
     return slot + 1;
   }
 
-  /** Sets the bits of offsets [a, b] in #ever, and in #bits too when `allocated`; summaries are not updated. */
-  #markRun(a: number, b: number, allocated: boolean): void {
+  /**
+   * Marks offsets [a, b] allocated (or released) while restoring a snapshot: whole chunks and
+   * pages implicitly, only the partial pages at the ends with storage, so a run costs the same
+   * whatever its length. Runs are disjoint, so an implicit page or chunk is never touched by
+   * another run. Summaries are not updated (see #rebuildSummaries).
+   */
+  #fillRun(a: number, b: number, allocated: boolean): void {
     let o = a;
     while (o <= b) {
-      const lo = o & 31;
-      const wordStart = o - lo;
-      const hi = Math.min(b - wordStart, 31);
-      const m = bitRange(lo, hi);
       const c = o >>> CHUNK_SHIFT;
+      if ((o & (CHUNK_IDS - 1)) === 0 && o + CHUNK_IDS - 1 <= b) {
+        while (this.#chunks.length < c) this.#chunks.push(undefined);
+        this.#chunks[c] = allocated ? FULL_CHUNK : RELEASED_CHUNK;
+        o += CHUNK_IDS;
+        continue;
+      }
       const chunk = this.#chunks[c] ?? this.#newChunk(c);
       const p = (o >>> PAGE_SHIFT) & (PAGES_PER_CHUNK - 1);
+      if ((o & ((1 << PAGE_SHIFT) - 1)) === 0 && o + (1 << PAGE_SHIFT) - 1 <= b) {
+        chunk.slots[p] = allocated ? FULL_PAGE : RELEASED_PAGE;
+        o += 1 << PAGE_SHIFT;
+        continue;
+      }
+      const lo = o & 31;
+      const wordStart = o - lo;
+      const m = bitRange(lo, Math.min(b - wordStart, 31));
       let s = chunk.slots[p]!;
-      if (s === 0) s = this.#newPage(chunk, p);
+      if (s === UNTOUCHED) s = this.#newPage(chunk, p, false);
       const idx = ((s - 1) << WORD_SHIFT) + ((o >>> WORD_SHIFT) & 31);
       this.#ever[idx] = this.#ever[idx]! | m;
       if (allocated) this.#bits[idx] = this.#bits[idx]! | m;
@@ -784,23 +1001,27 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
   /** Recomputes every full-word, full-page and full-chunk summary from the bits. */
   #rebuildSummaries(): void {
     for (const chunk of this.#chunks) {
-      if (chunk === undefined) continue;
+      if (chunk === undefined || chunk.shared) continue;
       chunk.pageFull.fill(0);
       chunk.fullMask = 0;
       for (let p = 0; p < PAGES_PER_CHUNK; p++) {
         const s = chunk.slots[p]!;
-        if (s === 0) continue;
-        const base = (s - 1) << WORD_SHIFT;
-        let wf = 0;
-        for (let wi = 0; wi < WORDS_PER_PAGE; wi++) if (this.#bits[base + wi] === -1) wf |= 1 << wi;
-        this.#wordFull[s - 1] = wf;
-        if (wf === -1) chunk.pageFull[p >>> 5] = chunk.pageFull[p >>> 5]! | (1 << (p & 31));
+        let full = s === FULL_PAGE;
+        if (s > 0) {
+          const base = (s - 1) << WORD_SHIFT;
+          let wf = 0;
+          for (let wi = 0; wi < WORDS_PER_PAGE; wi++) if (this.#bits[base + wi] === -1) wf |= 1 << wi;
+          this.#wordFull[s - 1] = wf;
+          full = wf === -1;
+        }
+        if (full) chunk.pageFull[p >>> 5] = chunk.pageFull[p >>> 5]! | (1 << (p & 31));
       }
       for (let j = 0; j < PAGES_PER_CHUNK / 32; j++) if (chunk.pageFull[j] === -1) chunk.fullMask |= 1 << j;
     }
     this.#lowChunk = 0;
   }
 
+  /** Records `owner` for the newly allocated `id`; #roomForOwned has checked the limits. */
   #setOwner(id: number, owner: string): void {
     if (this.#ownerOf === undefined || this.#idsByOwner === undefined) {
       this.#ownerOf = new Map();
@@ -829,18 +1050,47 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
     if (owner === undefined) return;
     ownerOf.set(id, undefined);
     this.#owned--;
-    const byOwner = this.#idsByOwner!;
-    const ids = byOwner.get(owner)!;
+    const ids = this.#idsByOwner!.get(owner)!;
     ids.delete(id);
     if (ids.size === 0) this.#liveOwners--;
+    this.#sweepOwnerRecords();
+  }
+
+  /** Sweeps the tombstones out of the owner records once they outnumber the live entries. */
+  #sweepOwnerRecords(): void {
+    const ownerOf = this.#ownerOf!;
     if (ownerOf.size > 2 * this.#owned + 1024) {
       this.#ownerOf = new Map([...ownerOf].filter(([, o]) => o !== undefined));
     }
+    const byOwner = this.#idsByOwner!;
     if (byOwner.size > 2 * this.#liveOwners + 64) {
       this.#idsByOwner = new Map([...byOwner].filter(([, set]) => set.size > 0));
     }
   }
+}
 
+/** The fields of the request form of {@link IdAllocator.allocate}. */
+const ID_REQUEST_FIELDS: readonly string[] = Object.freeze(["fixed", "owner"]);
+
+/**
+ * The ids of `set` ascending. Sets of ids are usually in allocation order, which is ascending, so
+ * that is checked first; otherwise they are sorted as numbers in a typed array, several times
+ * faster than a comparator.
+ */
+function sortedIds(set: ReadonlySet<number>): number[] {
+  const ids = Array.from(set);
+  for (let i = 1; i < ids.length; i++) {
+    if (ids[i - 1]! > ids[i]!) {
+      const sorted = Float64Array.from(ids).sort();
+      for (let k = 0; k < ids.length; k++) ids[k] = sorted[k]!;
+      break;
+    }
+  }
+  return ids;
+}
+
+function changedWhileIterating(): AllocatorError {
+  return new AllocatorError("InvalidState", "the allocator changed while being iterated; iterate over a copy ([...ids.allocatedIds()]) to change it meanwhile");
 }
 
 // ---- snapshot validation ----

@@ -97,7 +97,10 @@ export type AllocPolicy =
   | { readonly kind: "LastMatch" }
   | { readonly kind: "ExactMatch"; readonly address: bigint };
 
-/** Placement policies, named as in rust-vmm's vm-allocator. */
+/**
+ * Placement policies, named as in rust-vmm's vm-allocator. Frozen, like both constant policies:
+ * allocators take `AllocPolicy.FirstMatch` as their default, so it must stay what it is.
+ */
 export const AllocPolicy = {
   /** The lowest-addressed free block whose aligned start fits. */
   FirstMatch: { kind: "FirstMatch" } as AllocPolicy,
@@ -110,3 +113,4 @@ export const AllocPolicy = {
 } as const;
 Object.freeze(AllocPolicy.FirstMatch);
 Object.freeze(AllocPolicy.LastMatch);
+Object.freeze(AllocPolicy);

@@ -3,6 +3,7 @@
  * alignment is an exact unsigned 64-bit integer; callers may pass a bigint or a non-negative
  * safe-integer number, and anything else is rejected with `InvalidArgument` naming the parameter.
  */
+import { describeValue } from "./arguments.js";
 import { AllocatorError } from "./errors.js";
 
 /** A number accepted where an unsigned 64-bit value is expected. */
@@ -15,19 +16,10 @@ export const U64_MAX = 0xffff_ffff_ffff_ffffn;
 /** 2^32 - 1, the largest id. */
 export const U32_MAX = 0xffff_ffff;
 
-function describe(value: unknown): string {
-  if (typeof value === "bigint") return `${value}n`;
-  if (typeof value === "string") return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value);
-  if (typeof value === "number") return String(value);
-  if (value === null) return "null";
-  if (value === undefined) return "undefined";
-  return typeof value;
-}
-
 function invalid(name: string, value: unknown, bound: string): AllocatorError {
   return new AllocatorError(
     "InvalidArgument",
-    `${name} must be an integer from 0 to ${bound} (a bigint or a safe-integer number), got ${describe(value)}`,
+    `${name} must be an integer from 0 to ${bound} (a bigint or a safe-integer number), got ${describeValue(value)}`,
   );
 }
 
@@ -51,14 +43,27 @@ export function toU32(value: unknown, name: string): number {
   throw invalid(name, value, "2^32-1");
 }
 
-/** `0x`-prefixed lower-case hex, the form used in messages and snapshots. */
+/**
+ * `0x`-prefixed lower-case hex, the form used in messages and snapshots.
+ * @throws AllocatorError `InvalidArgument` when `value` is not a non-negative bigint or safe integer.
+ */
 export function hex(value: bigint | number): string {
+  if (typeof value === "bigint" ? value < 0n : !(Number.isSafeInteger(value) && value >= 0)) throw notAnInteger(value);
   return `0x${value.toString(16)}`;
 }
 
-/** True when `value` is a power of two (a valid alignment). */
-export function isPowerOfTwo(value: bigint): boolean {
+/**
+ * True when `value` is a power of two (a valid alignment when it is at most 2^63).
+ * @throws AllocatorError `InvalidArgument` when `value` is not a bigint or a safe integer.
+ */
+export function isPowerOfTwo(value: bigint | number): boolean {
+  if (typeof value === "number" && Number.isSafeInteger(value)) value = BigInt(value);
+  else if (typeof value !== "bigint") throw notAnInteger(value);
   return value > 0n && (value & (value - 1n)) === 0n;
+}
+
+function notAnInteger(value: unknown): AllocatorError {
+  return new AllocatorError("InvalidArgument", `value must be a bigint or a safe integer, got ${describeValue(value)}`);
 }
 
 /**

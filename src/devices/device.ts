@@ -205,6 +205,7 @@ export const REQUEST_FIELDS: Readonly<Record<ResourceRequest["kind"], readonly s
   msi: ["kind", "count", "fixed"],
   instanceId: ["kind", "fixed"],
 };
+for (const fields of Object.values(Object.freeze(REQUEST_FIELDS))) Object.freeze(fields); // read-only: validation reads it
 
 function invalidArgument(message: string): AllocatorError {
   return new AllocatorError("InvalidArgument", message);

@@ -17,8 +17,8 @@ export const PCI_CONFIG_SPACE_SIZE = 0x1000;
 /** Bytes reachable through configuration mechanism #1. */
 export const PCI_LEGACY_CONFIG_SPACE_SIZE = 0x100;
 
-/** Register offsets of the type-0 header. */
-export const PciConfigRegister = {
+/** Register offsets of the type-0 header. Frozen, like the bit tables below: the emulation reads them. */
+export const PciConfigRegister = Object.freeze({
   VendorId: 0x00,
   DeviceId: 0x02,
   Command: 0x04,
@@ -36,23 +36,23 @@ export const PciConfigRegister = {
   CapabilitiesPointer: 0x34,
   InterruptLine: 0x3c,
   InterruptPin: 0x3d,
-} as const;
+} as const);
 
 /** Command register bits. */
-export const PciCommand = {
+export const PciCommand = Object.freeze({
   IoSpace: 0x1,
   MemorySpace: 0x2,
   BusMaster: 0x4,
   ParityErrorResponse: 0x40,
   Serr: 0x100,
   InterruptDisable: 0x400,
-} as const;
+} as const);
 
 /** Status register bits. */
-export const PciStatus = {
+export const PciStatus = Object.freeze({
   Interrupt: 0x8,
   CapabilitiesList: 0x10,
-} as const;
+} as const);
 
 /** The header-type bit saying a device has more functions than function 0. */
 export const PCI_HEADER_TYPE_MULTI_FUNCTION = 0x80;

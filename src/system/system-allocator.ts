@@ -48,6 +48,7 @@ import {
 import { formatRange, RangeInclusive } from "../core/range.js";
 import { AllocPolicy } from "../core/resource.js";
 import type { SystemAllocator } from "./system-allocator-interface.js";
+import { checkCanonicalLayout, checkCanonicalReservation } from "./canonical-layout.js";
 import { hex, parseHexU64, toU32, toU64, U64_MAX, type U32Input, type U64Input } from "../core/u64.js";
 
 /** A range held in an address pool. */
@@ -1257,6 +1258,8 @@ export class DefaultSystemAllocator implements SystemAllocator {
     const keys = x["version"] === 1 ? SNAPSHOT_KEYS_V1 : SNAPSHOT_KEYS;
     for (const key of Object.keys(x)) if (!keys.includes(key)) throw invalidSnapshot(`unknown field ${JSON.stringify(key)}`);
     for (const key of keys) if (!Object.hasOwn(x, key)) throw invalidSnapshot(`missing field "${key}"`);
+    // Snapshots carry numbers in one canonical form only, as the pools' own snapshots do.
+    checkCanonicalLayout(x["layout"], "layout", invalidSnapshot);
     let layout: ResolvedLayout;
     try {
       layout = resolveLayout(x["layout"], "layout");
@@ -1322,6 +1325,7 @@ export class DefaultSystemAllocator implements SystemAllocator {
       const e = item as Record<string, unknown>;
       if (!Object.hasOwn(e, "end")) throw invalidSnapshot(`${at} is missing "end"`);
       if (Object.hasOwn(e, "size")) throw invalidSnapshot(`${at} has unknown field "size" (snapshots give start and end)`);
+      checkCanonicalReservation(e, at, invalidSnapshot);
       let r: ReturnType<typeof resolveReservation>;
       try {
         r = resolveReservation(e, at, layout.pools);

@@ -209,13 +209,15 @@ describe("AddressAllocator.allocate: arguments", () => {
     const a = new AddressAllocator(0, TWO64);
     const L = loose(a);
     for (const bad of [...BAD_U64, undefined, TWO64]) {
-      assert.throws(() => L.allocate(bad), code("InvalidArgument", /^size/), `size ${String(bad)}`);
-      assert.throws(() => a.allocate({ size: bad as bigint }), code("InvalidArgument", /^size/));
+      // An object in the first place is the request form, whose whole object is then wrong.
+      const named = typeof bad === "object" && bad !== null ? /^request/ : /^size/;
+      assert.throws(() => L.allocate(bad), code("InvalidArgument", named), `size ${String(bad)}`);
+      assert.throws(() => a.allocate({ size: bad as bigint }), code("InvalidArgument", /^request\.size/));
     }
     for (const bad of [...BAD_U64, TWO64]) {
       assert.throws(() => L.allocate(1, bad), code("InvalidArgument", /^alignment/), `alignment ${String(bad)}`);
       // (null in the request form has its own test below)
-      if (bad !== null) assert.throws(() => a.allocate({ size: 1, alignment: bad as bigint }), code("InvalidArgument", /^alignment/));
+      if (bad !== null) assert.throws(() => a.allocate({ size: 1, alignment: bad as bigint }), code("InvalidArgument", /^request\.alignment/));
     }
     for (const bad of [-1n, TWO64, 1.5, "1", null, undefined]) {
       const policy = { kind: "ExactMatch", address: bad } as unknown as AllocPolicy;
@@ -228,9 +230,9 @@ describe("AddressAllocator.allocate: arguments", () => {
     for (const bad of [null, 5, "0-1"]) {
       assert.throws(() => L.allocate(1, 1, AllocPolicy.FirstMatch, { window: bad }), code("InvalidArgument", /window/));
     }
-    assert.throws(() => L.allocate(1, 1, AllocPolicy.FirstMatch, { window: { min: -1, max: 5 } }), code("InvalidArgument", /^window\.min/));
-    assert.throws(() => L.allocate(1, 1, AllocPolicy.FirstMatch, { window: { min: 0, max: TWO64 } }), code("InvalidArgument", /^window\.max/));
-    assert.throws(() => L.allocate(1, 1, AllocPolicy.FirstMatch, { window: { min: 0 } }), code("InvalidArgument", /^window\.max/));
+    assert.throws(() => L.allocate(1, 1, AllocPolicy.FirstMatch, { window: { min: -1, max: 5 } }), code("InvalidArgument", /^options\.window\.min/));
+    assert.throws(() => L.allocate(1, 1, AllocPolicy.FirstMatch, { window: { min: 0, max: TWO64 } }), code("InvalidArgument", /^options\.window\.max/));
+    assert.throws(() => L.allocate(1, 1, AllocPolicy.FirstMatch, { window: { min: 0 } }), code("InvalidArgument", /^options\.window\.max/));
     assert.equal(a.allocationCount, 0);
     check(a);
   });
@@ -239,7 +241,7 @@ describe("AddressAllocator.allocate: arguments", () => {
     const a = new AddressAllocator(0, TWO64);
     assert.throws(() => a.allocate(2 ** 53 + 2), code("InvalidArgument", /^size/));
     assert.throws(() => a.allocate(1, 2 ** 60), code("InvalidArgument", /^alignment/));
-    assert.throws(() => a.allocate(1, 1, AllocPolicy.FirstMatch, { window: { min: 0, max: 2 ** 60 } }), code("InvalidArgument", /^window\.max/));
+    assert.throws(() => a.allocate(1, 1, AllocPolicy.FirstMatch, { window: { min: 0, max: 2 ** 60 } }), code("InvalidArgument", /^options\.window\.max/));
     // The largest safe integer itself is fine.
     assert.deepEqual(pair(a.allocate(Number.MAX_SAFE_INTEGER)), [0n, BigInt(Number.MAX_SAFE_INTEGER) - 1n]);
     check(a);
@@ -270,7 +272,7 @@ describe("AddressAllocator.allocate: arguments", () => {
     const L = loose(a);
     assert.throws(() => L.allocate(1, null), code("InvalidArgument", /^alignment/));
     assert.throws(() => L.allocate(1, 1, null), code("InvalidArgument", /policy/));
-    assert.throws(() => L.allocate({ size: 1, alignment: null }), code("InvalidArgument", /^alignment/));
+    assert.throws(() => L.allocate({ size: 1, alignment: null }), code("InvalidArgument", /^request\.alignment/));
     assert.throws(() => L.allocate({ size: 1, policy: null }), code("InvalidArgument", /policy/));
     assert.equal(a.allocationCount, 0);
     check(a);
@@ -1347,5 +1349,89 @@ describe("AddressAllocator owners under churn", () => {
     a.checkValid();
     const copy = AddressAllocator.fromJSON(a.toJSON());
     assert.deepEqual(copy.owners().sort(), a.owners().sort());
+  });
+});
+
+describe("AddressAllocator: messages print the caller's window", () => {
+  it("a window outside the pool is printed as given, not as its (empty) part inside the pool", () => {
+    const a = new AddressAllocator(0xffff_0000, 0x1_0000);
+    const before = state(a);
+    for (const policy of [AllocPolicy.FirstMatch, AllocPolicy.LastMatch]) {
+      assert.throws(() => a.allocate(0x10, 1, policy, { window: { min: 0, max: 0xfff } }), {
+        code: "ResourceNotAvailable",
+        message: "no free space for 0x10 bytes aligned to 0x1 in pool [mem 0xffff0000-0xffffffff] inside window [mem 0x0-0xfff], which does not overlap the pool",
+      });
+    }
+    assert.throws(() => a.allocate({ size: 0x10, window: { min: 0x1_0000_0000n, max: U64_MAX } }), {
+      message: /inside window \[mem 0x100000000-0xffffffffffffffff\], which does not overlap the pool$/,
+    });
+    assert.throws(() => a.allocate(0x10, 1, AllocPolicy.ExactMatch(0xffff_0000), { window: { min: 0, max: 0xfff } }), {
+      code: "OutOfRange",
+      message: "[mem 0xffff0000-0xffff000f] is outside window [mem 0x0-0xfff], which does not overlap the pool",
+    });
+    assert.equal(state(a), before);
+  });
+
+  it("a window that reaches past the pool is printed whole", () => {
+    const a = new AddressAllocator(0xffff_0000, 0x1_0000);
+    assert.throws(() => a.allocate(0x100, 1, AllocPolicy.FirstMatch, { window: { min: 0xffff_fff0, max: 0x1_0000_0fff } }), {
+      code: "ResourceNotAvailable",
+      message: "no free space for 0x100 bytes aligned to 0x1 in pool [mem 0xffff0000-0xffffffff] inside window [mem 0xfffffff0-0x100000fff]",
+    });
+    assert.throws(() => a.allocate(0x10, 1, AllocPolicy.ExactMatch(0xffff_0000), { window: { min: 0, max: 0xffff_0008 } }), {
+      code: "OutOfRange",
+      message: "[mem 0xffff0000-0xffff000f] is outside window [mem 0x0-0xffff0008]",
+    });
+    check(a);
+  });
+});
+
+describe("AddressAllocator: owners and iterators held by callers", () => {
+  it("releaseOwner and allocationsOf refuse an owner that is not a non-empty string", () => {
+    const a = new AddressAllocator(0, 0x1000);
+    a.allocate(0x10, 1, AllocPolicy.FirstMatch, { owner: "x" });
+    const before = state(a);
+    for (const bad of ["", null, undefined, 5, {}]) {
+      assert.throws(() => loose(a).releaseOwner(bad), code("InvalidArgument", /^owner must be a non-empty string/));
+      assert.throws(() => loose(a).allocationsOf(bad), code("InvalidArgument", /^owner must be a non-empty string/));
+    }
+    assert.equal(state(a), before);
+    assert.deepEqual(a.releaseOwner("nobody"), []);
+  });
+
+  it("an iterator over allocations or free ranges stops with InvalidState once the allocator changes", () => {
+    const a = new AddressAllocator(0, 0x1000);
+    for (let i = 0; i < 4; i++) a.allocate(0x10, 0x100);
+    const it1 = a.allocations();
+    const first = it1.next().value!;
+    a.free(first.range);
+    assert.throws(() => it1.next(), code("InvalidState", /changed while being iterated/));
+    const it2 = a.freeRanges();
+    it2.next();
+    a.allocate(0x10);
+    assert.throws(() => it2.next(), code("InvalidState"));
+    // A copy taken first may be used to change the allocator.
+    for (const { range } of [...a.allocations()]) a.free(range);
+    assert.equal(a.allocationCount, 0);
+    check(a);
+  });
+
+  it("what the allocator returns is the caller's: ranges are frozen, lists are fresh", () => {
+    const a = new AddressAllocator(0, 0x1000);
+    const r = a.allocate(0x10, 1, AllocPolicy.FirstMatch, { owner: "x" });
+    assert.throws(() => {
+      (r as { start: bigint }).start = 0x800n;
+    }, TypeError);
+    const list = a.allocationsOf("x");
+    list.pop();
+    assert.equal(a.allocationsOf("x").length, 1);
+    const found = a.find(0)! as { range: RangeInclusive };
+    assert.throws(() => {
+      (found.range as { end: bigint }).end = 0xfffn;
+    }, TypeError);
+    found.range = new RangeInclusive(0, 0xfff);
+    assert.equal(a.find(0)!.range.end, 0xfn);
+    a.free(r);
+    check(a);
   });
 });

@@ -2,7 +2,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { AllocatorError } from "../../src/core/errors.js";
-import { IdAllocator, type IdAllocatorSnapshot, type IdRun } from "../../src/core/id-allocator.js";
+import { IdAllocator, MAX_IDS_PER_CALL, MAX_OWNED_IDS, type IdAllocatorSnapshot, type IdRun } from "../../src/core/id-allocator.js";
 
 const U32_MAX = 0xffff_ffff;
 const CHUNK = 1 << 20;
@@ -933,5 +933,268 @@ describe("IdAllocator snapshot size limits", () => {
       () => IdAllocator.fromJSON(huge),
       (e: unknown) => e instanceof AllocatorError && e.code === "InvalidSnapshot" && /at most 16777216/.test(e.message),
     );
+  });
+});
+
+describe("IdAllocator limits hold on the live path, refused before any work", () => {
+  it("refuses a count whose result array cannot be built, up front and without taking an id", () => {
+    const a = new IdAllocator(0, U32_MAX);
+    a.allocateId("dev");
+    const before = JSON.stringify(a.toJSON());
+    assert.throws(() => a.allocateIds(U32_MAX), code("InvalidArgument", /^count 4294967295 is above 16777216 \(MAX_IDS_PER_CALL\)/));
+    assert.throws(() => a.allocateIds(2 ** 24 + 5, "x"), code("InvalidArgument", /^count 16777221 is above/));
+    assert.throws(() => a.allocateIds(MAX_IDS_PER_CALL + 1), code("InvalidArgument"));
+    assert.equal(JSON.stringify(a.toJSON()), before);
+    assert.equal(a.allocatedCount, 1);
+    a.checkValid();
+  });
+
+  it("refuses ids with an owner past MAX_OWNED_IDS with ResourceNotAvailable, before taking any", () => {
+    assert.equal(MAX_OWNED_IDS, 2 ** 24);
+    const a = new IdAllocator(0, U32_MAX);
+    a.allocateIds(3, "y");
+    const before = JSON.stringify(a.toJSON());
+    assert.throws(
+      () => a.allocateIds(MAX_OWNED_IDS - 2, "x"),
+      (e: unknown) => code("ResourceNotAvailable", /3 ids have one, and at most 16777216 \(MAX_OWNED_IDS\) can/)(e) && (e as AllocatorError).owner === "x",
+    );
+    assert.equal(JSON.stringify(a.toJSON()), before);
+    a.checkValid();
+  });
+
+  it("is all or nothing when fewer ids are free than asked for", () => {
+    const a = new IdAllocator(10, 20);
+    a.allocateIds(5, "a");
+    const before = JSON.stringify(a.toJSON());
+    assert.throws(() => a.allocateIds(7, "b"), code("ResourceNotAvailable", /cannot allocate 7 ids: only 6 free/));
+    assert.equal(JSON.stringify(a.toJSON()), before);
+    assert.deepEqual(a.allocateIds(6, "b"), [15, 16, 17, 18, 19, 20]);
+    a.checkValid();
+  });
+});
+
+describe("IdAllocator restores whole pages and chunks without storing them", () => {
+  const whole = (allocated: IdRun[], released: IdRun[] = [], owners: [string, IdRun[]][] = []): IdAllocatorSnapshot => ({
+    format: "vm-allocator/id-allocator",
+    version: 1,
+    first: 0,
+    last: U32_MAX,
+    allocated,
+    released,
+    owners,
+  });
+  const heap = (): number => {
+    const m = process.memoryUsage();
+    return m.heapUsed + m.arrayBuffers;
+  };
+
+  it("restores a snapshot claiming all 2^32 ids allocated in little memory, then frees and allocates exactly", () => {
+    const before = heap();
+    const a = IdAllocator.fromJSON(whole([[0, U32_MAX]]));
+    // The bitmap of 2^32 ids would take 1 GiB; the shared full chunks take nothing per chunk.
+    assert.ok(heap() - before < 16 * 2 ** 20, `restoring grew the heap by ${heap() - before} bytes`);
+    assert.equal(a.allocatedCount, 2 ** 32);
+    assert.equal(a.availableCount, 0);
+    assert.equal(a.isAllocated(0), true);
+    assert.equal(a.isAllocated(U32_MAX), true);
+    assert.throws(() => a.allocateId(), code("ResourceNotAvailable"));
+    assert.throws(() => a.allocateIdAt(0x8000_0000), code("Overlap"));
+    a.checkValid();
+    assert.equal(a.freeId(0x1234_5678), 0x1234_5678);
+    assert.throws(() => a.freeId(0x1234_5678), code("AlreadyReleased"));
+    assert.equal(a.isAllocated(0x1234_5678), false);
+    assert.equal(a.isAllocated(0x1234_5679), true);
+    assert.equal(a.freeId(U32_MAX), U32_MAX);
+    assert.equal(a.freeId(0), 0);
+    assert.equal(a.allocatedCount, 2 ** 32 - 3);
+    assert.deepEqual(a.allocateIds(2), [0, 0x1234_5678]);
+    assert.equal(a.allocateId("top"), U32_MAX);
+    assert.equal(a.ownerOf(U32_MAX), "top");
+    a.checkValid();
+    assert.deepEqual(a.toJSON(), whole([[0, U32_MAX]], [], [["top", [[U32_MAX, U32_MAX]]]]));
+    assert.ok(heap() - before < 32 * 2 ** 20, `using it grew the heap by ${heap() - before} bytes`);
+  });
+
+  it("restores all 2^32 ids released in little memory: each free says AlreadyReleased, allocation starts at 0", () => {
+    const before = heap();
+    const a = IdAllocator.fromJSON(whole([], [[0, U32_MAX]]));
+    assert.ok(heap() - before < 16 * 2 ** 20);
+    assert.equal(a.allocatedCount, 0);
+    assert.throws(() => a.freeId(77), code("AlreadyReleased"));
+    assert.equal(a.allocateId(), 0);
+    assert.equal(a.allocateIdAt(0x9000_0000, "x"), 0x9000_0000);
+    assert.equal(a.freeId(0x9000_0000), 0x9000_0000);
+    assert.throws(() => a.freeId(0x9000_0000), code("AlreadyReleased"));
+    a.checkValid();
+    assert.deepEqual(a.toJSON(), whole([[0, 0]], [[1, U32_MAX]]));
+  });
+
+  it("a clone shares nothing that either can change", () => {
+    const a = IdAllocator.fromJSON(whole([[0, 2 ** 21 - 1]], [[2 ** 21, 2 ** 22 - 1]]));
+    const b = a.clone();
+    a.freeId(5);
+    b.allocateId();
+    assert.equal(a.isAllocated(5), false);
+    assert.equal(b.isAllocated(5), true);
+    assert.equal(b.isAllocated(2 ** 21), true);
+    assert.equal(a.isAllocated(2 ** 21), false);
+    a.checkValid();
+    b.checkValid();
+    assert.equal(IdAllocator.fromJSON(whole([[0, 2 ** 21 - 1]], [[2 ** 21, 2 ** 22 - 1]])).isAllocated(5), true);
+  });
+
+  /** One state per offset: the reference the model test compares with. */
+  const NEVER = 0;
+  const HELD = 1;
+  const RELEASED = 2;
+
+  const segmentArb = fc.record({
+    length: fc.oneof(fc.integer({ min: 1, max: 70 }), fc.integer({ min: 900, max: 3000 }), fc.integer({ min: CHUNK - 2000, max: CHUNK + 3000 })),
+    state: fc.constantFrom(NEVER, HELD, RELEASED),
+    owned: fc.boolean(),
+  });
+  const opArb = fc.oneof(
+    fc.record({ op: fc.constant("allocateId" as const), owner: fc.constantFrom(undefined, "p", "q") }),
+    fc.record({ op: fc.constantFrom("allocateIdAt" as const, "freeId" as const, "isAllocated" as const), at: fc.double({ min: 0, max: 1, noNaN: true }) }),
+    fc.record({ op: fc.constant("freeOwner" as const), owner: fc.constantFrom("o0", "o1", "o2", "p", "q") }),
+  );
+
+  it("behaves like a per-id reference after restoring long runs (pages and chunks, partial last chunk)", () => {
+    fc.assert(
+      fc.property(fc.array(segmentArb, { minLength: 1, maxLength: 6 }), fc.array(opArb, { maxLength: 60 }), fc.integer({ min: 0, max: 5000 }), (segments, ops, first) => {
+        const size = segments.reduce((n, s) => n + s.length, 0);
+        const last = first + size - 1;
+        const model = new Uint8Array(size);
+        const owner = new Map<number, string>();
+        const allocated: number[][] = [];
+        const released: number[][] = [];
+        const owned = new Map<string, IdRun[]>();
+        let at = 0;
+        for (const [i, seg] of segments.entries()) {
+          model.fill(seg.state, at, at + seg.length);
+          const list = seg.state === HELD ? allocated : seg.state === RELEASED ? released : undefined;
+          const prev = list?.[list.length - 1];
+          if (prev !== undefined && prev[1] === first + at - 1) prev[1] = first + at + seg.length - 1;
+          else list?.push([first + at, first + at + seg.length - 1]);
+          // An owner for a slice of a held segment (at most 1500 ids, possibly inside an implicit page).
+          if (seg.state === HELD && seg.owned) {
+            const name = `o${i % 3}`;
+            const x = first + at + Math.floor(seg.length / 3);
+            const y = Math.min(x + 1499, first + at + seg.length - 1);
+            const runs = owned.get(name) ?? [];
+            runs.push([x, y]);
+            owned.set(name, runs);
+            for (let id = x; id <= y; id++) owner.set(id - first, name);
+          }
+          at += seg.length;
+        }
+        const owners = [...owned].sort((p, q) => p[1][0]![0] - q[1][0]![0]);
+        const snapshot = { format: "vm-allocator/id-allocator", version: 1, first, last, allocated, released, owners };
+        const a = IdAllocator.fromJSON(snapshot);
+        a.checkValid();
+        assert.deepEqual(a.toJSON(), snapshot, "a restored snapshot serializes back unchanged");
+        let hint = 0;
+        const outcome = (f: () => unknown): unknown => {
+          try {
+            return f();
+          } catch (e) {
+            return e instanceof AllocatorError ? e.code : e;
+          }
+        };
+        for (const o of ops) {
+          if (o.op === "allocateId") {
+            while (hint < size && model[hint] === HELD) hint++;
+            const expected = hint < size ? first + hint : "ResourceNotAvailable";
+            if (hint < size) {
+              model[hint] = HELD;
+              if (o.owner !== undefined) owner.set(hint, o.owner);
+            }
+            assert.equal(outcome(() => a.allocateId(o.owner)), expected);
+          } else if (o.op === "freeOwner") {
+            const mine = [...owner].filter(([, n]) => n === o.owner).map(([off]) => off).sort((x, y) => x - y);
+            for (const off of mine) {
+              model[off] = RELEASED;
+              owner.delete(off);
+              hint = Math.min(hint, off);
+            }
+            assert.deepEqual(a.freeOwner(o.owner), mine.map((off) => first + off));
+          } else {
+            const off = Math.min(size - 1, Math.floor(o.at * size));
+            const id = first + off;
+            if (o.op === "isAllocated") {
+              assert.equal(a.isAllocated(id), model[off] === HELD);
+            } else if (o.op === "allocateIdAt") {
+              const expected = model[off] === HELD ? "Overlap" : id;
+              model[off] = HELD;
+              assert.equal(outcome(() => a.allocateIdAt(id)), expected);
+            } else {
+              const expected = model[off] === HELD ? id : model[off] === RELEASED ? "AlreadyReleased" : "NeverAllocated";
+              if (model[off] === HELD) {
+                model[off] = RELEASED;
+                owner.delete(off);
+                hint = Math.min(hint, off);
+              }
+              assert.equal(outcome(() => a.freeId(id)), expected);
+            }
+          }
+        }
+        a.checkValid();
+        const runs = (state: number): IdRun[] => {
+          const out: IdRun[] = [];
+          for (let k = 0; k < size; k++) {
+            if (model[k] !== state) continue;
+            const start = k;
+            while (k + 1 < size && model[k + 1] === state) k++;
+            out.push([first + start, first + k]);
+          }
+          return out;
+        };
+        const json = a.toJSON();
+        const held = runs(HELD);
+        assert.deepEqual(json.allocated, held);
+        assert.deepEqual(json.released, runs(RELEASED));
+        assert.equal(a.allocatedCount, held.reduce((n, [x, y]) => n + y - x + 1, 0));
+        for (const [off, name] of owner) assert.equal(a.ownerOf(first + off), name);
+        assert.deepEqual(IdAllocator.fromJSON(JSON.parse(JSON.stringify(json))).toJSON(), json);
+      }),
+      { numRuns: 40 },
+    );
+  });
+});
+
+describe("IdAllocator.freeOwner", () => {
+  it("frees exactly the owner's ids, ascending, and leaves the state a one-by-one free leaves", () => {
+    const byOwner = new IdAllocator(0, 5000);
+    const oneByOne = new IdAllocator(0, 5000);
+    for (const a of [byOwner, oneByOne]) {
+      a.allocateIds(100, "x");
+      a.allocateIds(50, "y");
+      a.allocateIdAt(4000, "x");
+      a.allocateIdAt(3000, "x");
+      a.allocateIds(10);
+      a.freeId(40);
+    }
+    const ids = byOwner.freeOwner("x");
+    assert.deepEqual(ids, [...Array.from({ length: 100 }, (_, i) => i).filter((i) => i !== 40), 3000, 4000]);
+    for (const id of oneByOne.idsOf("x")) oneByOne.freeId(id);
+    assert.deepEqual(byOwner.toJSON(), oneByOne.toJSON());
+    assert.deepEqual(byOwner.idsOf("y").length, 50);
+    assert.deepEqual(byOwner.freeOwner("x"), []);
+    byOwner.checkValid();
+    // The owner that holds every owned id: the records start afresh, and work after it.
+    assert.equal(byOwner.freeOwner("y").length, 50);
+    assert.equal(byOwner.allocateId("z"), 0);
+    assert.equal(byOwner.ownerOf(0), "z");
+    byOwner.checkValid();
+  });
+
+  it("an iterator over allocatedIds stops with InvalidState once the allocator changes", () => {
+    const a = new IdAllocator(0, 100);
+    a.allocateIds(10, "x");
+    const it = a.allocatedIds();
+    assert.equal(it.next().value, 0);
+    a.freeOwner("x");
+    assert.throws(() => it.next(), code("InvalidState", /changed while being iterated/));
+    assert.deepEqual([...a.allocatedIds()], []);
   });
 });

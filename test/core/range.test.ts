@@ -50,3 +50,74 @@ describe("RangeInclusive", () => {
     assert.throws(() => RangeInclusive.withSize(0, 0), code("InvalidSize"));
   });
 });
+
+describe("RangeInclusive is immutable", () => {
+  it("refuses writes, new fields and prototype changes (strict mode throws), and keeps its bounds", () => {
+    const r = new RangeInclusive(0x1000n, 0x1fffn);
+    const w = r as unknown as Record<string, unknown>;
+    assert.throws(() => {
+      w["start"] = 7n;
+    }, TypeError);
+    assert.throws(() => {
+      w["end"] = 0n;
+    }, TypeError);
+    assert.throws(() => {
+      w["extra"] = 1;
+    }, TypeError);
+    assert.throws(() => Object.defineProperty(r, "start", { value: 1n }), TypeError);
+    assert.throws(() => Object.setPrototypeOf(r, {}), TypeError);
+    assert.equal(Reflect.deleteProperty(r, "start"), false);
+    assert.equal(r.start, 0x1000n);
+    assert.equal(r.end, 0x1fffn);
+    assert.ok(Object.isFrozen(r));
+  });
+
+  it("freezes the class and its prototype, so no method of every range can be replaced", () => {
+    assert.ok(Object.isFrozen(RangeInclusive.prototype));
+    assert.ok(Object.isFrozen(RangeInclusive));
+    assert.throws(() => {
+      (RangeInclusive.prototype as unknown as Record<string, unknown>)["equals"] = () => true;
+    }, TypeError);
+    assert.throws(() => {
+      (RangeInclusive as unknown as Record<string, unknown>)["withSize"] = () => undefined;
+    }, TypeError);
+    assert.equal(new RangeInclusive(1, 2).equals(new RangeInclusive(1, 3)), false);
+  });
+
+  it("cannot be extended: a subclass could override the bounds or the comparisons", () => {
+    class Evil extends RangeInclusive {
+      override equals(): boolean {
+        return true;
+      }
+    }
+    assert.throws(() => new Evil(1, 2), code("InvalidArgument"));
+  });
+
+  it("compares by value with deep equality, and prints its bounds", () => {
+    assert.deepStrictEqual(new RangeInclusive(1, 2), new RangeInclusive(1n, 2n));
+    assert.notDeepStrictEqual(new RangeInclusive(1, 2), new RangeInclusive(1, 3));
+    assert.deepEqual({ ...new RangeInclusive(5, 6) }, { start: 5n, end: 6n });
+    assert.deepEqual(Object.keys(new RangeInclusive(5, 6)), ["start", "end"]);
+  });
+
+  it("toString refuses an unknown kind instead of printing it", () => {
+    const r = new RangeInclusive(1, 2);
+    assert.throws(() => r.toString("mmio" as "mem"), code("InvalidArgument"));
+    assert.equal(`${r}`, "[mem 0x1-0x2]");
+    assert.equal(r.toString("bus"), "[bus 0x1-0x2]");
+    assert.equal(new RangeInclusive(3, 3).toString("id"), "[id 3]");
+  });
+
+  it("overlaps, contains and equals take only ranges, at the edges of the space too", () => {
+    const whole = new RangeInclusive(0n, U64_MAX);
+    const top = new RangeInclusive(U64_MAX, U64_MAX);
+    assert.equal(whole.contains(top), true);
+    assert.equal(top.contains(whole), false);
+    assert.equal(top.overlaps(new RangeInclusive(0, 0)), false);
+    for (const bad of [null, undefined, { start: 0n, end: 1n }, 5n]) {
+      assert.throws(() => whole.overlaps(bad as RangeInclusive), code("InvalidArgument"));
+      assert.throws(() => whole.contains(bad as RangeInclusive), code("InvalidArgument"));
+      assert.throws(() => whole.equals(bad as RangeInclusive), code("InvalidArgument"));
+    }
+  });
+});

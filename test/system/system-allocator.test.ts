@@ -1214,3 +1214,87 @@ describe("DefaultSystemAllocator with a real DeviceManager", () => {
     );
   });
 });
+
+describe("DefaultSystemAllocator.fromJSON: one number rule for every snapshot", () => {
+  /** A fresh JSON copy of a PC snapshot, to corrupt one field of. */
+  const snapshot = (): Record<string, any> => JSON.parse(JSON.stringify(new DefaultSystemAllocator(PC_X86_64).toJSON()));
+  const refused = (s: unknown, message: RegExp) => assert.throws(() => DefaultSystemAllocator.fromJSON(s), code("InvalidSnapshot", message));
+
+  it("still restores its own output exactly", () => {
+    const s = snapshot();
+    assert.deepEqual(JSON.parse(JSON.stringify(DefaultSystemAllocator.fromJSON(s).toJSON())), s);
+  });
+
+  it("refuses layout addresses that are not canonical hex, as the pools' snapshots do", () => {
+    const cases: [string, RegExp][] = [
+      ["0xB0000000", /layout\.mmio32\.base must be a canonical hex string/],
+      ["0x0b0000000", /layout\.mmio32\.base must be a canonical hex string/],
+      ["0xb000_0000", /layout\.mmio32\.base must be a canonical hex string/],
+      ["2952790016", /layout\.mmio32\.base must be a canonical hex string/],
+    ];
+    for (const [bad, message] of cases) {
+      const s = snapshot();
+      s["layout"].mmio32.base = bad;
+      refused(s, message);
+    }
+    for (const bad of [0xb000_0000, undefined, null]) {
+      const s = snapshot();
+      s["layout"].mmio32.base = bad;
+      refused(s, /^invalid system-allocator snapshot: layout\.mmio32\.base must be a canonical hex string like "0x1000" \(lower case, no leading zeros\)/);
+    }
+    const s = snapshot();
+    s["layout"].pio.size = "0x010000";
+    refused(s, /layout\.pio\.size must be a canonical hex string/);
+    const big = new DefaultSystemAllocator(PC_X86_64).toJSON() as unknown as Record<string, any>;
+    big["layout"] = { ...big["layout"], mmio64: { base: 64n << 30n, size: "0x800000000" } };
+    refused(big, /layout\.mmio64\.base must be a canonical hex string/);
+  });
+
+  it("refuses layout ids that are not integer numbers", () => {
+    for (const bad of ["5", "0x5", 5.5, -1, 2 ** 32, 5n, null]) {
+      const s = snapshot();
+      s["layout"].legacyIrq.first = bad;
+      refused(s, /layout\.legacyIrq\.first must be an id \(an integer number from 0 to 2\^32-1\)/);
+    }
+  });
+
+  it("refuses a layout missing a field its writer always writes, or using the hand-written forms", () => {
+    for (const field of ["instanceId", "reserved"]) {
+      const s = snapshot();
+      delete s["layout"][field];
+      refused(s, new RegExp(`layout is missing "${field}"`));
+    }
+    const s = snapshot();
+    s["layout"].reserved[1] = { pool: "mmio32", start: "0xb0000000", size: "0x10000000", owner: "pci-mmconfig" };
+    refused(s, /layout\.reserved\[1\] has unknown field "size"/);
+    const t = snapshot();
+    t["layout"].reserved[0].end = undefined;
+    refused(t, /layout\.reserved\[0\]\.end must be a canonical hex string/);
+    const u = snapshot();
+    const lastId = u["layout"].reserved.length - 1; // the PC preset lists its fixed IRQs last
+    u["layout"].reserved[lastId].start = "12";
+    refused(u, new RegExp(`layout\\.reserved\\[${lastId}\\]\\.start must be an id`));
+  });
+
+  it("refuses reservations with end: undefined or non-canonical numbers", () => {
+    const s = snapshot();
+    s["reserved"][0].end = undefined;
+    refused(s, /reserved\[0\]\.end must be a canonical hex string .* got undefined/);
+    const t = snapshot();
+    const lastId = t["reserved"].length - 1; // the PC preset's fixed IRQs come last
+    delete t["reserved"][lastId].end;
+    refused(t, new RegExp(`reserved\\[${lastId}\\] is missing "end"`));
+    const u = snapshot();
+    u["reserved"][lastId].end = undefined;
+    refused(u, new RegExp(`reserved\\[${lastId}\\]\\.end must be an id .* got undefined`));
+    const v = snapshot();
+    v["reserved"][1].start = "0xB0000000";
+    refused(v, /reserved\[1\]\.start must be a canonical hex string/);
+    const w = snapshot();
+    w["reserved"][1].end = 0xbfff_ffff;
+    refused(w, /reserved\[1\]\.end must be a canonical hex string/);
+    const x = snapshot();
+    x["reserved"][lastId].start = "0xc";
+    refused(x, new RegExp(`reserved\\[${lastId}\\]\\.start must be an id`));
+  });
+});
