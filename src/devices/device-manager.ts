@@ -1113,7 +1113,8 @@ export class DeviceManager {
     if (cb === undefined) return slot(RangeInclusive.withSize(r.fixed!, r.size), "unmanaged");
     const params: AllocateParams = { action: "allocate", owner, size: r.size };
     if (r.alignment !== undefined) params.alignment = r.alignment;
-    if (r.window !== undefined) params.window = r.window;
+    // A copy: the slot keeps the request's window for later moves, and the callback must not reach it.
+    if (r.window !== undefined) params.window = { min: r.window.min, max: r.window.max };
     if (r.mmio64) params.mmio64 = true;
     if (r.allowFallback) params.allowFallback = true;
     if (r.fixed !== undefined) {
