@@ -31,6 +31,17 @@ export interface RangeUse {
 /** The claims of one id pool. */
 export class IdClaims {
   readonly #byId = new Map<number, IdClaim>();
+  /**
+   * The ids each holder has a claim on. Thousands of devices can share a few INTx lines, and
+   * `allocationsOf(owner)` must not scan every holder of every line.
+   */
+  readonly #byOwner = new Map<string, Set<number>>();
+
+  #index(owner: string, id: number): void {
+    let ids = this.#byOwner.get(owner);
+    if (ids === undefined) this.#byOwner.set(owner, (ids = new Set()));
+    ids.add(id);
+  }
 
   get size(): number {
     return this.#byId.size;
@@ -43,6 +54,13 @@ export class IdClaims {
   /** Starts a claim with one holder. */
   open(id: number, owner: string, shared: boolean): void {
     this.#byId.set(id, { holders: [owner], shared });
+    this.#index(owner, id);
+  }
+
+  /** Adds a holder to an open claim without the sharing checks (restoring a validated snapshot). */
+  restoreHolder(id: number, owner: string): void {
+    this.#byId.get(id)!.holders.push(owner);
+    this.#index(owner, id);
   }
 
   /**
@@ -55,6 +73,7 @@ export class IdClaims {
     if (!claim.shared) return `held by ${claim.holders[0]!}, which does not share it`;
     if (!shared) return `shared by ${claim.holders.join(", ")}; pass shared: true to share it`;
     claim.holders.push(owner);
+    this.#index(owner, id);
     return undefined;
   }
 
@@ -69,15 +88,32 @@ export class IdClaims {
     if (i < 0) return undefined;
     claim.holders.splice(i, 1);
     if (claim.holders.length === 0) this.#byId.delete(id);
+    const ids = this.#byOwner.get(owner)!;
+    ids.delete(id);
+    if (ids.size === 0) this.#byOwner.delete(owner);
     return claim.holders;
+  }
+
+  /** True when the owner index lists exactly the claims' holders (for `checkValid`). */
+  indexAgrees(): boolean {
+    let pairs = 0;
+    for (const [id, c] of this.#byId) {
+      for (const h of c.holders) {
+        if (this.#byOwner.get(h)?.has(id) !== true) return false;
+        pairs++;
+      }
+    }
+    let indexed = 0;
+    for (const ids of this.#byOwner.values()) indexed += ids.size;
+    return indexed === pairs;
   }
 
   /** The ids `owner` has a claim on, ascending. */
   idsOf(owner: string): number[] {
-    const out: number[] = [];
-    for (const [id, c] of this.#byId) if (c.holders.includes(owner)) out.push(id);
-    return out.sort((a, b) => a - b);
+    const ids = this.#byOwner.get(owner);
+    return ids === undefined ? [] : [...ids].sort((a, b) => a - b);
   }
+
 
   /** Every claim, by ascending id. */
   entries(): [number, IdClaim][] {
@@ -86,6 +122,7 @@ export class IdClaims {
 
   clear(): void {
     this.#byId.clear();
+    this.#byOwner.clear();
   }
 }
 

@@ -19,7 +19,7 @@
  */
 import { AddressAllocator, type AddressAllocatorSnapshot, type Allocation } from "../core/address-allocator.js";
 import type { AddrAllocateFunc, CallbackHolding, HoldingsFunc, IdAllocateFunc } from "./allocation-callbacks.js";
-import { IdClaims, RangeUses } from "./claims.js";
+import { IdClaims, RangeUses, type IdClaim } from "./claims.js";
 import { AllocatorError } from "../core/errors.js";
 import { IdAllocator, type IdAllocatorSnapshot } from "../core/id-allocator.js";
 import {
@@ -1034,7 +1034,9 @@ export class DefaultSystemAllocator implements SystemAllocator {
           if (claim !== undefined && !reserved.has(id)) continue; // a shared line: listed per holder below
           list.push({ pool, id, owner: ids.ownerOf(id) ?? "", reserved: reserved.has(id) });
         }
-        for (const [id, claim] of claims.entries()) {
+        // One owner's claims come from the index; everyone's, by walking them all.
+        const claimed: [number, IdClaim][] = owner === undefined ? claims.entries() : claims.idsOf(owner).map((id) => [id, claims.get(id)!]);
+        for (const [id, claim] of claimed) {
           const inReservation = reserved.has(id);
           for (const holder of claim.holders) {
             if (owner !== undefined && holder !== owner) continue;
@@ -1451,6 +1453,7 @@ function checkClaims(state: State): void {
       }
     } else {
       const ids = state.ids[pool];
+      if (!state.idClaims[pool].indexAgrees()) throw new Error(`the ${pool} claims' owner index does not match their holders`);
       for (const [id, c] of state.idClaims[pool].entries()) {
         const shown = idText(pool, id);
         if (c.holders.length === 0) throw new Error(`${shown} has a claim without holders`);
@@ -1502,7 +1505,7 @@ function restoreClaims(state: State, claimsValue: unknown, usesValue: unknown): 
     const names = holders.map((h: unknown, j: number) => ownerAt(h, `${at}.holders[${j}]`));
     if (state.idClaims[p].get(id) !== undefined) throw invalidSnapshot(`${at}: ${idText(p, id)} is listed twice`);
     state.idClaims[p].open(id, names[0]!, c["shared"]);
-    for (const h of names.slice(1)) state.idClaims[p].get(id)!.holders.push(h);
+    for (const h of names.slice(1)) state.idClaims[p].restoreHolder(id, h);
   }
   for (let i = 0; i < usesValue.length; i++) {
     const at = `uses[${i}]`;

@@ -1298,3 +1298,26 @@ describe("DefaultSystemAllocator.fromJSON: one number rule for every snapshot", 
     refused(x, new RegExp(`reserved\\[${lastId}\\]\\.start must be an id`));
   });
 });
+
+describe("DefaultSystemAllocator: shared lines indexed by holder", () => {
+  it("lists one holder's shares without scanning the others, through joins, leaves and a snapshot", () => {
+    const sys = new DefaultSystemAllocator(SMALL);
+    const irq = sys.irqCallback();
+    for (let i = 0; i < 200; i++) {
+      irq({ action: "allocate", owner: `dev@${i}`, fixed: 5 + (i % 3), shared: true });
+    }
+    assert.deepEqual(sys.allocationsOf("dev@7"), [{ pool: "legacyIrq", id: 6, owner: "dev@7", reserved: false, shared: true }]);
+    // The first holder of line 5 leaves: the line stays, held by the next one.
+    irq({ action: "free", owner: "dev@0", id: 5 });
+    assert.deepEqual(sys.allocationsOf("dev@0"), []);
+    assert.equal(sys.legacyIrq.ownerOf(5), "dev@3");
+    sys.checkValid();
+    const copy = DefaultSystemAllocator.fromJSON(JSON.parse(JSON.stringify(sys)));
+    copy.checkValid();
+    assert.deepEqual(copy.allocationsOf("dev@199").map((h) => ("id" in h ? h.id : -1)), [6]); // 199 % 3 = 1
+    for (let i = 1; i < 200; i++) copy.irqCallback()({ action: "free", owner: `dev@${i}`, id: 5 + (i % 3) });
+    assert.equal(copy.legacyIrq.allocatedCount, 0);
+    assert.deepEqual(copy.owners(), []);
+    copy.checkValid();
+  });
+});
