@@ -40,7 +40,7 @@ export class Route<D = unknown> implements Targets {
   readonly u32: Write32 | null;
   readonly gr: BufferRead | null;
   readonly gw: BufferWrite | null;
-  /** For a table node: the next level (1 024 page routes of one 4 MiB block). */
+  /** For a table node: the next level (the PAGES_PER_BLOCK page routes of one 128 KiB block). */
   sub: Route<D>[] | null;
   /** For a page shared by several mappings: the routes touching it, in address order. */
   list: Route<D>[] | null;
