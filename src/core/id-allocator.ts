@@ -124,12 +124,28 @@ export type IdRun = [first: number, last: number];
  *   the same form and inside `allocated`. Allocated ids in no owner's runs have no owner.
  */
 export interface IdAllocatorSnapshot {
+  /**
+   * Always `"vm-allocator/id-allocator"` ({@link ID_ALLOCATOR_SNAPSHOT_FORMAT}); restoring refuses
+   * any other value.
+   */
   format: "vm-allocator/id-allocator";
+  /** The snapshot format version, 1; restoring refuses any other. */
   version: 1;
+  /** Lowest id of the pool, a u32 (0 to 2^32-1). */
   first: number;
+  /** Highest id of the pool, inclusive, a u32 not below `first`. */
   last: number;
+  /** The allocated ids as ascending, disjoint, non-adjacent inclusive runs. */
   allocated: IdRun[];
+  /**
+   * Ids that were allocated once and are free now, in the same form as `allocated`, so freeing one
+   * again still reports `AlreadyReleased` after a restore.
+   */
   released: IdRun[];
+  /**
+   * `[name, runs]` for every owner, ordered by each owner's lowest id; the runs lie inside
+   * `allocated`.
+   */
   owners: [owner: string, runs: IdRun[]][];
 }
 

@@ -42,6 +42,7 @@ export type IrqPool = "legacy" | "msi";
 /** Parameters of an {@link IdAllocateFunc} call. */
 export type IdAllocateParams =
   | {
+      /** `"allocate"`: hold one id for `owner` and return it. */
       readonly action: "allocate";
       /** Who will hold the id. */
       readonly owner: string;
@@ -64,11 +65,13 @@ export type IdAllocateParams =
       readonly appendIdToOwner?: boolean;
     }
   | {
+      /** `"free"`: give back one id held for `owner` and return it. */
       readonly action: "free";
       /** The owner it was allocated to (for `appendIdToOwner`, the full `name@id`). */
       readonly owner: string;
       /** The id to give back. */
       readonly id: number;
+      /** The pool the id was allocated from, as given at allocation; defaults to legacy. */
       readonly pool?: IrqPool;
     };
 
@@ -81,7 +84,9 @@ export type IdAllocateFunc = (params: IdAllocateParams) => number | null;
 /** Parameters of an {@link AddrAllocateFunc} call. All numbers are exact u64 bigints. */
 export type AddrAllocateParams =
   | {
+      /** `"allocate"`: hold one range for `owner` and return it. */
       readonly action: "allocate";
+      /** Who will hold the range; conflict messages name it, and `holdings(owner)` lists it. */
       readonly owner: string;
       /** Bytes (or ports) to allocate, at least 1. */
       readonly size: bigint;
@@ -91,7 +96,11 @@ export type AddrAllocateParams =
       readonly fixed?: bigint;
       /** With `fixed`: a range inside one reservation may use it (see the module documentation). */
       readonly allowReserved?: boolean;
-      /** The range must lie inside [min, max]. */
+      /**
+       * The range must lie inside [min, max].
+       * @property min Lowest address (or port) the range may start at, inclusive.
+       * @property max Highest address (or port) the range's last byte may be at, inclusive.
+       */
       readonly window?: { readonly min: bigint; readonly max: bigint };
       /** MMIO only: place in 64-bit MMIO space (above RAM) rather than below 4 GiB. */
       readonly mmio64?: boolean;
@@ -103,7 +112,9 @@ export type AddrAllocateParams =
       readonly placement?: Placement;
     }
   | {
+      /** `"free"`: give back one range held for `owner` and return it. */
       readonly action: "free";
+      /** The owner it was allocated to. */
       readonly owner: string;
       /** Exactly a range this callback returned. */
       readonly range: RangeInclusive;
@@ -118,13 +129,22 @@ export type AddrAllocateFunc = (params: AddrAllocateParams) => RangeInclusive | 
 /** One thing an allocator holds for an owner, as {@link HoldingsFunc} reports it. */
 export type CallbackHolding =
   | {
+      /**
+       * Which address space the range is in: ports (`"pio"`) or guest-physical memory (`"mmio"`,
+       * any pool).
+       */
       readonly kind: "pio" | "mmio";
+      /** Who holds it (for a device manager's devices, `name@id`). */
       readonly owner: string;
+      /** The range held, inclusive at both ends. */
       readonly range: RangeInclusive;
     }
   | {
+      /** Which id pool the id is in: device instance ids, legacy interrupt lines or MSI GSIs. */
       readonly kind: "instanceId" | "irq" | "msi";
+      /** Who holds it (for a device manager's devices, `name@id`). */
       readonly owner: string;
+      /** The id held, a u32. */
       readonly id: number;
       /** A legacy line held shared with other owners. */
       readonly shared: boolean;
@@ -140,9 +160,24 @@ export type HoldingsFunc = (owner?: string) => readonly CallbackHolding[];
 
 /** The optional callbacks a device manager is built with. */
 export interface AllocationCallbacks {
+  /**
+   * Allocates and frees device instance ids; without it every device must bring a fixed
+   * `instanceId`, recorded as unmanaged.
+   */
   readonly deviceId?: IdAllocateFunc;
+  /**
+   * Allocates and frees legacy interrupt lines and MSI GSIs (the `pool` parameter says which);
+   * without it, IRQ and MSI requests must be fixed, and are only recorded.
+   */
   readonly irq?: IdAllocateFunc;
+  /**
+   * Allocates and frees port ranges; without it, PIO requests must be fixed, and are only mapped.
+   */
   readonly pio?: AddrAllocateFunc;
+  /**
+   * Allocates and frees MMIO ranges in every memory pool; without it, MMIO requests must be fixed,
+   * and are only mapped.
+   */
   readonly mmio?: AddrAllocateFunc;
   /** What the allocator holds; enables the allocator side of `checkConsistency` and restores. */
   readonly holdings?: HoldingsFunc;

@@ -53,8 +53,14 @@ import { hex, parseHexU64, toU32, toU64, U64_MAX, type U32Input, type U64Input }
 
 /** A range held in an address pool. */
 export interface AddressHolding {
+  /** The address pool the range is in. */
   readonly pool: AddressPoolName;
+  /** The range held, inclusive at both ends. */
   readonly range: RangeInclusive;
+  /**
+   * Who holds it: the owner given to the callback (`name@id` for a device manager's devices) or the
+   * reservation's owner.
+   */
   readonly owner: string;
   /** True for a reservation, false for an allocation made through a callback. */
   readonly reserved: boolean;
@@ -64,8 +70,14 @@ export interface AddressHolding {
 
 /** An id held in an id pool. */
 export interface IdHolding {
+  /** The id pool the id is in. */
   readonly pool: IdPoolName;
+  /** The id held, a u32. */
   readonly id: number;
+  /**
+   * Who holds it: the owner given to the callback (`name@id` for a device manager's devices) or the
+   * reservation's owner.
+   */
   readonly owner: string;
   /** True for a reservation, false for an allocation made through a callback. */
   readonly reserved: boolean;
@@ -81,6 +93,11 @@ export type Holding = AddressHolding | IdHolding;
 /**
  * What {@link DefaultSystemAllocator.reserve} takes: a range (`RangeInclusive`, `{ start, end }`
  * or `{ start, size }`), or in an id pool a single id. Numbers as in a layout.
+  * @property start First address (or id) to reserve.
+  * @property end Last address (or id) to reserve, inclusive; give this or `size`, not both (in an
+  * id pool, neither reserves the single id `start`).
+  * @property size Number of addresses (or ids) to reserve, at least 1; give this or `end`, not
+  * both.
  */
 export type ReserveTarget =
   | RangeInclusive
@@ -93,6 +110,7 @@ export type ReserveTarget =
  * and reservations stay consistent.
  */
 export interface AddressPoolView {
+  /** Which address pool this is. */
   readonly pool: AddressPoolName;
   /** First address of the pool. */
   readonly base: bigint;
@@ -128,6 +146,7 @@ export interface AddressPoolView {
 
 /** A read-only view of an id pool; see {@link AddressPoolView}. */
 export interface IdPoolView {
+  /** Which id pool this is. */
   readonly pool: IdPoolName;
   /** Lowest id of the pool. */
   readonly first: number;
@@ -169,37 +188,78 @@ export const SYSTEM_ALLOCATOR_SNAPSHOT_FORMAT = "vm-allocator/system-allocator";
  * Version 1 snapshots (no `claims`, no `uses`) are still read.
  */
 export interface SystemAllocatorSnapshot {
+  /**
+   * Always `"vm-allocator/system-allocator"` ({@link SYSTEM_ALLOCATOR_SNAPSHOT_FORMAT}); restoring
+   * refuses any other value.
+   */
   readonly format: typeof SYSTEM_ALLOCATOR_SNAPSHOT_FORMAT;
+  /** The snapshot format version written, 2; restoring also reads version 1. */
   readonly version: 2;
+  /**
+   * The layout the allocator was built with, in canonical form; its `reserved` lists the
+   * reservations made at construction.
+   */
   readonly layout: SystemLayoutJSON;
+  /** Each pool's own snapshot, exactly for the pools the layout has. */
   readonly pools: {
+    /** Port I/O, when the layout has it. */
     readonly pio?: AddressAllocatorSnapshot;
+    /** Guest memory for firmware data, when the layout has it. */
     readonly systemMemory?: AddressAllocatorSnapshot;
+    /** MMIO below 4 GiB. */
     readonly mmio32: AddressAllocatorSnapshot;
+    /** MMIO at or above 4 GiB, when the layout has it. */
     readonly mmio64?: AddressAllocatorSnapshot;
+    /** The region past the 64-bit MMIO, when the layout has it. */
     readonly pastMmio64?: AddressAllocatorSnapshot;
+    /** Legacy (pin-based) IRQ lines. */
     readonly legacyIrq: IdAllocatorSnapshot;
+    /** MSI GSIs. */
     readonly msi: IdAllocatorSnapshot;
+    /** Device instance ids. */
     readonly instanceId: IdAllocatorSnapshot;
   };
+  /**
+   * The reservations held now, in pool order then address order; in id pools, consecutive ids of
+   * one owner form one entry.
+   */
   readonly reserved: readonly ReservationJSON[];
+  /**
+   * Ids held by several owners (shared legacy lines) or used inside a reservation; absent in
+   * version 1.
+   */
   readonly claims: readonly IdClaimJSON[];
+  /** Parts of reserved ranges that owners use; absent in version 1. */
   readonly uses: readonly RangeUseJSON[];
 }
 
 /** An id several owners hold, or owners use inside a reservation. */
 export interface IdClaimJSON {
+  /** The id pool the id is in. */
   readonly pool: IdPoolName;
+  /** The id, a u32. */
   readonly id: number;
+  /**
+   * Every holder, in the order they took it; the first is the pool's owner of a shared line that is
+   * not reserved.
+   */
   readonly holders: readonly string[];
+  /**
+   * True when every holder asked for a shared line; otherwise there is exactly one holder (a use of
+   * a reserved id).
+   */
   readonly shared: boolean;
 }
 
 /** A part of a reserved range that an owner uses; `start` and `end` in canonical hex. */
 export interface RangeUseJSON {
+  /** The address pool the reservation is in. */
   readonly pool: AddressPoolName;
+  /** First address used, as canonical lowercase hex. */
   readonly start: string;
+  /** Last address used, inclusive, as canonical lowercase hex. */
   readonly end: string;
+  /** Who uses the range (`name@id` for a device manager's devices). */
   readonly owner: string;
 }
 
