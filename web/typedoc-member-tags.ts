@@ -16,22 +16,32 @@ import {
   DeclarationReflection,
   SignatureReflection,
   type Application,
+  type CommentDisplayPart,
   type CommentTag,
   type Context,
   type SomeType,
 } from "typedoc";
 
-/** The object-literal declarations a type is made of (through unions, intersections and arrays). */
-export function inlineObjects(type: SomeType | undefined): DeclarationReflection[] {
+/** An object-literal declaration inside a type, and whether typedoc's theme shows its members' comments. */
+export interface InlineObject {
+  readonly declaration: DeclarationReflection;
+  /** False behind a `readonly` operator (`readonly { ... }[]`), which the theme does not expand. */
+  readonly shown: boolean;
+}
+
+/** The object-literal declarations a type is made of (through unions, intersections, arrays and `readonly`). */
+export function inlineObjects(type: SomeType | undefined, shown = true): InlineObject[] {
   if (type === undefined) return [];
   switch (type.type) {
     case "reflection":
-      return [type.declaration];
+      return [{ declaration: type.declaration, shown }];
     case "union":
     case "intersection":
-      return type.types.flatMap(inlineObjects);
+      return type.types.flatMap((t) => inlineObjects(t, shown));
     case "array":
-      return inlineObjects(type.elementType);
+      return inlineObjects(type.elementType, shown);
+    case "typeOperator":
+      return inlineObjects(type.target, false);
     default:
       return [];
   }
@@ -58,22 +68,26 @@ export function load(app: Application): void {
       if (tags.length === 0) continue;
       // Tags naming a direct child (an interface's own property) are left to typedoc.
       const own = (name: string) => reflection instanceof DeclarationReflection && (reflection.children ?? []).some((c) => c.name === name);
-      const objects = holdersOf(reflection).flatMap(inlineObjects);
+      const objects = holdersOf(reflection).flatMap((t) => inlineObjects(t));
       const used = new Set<CommentTag>();
+      const unseen: CommentDisplayPart[] = [];
       for (const tag of tags) {
         const name = tag.name!;
         if (own(name)) continue;
-        const members = objects.flatMap((o) => (o.children ?? []).filter((c) => c.name === name));
-        if (members.length === 0) {
+        const found = objects.flatMap((o) => (o.declaration.children ?? []).filter((c) => c.name === name).map((member) => ({ member, shown: o.shown })));
+        if (found.length === 0) {
           app.logger.warn(`typedoc-member-tags: @property ${name} of ${reflection.getFriendlyFullName()} names no member of its inline object types`);
           continue;
         }
-        for (const member of members) {
+        for (const { member } of found) {
           member.comment = new Comment(Comment.cloneDisplayParts(tag.content));
           if (comment.sourcePath !== undefined) member.comment.sourcePath = comment.sourcePath;
         }
+        // Where the theme will not show the members, the holder's own comment lists them.
+        if (found.some((f) => !f.shown)) unseen.push({ kind: "text", text: `\n- \`${name}\`: ` }, ...Comment.cloneDisplayParts(tag.content));
         used.add(tag);
       }
+      if (unseen.length > 0) comment.summary.push({ kind: "text", text: "\n" }, ...unseen);
       comment.blockTags = comment.blockTags.filter((t) => !used.has(t));
     }
   });

@@ -48,7 +48,10 @@ export interface PciRootComplexOptions {
   readonly intxRouting?: PciIntxRouting;
   /** Ports I/O BARs are allocated and may be moved in; defaults to 0xc000-0xffff (SeaBIOS's). */
   readonly ioWindow?: PciIoWindow;
-  /** Register configuration mechanism #1 (default true; `{ port }` to move it). */
+  /**
+   * Register configuration mechanism #1 (default true; `{ port }` to move it).
+   * @property port The port of the address register; defaults to 0xcf8.
+   */
   readonly configMechanism?: boolean | { readonly port?: number };
   /** ECAM windows to register (the q35 preset's is `{ base: 0xb000_0000 }`); none by default. */
   readonly ecam?: PciEcamOptions | readonly PciEcamOptions[];
@@ -66,7 +69,9 @@ export interface PciRootComplexOptions {
 export interface PciPlugOptions {
   /** Exactly this address; otherwise function 0 of the lowest free slot of `segment`/`bus`. */
   readonly address?: PciAddressInput;
+  /** The segment to pick a slot in, 0 to 0xffff; defaults to 0. Not with `address`. */
   readonly segment?: number;
+  /** The bus to pick a slot in, 0 to 255; defaults to 0. Not with `address`. */
   readonly bus?: number;
 }
 
@@ -86,9 +91,14 @@ const ALL_ONES = [0, 0xff, 0xffff, 0xff_ffff, 0xffff_ffff];
  * ```
  */
 export class PciRootComplex implements PciConfigTarget {
+  /**
+   * The device manager the complex holds BARs, INTx lines and its configuration devices through
+   * (from the options).
+   */
   readonly deviceManager: DeviceManager;
   /** The slot allocator; reserve addresses here for functions plugged later by other code. */
   readonly slots: PciSlotAllocator;
+  /** The chipset's INTx wiring the functions' pins are routed by. */
   readonly intxRouting: PciIntxRouting;
   /** The 0xcf8/0xcfc device, when registered. */
   readonly configMechanism: PciConfigMechanism1 | undefined;
@@ -243,7 +253,12 @@ export class PciRootComplex implements PciConfigTarget {
     return out;
   }
 
-  /** The BARs waiting for their collision to go away. */
+  /**
+   * The BARs waiting for their collision to go away.
+   * @property function The function whose BAR waits.
+   * @property bar The BAR's register number, 0-5.
+   * @property base The base the guest wrote, which the BAR is mapped at once nothing else holds it.
+   */
   pendingBars(): { readonly function: PciFunction; readonly bar: number; readonly base: bigint }[] {
     const out: { function: PciFunction; bar: number; base: bigint }[] = [];
     for (const fn of this.functions()) for (const r of fn.regions) if (r.pending !== undefined) out.push({ function: fn, bar: r.bar.index, base: r.pending });
