@@ -36,7 +36,7 @@ export interface ResourceAllocator<R, S extends ResourceSize> {
 
 /** A range of port-I/O space. */
 export interface PioRangeResource extends Resource {
-  /** Always `"pio"`. */
+  /** Discriminant of {@link AnyResource}: `"pio"` for a port range. */
   readonly kind: "pio";
   /** The ports held, inclusive at both ends (port I/O space is 0 to 0xffff on x86). */
   readonly range: RangeInclusive;
@@ -44,7 +44,7 @@ export interface PioRangeResource extends Resource {
 
 /** A range of memory-mapped I/O space. */
 export interface MmioRangeResource extends Resource {
-  /** Always `"mmio"`. */
+  /** Discriminant of {@link AnyResource}: `"mmio"` for a memory-mapped range. */
   readonly kind: "mmio";
   /**
    * The guest-physical addresses held, inclusive at both ends; `range.size` is the length in bytes.
@@ -54,7 +54,7 @@ export interface MmioRangeResource extends Resource {
 
 /** A legacy (pin-based) interrupt line. */
 export interface LegacyIrqResource extends Resource {
-  /** Always `"legacyIrq"`. */
+  /** Discriminant of {@link AnyResource}: `"legacyIrq"` for a pin-based line. */
   readonly kind: "legacyIrq";
   /** The interrupt line number, as the interrupt controller numbers its inputs. */
   readonly irq: number;
@@ -62,7 +62,7 @@ export interface LegacyIrqResource extends Resource {
 
 /** A message-signalled interrupt routed to a GSI. */
 export interface MsiResource extends Resource {
-  /** Always `"msi"`. */
+  /** Discriminant of {@link AnyResource}: `"msi"` for a message-signalled interrupt. */
   readonly kind: "msi";
   /** The global system interrupt the message is routed to. */
   readonly gsi: number;
@@ -70,7 +70,7 @@ export interface MsiResource extends Resource {
 
 /** The instance id of a device. */
 export interface InstanceIdResource extends Resource {
-  /** Always `"instanceId"`. */
+  /** Discriminant of {@link AnyResource}: `"instanceId"` for a device instance id. */
   readonly kind: "instanceId";
   /** The id, a u32 unique among the devices of the allocator that handed it out. */
   readonly id: number;

@@ -91,7 +91,7 @@ export interface RequestWindow {
 
 /** A range of port-I/O space. */
 export interface PioRequest {
-  /** Always `"pio"`. */
+  /** `"pio"`: ports, held through the `pio` callback and mapped on the PIO bus. */
   readonly kind: "pio";
   /** Number of ports, at least 1. */
   readonly size: U64Input;
@@ -107,7 +107,7 @@ export interface PioRequest {
 
 /** A range of memory-mapped I/O space. */
 export interface MmioRequest {
-  /** Always `"mmio"`. */
+  /** `"mmio"`: guest-physical addresses, held through the `mmio` callback, mapped on the MMIO bus. */
   readonly kind: "mmio";
   /** Number of bytes, at least 1. */
   readonly size: U64Input;
@@ -132,7 +132,7 @@ export interface MmioRequest {
 
 /** One legacy (pin-based) interrupt line. */
 export interface IrqRequest {
-  /** Always `"irq"`. */
+  /** `"irq"`: one legacy line, held through the `irq` callback (legacy pool). */
   readonly kind: "irq";
   /** Firmware-assigned line: held exactly (through the irq callback when there is one). */
   readonly fixed?: U32Input;
@@ -146,7 +146,7 @@ export interface IrqRequest {
 
 /** `count` message-signalled interrupts (GSIs). */
 export interface MsiRequest {
-  /** Always `"msi"`. */
+  /** `"msi"`: GSIs, held through the `irq` callback with `pool: "msi"`. */
   readonly kind: "msi";
   /** Number of vectors, from 1 to {@link MAX_MSI_VECTORS}. */
   readonly count: U32Input;
@@ -156,7 +156,7 @@ export interface MsiRequest {
 
 /** The device's instance id. One is always assigned, whether requested or not. */
 export interface InstanceIdRequest {
-  /** Always `"instanceId"`. */
+  /** `"instanceId"`: the id the device is known by, held through the `deviceId` callback. */
   readonly kind: "instanceId";
   /** Use exactly this id instead of asking the device-id allocator. */
   readonly fixed?: U32Input;
@@ -219,7 +219,7 @@ export interface NormalizedIdRequest {
 
 /** A validated MSI request. */
 export interface NormalizedMsiRequest {
-  /** Always `"msi"`. */
+  /** `"msi"`, as in {@link MsiRequest}. */
   readonly kind: "msi";
   /** Position in the caller's list, for messages. */
   readonly index: number;

@@ -60,8 +60,8 @@ export const PciConfigRegister = Object.freeze({
   /** Capabilities pointer, 8 bits at 0x34: offset of the first capability, 0 when there is none. */
   CapabilitiesPointer: 0x34,
   /**
-   * Interrupt line, 8 bits at 0x3c: scratch for firmware and the OS (the line routing wrote there);
-   * no hardware effect.
+   * Interrupt line, 8 bits at 0x3c: scratch for firmware and the OS, set at plug to the low byte of
+   * the function's INTx GSI; writing it has no effect on routing.
    */
   InterruptLine: 0x3c,
   /** Interrupt pin, 8 bits at 0x3d (read-only): 0 for none, 1-4 for INTA-INTD. */

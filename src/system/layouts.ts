@@ -96,11 +96,12 @@ export interface ReservationLayout {
   readonly pool: PoolName;
   /** First address (or id) reserved. */
   readonly start: LayoutNumber;
-  /** Last address (or id) reserved, inclusive, not below `start`; give this or `size`, not both. */
-  readonly end?: LayoutNumber;
   /**
-   * Number of addresses reserved, at least 1 (address pools only); give this or `end`, not both.
+   * Last address (or id) reserved, inclusive, not below `start`; give this or `size`, not both (in
+   * an id pool, neither reserves the single id `start`).
    */
+  readonly end?: LayoutNumber;
+  /** Number of addresses (or ids) reserved, at least 1; give this or `end`, not both. */
   readonly size?: LayoutNumber;
   /** Who holds the space; conflicts name it. */
   readonly owner: string;

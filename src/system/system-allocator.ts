@@ -224,12 +224,9 @@ export interface SystemAllocatorSnapshot {
    * one owner form one entry.
    */
   readonly reserved: readonly ReservationJSON[];
-  /**
-   * Ids held by several owners (shared legacy lines) or used inside a reservation; absent in
-   * version 1.
-   */
+  /** Ids held by several owners (shared legacy lines) or used inside a reservation (new in version 2). */
   readonly claims: readonly IdClaimJSON[];
-  /** Parts of reserved ranges that owners use; absent in version 1. */
+  /** Parts of reserved ranges that owners use (new in version 2). */
   readonly uses: readonly RangeUseJSON[];
 }
 

@@ -86,10 +86,7 @@ export interface PciHost {
 
 /** The fixed, guest-visible parts of a machine. */
 export interface Board {
-  /**
-   * The guest's architecture; `memory`, `interruptController` and `uartClock` are described as it
-   * describes them.
-   */
+  /** The guest's architecture, which decides how a device tree or ACPI table describes the rest. */
   readonly arch: Architecture;
   /** The root node's `compatible` (aarch64 and riscv64). */
   readonly compatible: string;
