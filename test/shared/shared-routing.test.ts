@@ -502,3 +502,37 @@ describe("shared routing answers are proved, not guessed", () => {
     );
   });
 });
+
+describe("SharedRouteTable outside cross-origin isolation, and its own check", () => {
+  it("uses a plain ArrayBuffer where SharedArrayBuffer is missing, and still answers in its thread", () => {
+    const g = globalThis as { SharedArrayBuffer?: unknown };
+    const saved = g.SharedArrayBuffer;
+    let table: SharedRouteTable<Dev>;
+    const bus = new Bus<Dev>("io");
+    try {
+      delete g.SharedArrayBuffer;
+      table = new SharedRouteTable(bus, handleOf, { capacity: 4 });
+    } finally {
+      g.SharedArrayBuffer = saved;
+    }
+    assert.equal(Object.prototype.toString.call(table.buffer), "[object ArrayBuffer]");
+    bus.insert(new RangeInclusive(0x60, 0x64), dev(3));
+    const view = SharedRouteView.attach(table.buffer);
+    assert.equal(view.find(0x64), 3);
+    assert.equal(view.lastOffset, 4);
+  });
+
+  it("checkValid reports a published table that differs from the bus", () => {
+    const bus = new Bus<Dev>("mem");
+    const table = new SharedRouteTable(bus, handleOf, { capacity: 4 });
+    bus.insert(new RangeInclusive(0x1000, 0x1fff), dev(1));
+    table.checkValid();
+    // Generation 1 is in buffer 1: 16 header words, then buffer 0 (16 + 4 * 7 words), then
+    // buffer 1's 16 words and 4 keys (8 words); its first entry's end-lo word is 3 words in.
+    const words = new Uint32Array(table.buffer);
+    const entry = 16 + (16 + 4 * 7) + 16 + 8;
+    assert.equal(words[entry + 3], 0x1fff);
+    words[entry + 3] = 0x17ff;
+    assert.throws(() => table.checkValid(), code("InvalidState", /route 0 0x1000-0x17ff handle 1 is not d1 \[mem 0x1000-0x1fff\]/));
+  });
+});
