@@ -71,7 +71,8 @@ if (!isMainThread && (workerData as { echo?: boolean }).echo === true) {
     sum += findNumbers(view, addresses, WORKER_LOOKUPS);
     best = Math.min(best, ((performance.now() - t0) * 1e6) / WORKER_LOOKUPS);
   }
-  parentPort!.postMessage({ nsPerLookup: best, sum });
+  Atomics.add(start, 1, 1); // tells a writing owner that this reader is done
+  parentPort!.postMessage({ nsPerLookup: best, sum, retries: view.retries });
 } else {
   await main();
 }
@@ -130,6 +131,28 @@ async function main(): Promise<void> {
     }
   }
 
+  console.log("\n# 2 workers reading while the owning thread moves a mapping every 100 us (1 000 mappings)");
+  {
+    const bus = makeBus(1000);
+    const table = new SharedRouteTable(bus, handleOf, { capacity: 1024 });
+    const a = new RangeInclusive(BASE + 7 * STRIDE, BASE + 7 * STRIDE + SIZE - 1);
+    let at = a;
+    const writer = {
+      change: () => {
+        at = bus.move(at, at.start === a.start ? a.start + 0x800n : a.start).range;
+      },
+      spacingUs: 100,
+      retries: 0,
+      changes: 0,
+    };
+    const results = await runWorkers(table, 1000, 2, writer);
+    const mean = results.reduce((s, x) => s + x, 0) / results.length;
+    const lookups = 2 * 3 * WORKER_LOOKUPS;
+    console.log(
+      `${results.map((x) => x.toFixed(1)).join(" / ")} ns per lookup, ratio to one thread ${(mean / single.get(1000)!).toFixed(2)}; ${writer.changes} changes published, ${writer.retries} retries in ${lookups} lookups (${((writer.retries / lookups) * 1e6).toFixed(0)} per million)`,
+    );
+  }
+
   console.log("\n# the message a view saves: postMessage to another thread and back (the owning thread answering)");
   console.log(`round trip: ${(await roundTrip()).toFixed(0)} ns`);
 
@@ -168,19 +191,50 @@ async function main(): Promise<void> {
   console.log(`publish cost per change: move ${((mt - mp) / 1000).toFixed(1)} us, insert/remove at the front ${((it - ip) / 1000).toFixed(1)} us (generation ${table.generation})`);
 }
 
-async function runWorkers(table: SharedRouteTable<Dev>, n: number, count: number): Promise<number[]> {
-  const control = new SharedArrayBuffer(4);
+/**
+ * Starts `count` readers of `table` and returns each one's best ns per lookup. With `writer`, the
+ * main thread calls it (then spins `spacingUs`) until every reader is done, and `retries`
+ * receives the readers' total retries and `changes` the number of writer calls.
+ */
+async function runWorkers(
+  table: SharedRouteTable<Dev>,
+  n: number,
+  count: number,
+  writer?: { readonly change: () => void; readonly spacingUs: number; retries: number; changes: number },
+): Promise<number[]> {
+  const control = new SharedArrayBuffer(8);
   const file = fileURLToPath(import.meta.url);
   const workers = Array.from({ length: count }, (_, i) => new Worker(file, { workerData: { buffer: table.buffer, control, n, seed: 0x5eedn + BigInt(i) } }));
   try {
     const ready = workers.map((w) => new Promise<void>((resolve, reject) => (w.once("message", () => resolve()), w.once("error", reject))));
     await Promise.all(ready);
+    let retries = 0;
     const done = workers.map(
-      (w) => new Promise<number>((resolve, reject) => (w.once("message", (m: { nsPerLookup: number }) => resolve(m.nsPerLookup)), w.once("error", reject))),
+      (w) =>
+        new Promise<number>((resolve, reject) => (
+          w.once("message", (m: { nsPerLookup: number; retries: number }) => {
+            retries += m.retries;
+            resolve(m.nsPerLookup);
+          }),
+          w.once("error", reject)
+        )),
     );
-    Atomics.store(new Int32Array(control), 0, 1);
-    Atomics.notify(new Int32Array(control), 0);
-    return await Promise.all(done);
+    const words = new Int32Array(control);
+    Atomics.store(words, 0, 1);
+    Atomics.notify(words, 0);
+    if (writer !== undefined) {
+      while (Atomics.load(words, 1) < count) {
+        writer.change();
+        writer.changes++;
+        const until = performance.now() + writer.spacingUs / 1000;
+        while (performance.now() < until) {
+          // spin between changes
+        }
+      }
+    }
+    const results = await Promise.all(done);
+    if (writer !== undefined) writer.retries = retries;
+    return results;
   } finally {
     await Promise.all(workers.map((w) => w.terminate()));
   }

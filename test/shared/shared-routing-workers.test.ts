@@ -48,9 +48,11 @@ describe("shared routing across worker_threads", () => {
       for (const [i, r] of done.entries()) {
         assert.deepEqual(r.errors, [], `reader ${i}`);
         assert.ok(r.reads >= 20_000, `reader ${i} read only ${r.reads} times`);
-        assert.ok(r.generationsSeen >= 20, `reader ${i} saw only ${r.generationsSeen} generations`);
+        assert.ok(r.generationsSeen >= 10, `reader ${i} saw only ${r.generationsSeen} generations`);
         assert.equal(r.lastGeneration, published, `reader ${i} ended on the final table`);
       }
+      const seen = done.reduce((s, r) => s + r.generationsSeen, 0);
+      assert.ok(seen >= 60, `the readers saw only ${seen} generations between them`);
       const reads = done.reduce((s, r) => s + r.reads, 0);
       const retries = done.reduce((s, r) => s + r.retries, 0);
       console.log(`# ${READERS} readers: ${reads} reads, ${retries} retries, ${done.reduce((s, r) => s + r.snapshots, 0)} snapshots, generations seen ${done.map((r) => r.generationsSeen).join("/")} of ${published}`);
