@@ -96,3 +96,18 @@ export const SCRATCH_U32 = new Uint32Array(SCRATCH_U64.buffer);
 const LITTLE = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 export const HI = LITTLE ? 1 : 0;
 export const LO = LITTLE ? 0 : 1;
+
+/**
+ * Makes every entry of both buffers empty (start 2^64-1, end 0: no address fits), as a new table
+ * must be before anyone reads it: readers rely on entries past the count being empty.
+ */
+export function emptyEntries(words: Uint32Array, capacity: number): void {
+  for (let parity = 0; parity < 2; parity++) {
+    const entries = entriesBase(capacity, bufferBase(capacity, parity));
+    for (let i = 0; i < capacity; i++) {
+      const e = entries + ENTRY_WORDS * i;
+      words[e] = 0xffffffff;
+      words[e + 1] = 0xffffffff;
+    }
+  }
+}

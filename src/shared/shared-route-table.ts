@@ -11,6 +11,7 @@ import { DeviceManager } from "../devices/device-manager.js";
 import {
   B_COUNT,
   bufferBase,
+  emptyEntries,
   entriesBase,
   ENTRY_WORDS,
   handlesBase,
@@ -61,9 +62,6 @@ interface RouteWords {
   /** The start rounded to a double: `sh * 2^32 + sl`. */
   readonly key: number;
 }
-
-/** An entry no address fits: start 2^64-1, end 0. */
-const EMPTY_ENTRY = [0xffffffff, 0xffffffff, 0, 0];
 
 /** The instance id in an owner `name@id`, the shape a device manager gives its devices' mappings. */
 const MANAGED_OWNER = /@(0|[1-9][0-9]{0,9})$/;
@@ -142,10 +140,7 @@ export class SharedRouteTable<D = Device> {
     w[W_KIND] = kindCode(bus.kind);
     // Every entry starts empty (see #fill); generation 0 goes into buffer 0 before anyone else
     // can see the buffer.
-    for (const parity of [0, 1]) {
-      const entries = entriesBase(capacity, bufferBase(capacity, parity));
-      for (let i = 0; i < capacity; i++) w.set(EMPTY_ENTRY, entries + ENTRY_WORDS * i);
-    }
+    emptyEntries(w, capacity);
     this.#fill(0);
     this.#unsubscribe = bus.subscribe(() => this.#publish());
   }

@@ -44,6 +44,7 @@ import type { BusKind } from "../devices/bus.js";
 import {
   B_COUNT,
   bufferBase,
+  emptyEntries,
   entriesBase,
   ENTRY_WORDS,
   handlesBase,
@@ -136,7 +137,8 @@ export class SharedRouteView {
   #startLo = 0;
 
   private constructor(buffer: SharedArrayBuffer | ArrayBuffer) {
-    const words = new Int32Array(buffer);
+    // Whole words only: a typed array over a buffer of another length would throw a RangeError.
+    const words = buffer.byteLength % 8 === 0 ? new Int32Array(buffer) : new Int32Array(0);
     const capacity = words.length >= 16 ? words[W_CAPACITY]! >>> 0 : 0;
     if (
       words.length < 16 ||
@@ -192,6 +194,7 @@ export class SharedRouteView {
     w[W_CAPACITY] = capacity;
     w[W_KIND] = kindCode(parsed.kind);
     w[W_SEQ] = parsed.generation;
+    emptyEntries(w, capacity);
     const base = bufferBase(capacity, parsed.generation & 1);
     const entries = entriesBase(capacity, base);
     const handles = handlesBase(capacity, base);

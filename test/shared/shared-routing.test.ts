@@ -333,6 +333,8 @@ describe("shared routing refuses hostile arguments", () => {
       new SharedArrayBuffer(1 << 16),
       table.buffer.slice(0, 128),
       new Uint32Array(16),
+      new ArrayBuffer(63),
+      new SharedArrayBuffer(5),
       new Proxy({}, { get: () => { throw new Error("trap"); } }),
     ];
     bad.forEach((b, i) => assert.throws(() => SharedRouteView.attach(b as never), code("InvalidArgument"), `case ${i}`));
@@ -416,8 +418,10 @@ describe("shared routing snapshots", () => {
     assert.equal(odd.lastGeneration, 0xffff_ffff);
     const stale = SharedRouteView.fromJSON({ ...snap, stale: true, routes: [] });
     assert.equal(stale.find(0x1001), ROUTE_STALE);
+    assert.equal(stale.find(0), ROUTE_STALE);
     const empty = SharedRouteView.fromJSON({ ...snap, routes: [] });
-    assert.equal(empty.find(0x1001), ROUTE_UNMAPPED);
+    for (const a of [0, 0x1001, Number.MAX_SAFE_INTEGER]) assert.equal(empty.find(a), ROUTE_UNMAPPED);
+    for (const a of [0n, 1n << 60n, U64_MAX]) assert.equal(empty.find(a), ROUTE_UNMAPPED);
     assert.equal(empty.capacity, 1);
   });
 
