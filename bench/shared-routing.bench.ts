@@ -7,7 +7,8 @@
  * mappings (hits) from a fixed xorshift stream, as numbers and as bigints. Times are the fastest
  * of several samples (other processes only ever add time). The same file is the worker: started
  * with workerData, it attaches to the table, waits for the start word, times its lookups and
- * posts ns per lookup.
+ * posts ns per lookup. A plain-read seqlock over the same buffer (unsound, see plainFind) shows
+ * what proving each answer on atomic words costs.
  */
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
 import { fileURLToPath } from "node:url";
@@ -15,6 +16,7 @@ import { RangeInclusive } from "../src/core/range.js";
 import { Bus, type BusMapping } from "../src/devices/bus.js";
 import { SharedRouteTable } from "../src/shared/shared-route-table.js";
 import { SharedRouteView } from "../src/shared/shared-route-view.js";
+import { B_COUNT, bufferBase, entriesBase, ENTRY_WORDS, handlesBase, keysBase, W_SEQ } from "../src/shared/route-layout.js";
 import { runPhases, XorShift64, type Phase } from "./harness.js";
 
 const BASE = 0xc000_0000;
@@ -52,6 +54,31 @@ function findNumbers(view: SharedRouteView, addresses: Float64Array, lookups: nu
   return sum;
 }
 
+/**
+ * The reference the proof is measured against: the same seqlock with every data word read
+ * plainly and only SEQ read with Atomics (what the ECMAScript memory model does not guarantee;
+ * see src/shared/shared-route-view.ts). Number addresses below 2^53 only; not for use.
+ */
+function plainFind(words: Int32Array, keys: Float64Array, capacity: number, a: number): number {
+  for (;;) {
+    const seq = Atomics.load(words, W_SEQ) >>> 0;
+    const base = bufferBase(capacity, seq & 1);
+    const n = Math.min(words[base + B_COUNT]! >>> 0, capacity);
+    const k = keysBase(base) >>> 1;
+    let at = 0;
+    for (let m = n; m > 1; ) {
+      const half = m >>> 1;
+      if (keys[k + at + half]! <= a) at += half;
+      m -= half;
+    }
+    const e = entriesBase(capacity, base) + ENTRY_WORDS * at;
+    const start = (words[e]! >>> 0) * 4294967296 + (words[e + 1]! >>> 0);
+    const hit = n > 0 && start <= a && a <= (words[e + 2]! >>> 0) * 4294967296 + (words[e + 3]! >>> 0);
+    const result = hit ? words[handlesBase(capacity, base) + at]! >>> 0 : -1;
+    if (Atomics.load(words, W_SEQ) >>> 0 === seq) return result;
+  }
+}
+
 if (!isMainThread && (workerData as { echo?: boolean }).echo === true) {
   // The baseline a view saves: a worker that answers each message, as an owning thread would.
   parentPort!.on("message", (m: number) => parentPort!.postMessage(m + 1));
@@ -87,6 +114,8 @@ async function main(): Promise<void> {
     const nums = hitAddresses(n, LOOKUPS, 0x5eedn);
     const bigs = Array.from(nums, (a) => BigInt(a));
     let sink = 0;
+    const words = new Int32Array(table.buffer);
+    const keys = new Float64Array(table.buffer);
     const phases: Phase[] = [
       { name: `view.find number, ${n} mappings`, ops: LOOKUPS, run: () => void (sink += findNumbers(view, nums, LOOKUPS)) },
       {
@@ -110,11 +139,20 @@ async function main(): Promise<void> {
           for (let i = 0; i < LOOKUPS; i++) sink += Number(bus.lookup(bigs[i]!)!.offset);
         },
       },
+      {
+        name: `reference: plain-read seqlock, ${n} mappings`,
+        ops: LOOKUPS,
+        run: () => {
+          for (let i = 0; i < LOOKUPS; i++) sink += plainFind(words, keys, 1024, nums[i]!);
+        },
+      },
     ];
     const r = runPhases(phases, { iterations: 20, statistic: "min" });
-    const [vn, bn, vb, bb] = r.map((x) => x.nsPerOp) as [number, number, number, number];
+    const [vn, bn, vb, bb, pn] = r.map((x) => x.nsPerOp) as [number, number, number, number, number];
     single.set(n, vn);
-    console.log(`ratio view/bus.lookup, ${n} mappings: number ${(vn / bn).toFixed(2)}, bigint ${(vb / bb).toFixed(2)} (checksum ${sink % 7})`);
+    console.log(
+      `ratio view/bus.lookup, ${n} mappings: number ${(vn / bn).toFixed(2)}, bigint ${(vb / bb).toFixed(2)}; view/plain-read reference ${(vn / pn).toFixed(2)} (checksum ${sink % 7})`,
+    );
   }
 
   console.log("\n# lookups from worker_threads at once (number addresses, hits; ns per lookup per worker)");
