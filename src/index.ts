@@ -234,3 +234,7 @@ export {
   type PciFunctionContext,
 } from "./pci/pci-function.js";
 export { PciRootComplex, type PciRootComplexOptions, type PciPlugOptions } from "./pci/root-complex.js";
+export { ROUTE_STALE, ROUTE_UNMAPPED } from "./shared/route-layout.js";
+export { SharedRouteView, type SharedRouteSource } from "./shared/shared-route-view.js";
+export { DEFAULT_ROUTE_CAPACITY, SharedRouteTable, type RouteHandleOf, type SharedRouteTableOptions } from "./shared/shared-route-table.js";
+export { SHARED_ROUTES_SNAPSHOT_FORMAT, type SharedRouteEntry, type SharedRouteSnapshot } from "./shared/shared-route-snapshot.js";
