@@ -40,6 +40,7 @@ import { SharedRouteView } from "./shared-route-view.js";
  * Gives a mapping its handle: a u32 (0 to 2^32-1) the VMM maps to the device, or to the
  * `MessagePort` of the worker that serves it. Asked once per mapping (a moved mapping is a new
  * one); {@link SharedRouteTable.publish} asks again for all.
+ * @typeParam D The device type of the bus's mappings.
  */
 export type RouteHandleOf<D = Device> = (mapping: BusMapping<D>) => number;
 

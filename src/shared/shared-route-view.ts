@@ -90,7 +90,11 @@ function isBuffer(value: unknown): value is SharedArrayBuffer | ArrayBuffer {
   return tag === "[object SharedArrayBuffer]" || tag === "[object ArrayBuffer]";
 }
 
-/** Something a view can attach to: a table's buffer, or an object that has one (a `SharedRouteTable`). */
+/**
+ * Something a view can attach to: a table's buffer, or an object that has one (a `SharedRouteTable`).
+ * @property buffer The table's buffer: a `SharedArrayBuffer` to share with workers, or the
+ *   `ArrayBuffer` of a table made where shared memory is unavailable (usable in its own thread only).
+ */
 export type SharedRouteSource = SharedArrayBuffer | ArrayBuffer | { readonly buffer: SharedArrayBuffer | ArrayBuffer };
 
 /**
