@@ -156,6 +156,7 @@ export {
 export {
   SHARED_SYSTEM_ALLOCATOR_FORMAT,
   SharedSystemAllocator,
+  type SharedCommittedLog,
   type SharedSystemAllocatorAttachOptions,
   type SharedSystemAllocatorHandle,
   type SharedSystemAllocatorOptions,

@@ -13,9 +13,10 @@
  * construction, and a failed call (which changes no replica) commits nothing.
  *
  * **Checkpoints.** The buffer has two slots, each a checkpoint (the UTF-8 JSON of
- * `DefaultSystemAllocator.toJSON()`) followed by a log. When an entry no longer fits the active
- * log, the caller writes its (current) state as the checkpoint of the other slot with an empty
- * log, and commits it with one `Atomics.store` of the epoch (whose parity names the slot).
+ * `DefaultSystemAllocator.toJSON()`) followed by a log. When a call's entry no longer fits the
+ * active log, the caller writes its new state (the call included) as the checkpoint of the other
+ * slot with an empty log, and commits it with one `Atomics.store` of the epoch (whose parity
+ * names the slot).
  *
  * **Termination.** Every shared write is either not yet committed or committed by one atomic
  * store, so a participant terminated at any instant leaves a consistent buffer; the only damage
@@ -76,6 +77,16 @@ export interface SharedSystemAllocatorAttachOptions {
   readonly participantId?: number;
   /** Milliseconds a call of this participant waits for the lock before it throws (default 10 000). */
   readonly lockTimeoutMs?: number;
+}
+
+/** What {@link SharedSystemAllocator.committedLog} returns. */
+export interface SharedCommittedLog {
+  /** The active checkpoint, in `DefaultSystemAllocator`'s snapshot format. */
+  readonly checkpoint: SystemAllocatorSnapshot;
+  /** The sequence number of the last operation the checkpoint includes (0: none). */
+  readonly checkpointSequence: number;
+  /** The operations committed after the checkpoint, in commit order. */
+  readonly operations: readonly SharedOperation[];
 }
 
 // ---- the buffer -------------------------------------------------------------------------------
@@ -416,19 +427,20 @@ export class SharedSystemAllocator implements SystemAllocator {
   }
 
   /**
-   * The operations committed since the last checkpoint, in commit order, decoded: for tests and
-   * debugging.
+   * The active checkpoint and the operations committed since, in commit order, decoded: what
+   * every participant's replica is built from. For tests and debugging; replaying `operations`
+   * on `DefaultSystemAllocator.fromJSON(checkpoint)` gives the current state.
    */
-  committedOperations(): SharedOperation[] {
+  committedLog(): SharedCommittedLog {
     return this.#read(() => {
       const slot = this.#epoch & 1;
-      const out: SharedOperation[] = [];
+      const operations: SharedOperation[] = [];
       for (let at = 0; at < this.#offset; ) {
         const { text, next } = this.#entryAt(slot, at, this.#offset);
-        out.push(decodeOperation(text));
+        operations.push(decodeOperation(text));
         at = next;
       }
-      return out;
+      return { checkpoint: this.#checkpointSnapshot(slot) as SystemAllocatorSnapshot, checkpointSequence: this.#sequenceBase[SEQUENCE_BASE + slot]!, operations };
     });
   }
 
@@ -464,20 +476,23 @@ export class SharedSystemAllocator implements SystemAllocator {
     return { text: decoder.decode(this.#bytes.slice(start + 4, start + 4 + length)), next };
   }
 
+  /** The parsed (not yet validated) checkpoint of `slot`. */
+  #checkpointSnapshot(slot: number): unknown {
+    const length = Atomics.load(this.#words, CHECKPOINT_LENGTH + slot);
+    if (!(length > 0 && length <= this.#checkpointBytes)) throw new AllocatorError("InvalidSnapshot", `the shared checkpoint has a bad length ${length}`);
+    const start = this.#slotStart(slot);
+    try {
+      return JSON.parse(decoder.decode(this.#bytes.slice(start, start + length)));
+    } catch (error) {
+      throw new AllocatorError("InvalidSnapshot", "the shared checkpoint is not JSON", { cause: error });
+    }
+  }
+
   /** Loads the checkpoint of the current epoch and replays its log up to the committed end. */
   #rebuild(): { replica: DefaultSystemAllocator; epoch: number; sequence: number; offset: number } {
     const epoch = Atomics.load(this.#words, EPOCH);
     const slot = epoch & 1;
-    const length = Atomics.load(this.#words, CHECKPOINT_LENGTH + slot);
-    if (!(length > 0 && length <= this.#checkpointBytes)) throw new AllocatorError("InvalidSnapshot", `the shared checkpoint has a bad length ${length}`);
-    const start = this.#slotStart(slot);
-    let snapshot: unknown;
-    try {
-      snapshot = JSON.parse(decoder.decode(this.#bytes.slice(start, start + length)));
-    } catch (error) {
-      throw new AllocatorError("InvalidSnapshot", "the shared checkpoint is not JSON", { cause: error });
-    }
-    const replica = DefaultSystemAllocator.fromJSON(snapshot);
+    const replica = DefaultSystemAllocator.fromJSON(this.#checkpointSnapshot(slot));
     const base = this.#sequenceBase[SEQUENCE_BASE + slot]!;
     const state = { replica, epoch, sequence: base, offset: 0 };
     this.#replay(state, slot);
@@ -559,7 +574,6 @@ export class SharedSystemAllocator implements SystemAllocator {
       if (need > this.#logBytes) {
         throw invalid(`this call's log entry takes ${need} bytes, more than the whole log (${this.#logBytes}); create the shared allocator with a larger logBytes`);
       }
-      if (this.#offset + need > this.#logBytes) this.#checkpoint();
       let result: unknown;
       try {
         result = run(this.#replica, operation, decoded);
@@ -567,6 +581,20 @@ export class SharedSystemAllocator implements SystemAllocator {
         // An AllocatorError changed nothing; anything else may have, so reload before the next call.
         if (!(error instanceof AllocatorError)) this.#epoch = Number.NaN;
         throw error;
+      }
+      if (this.#offset + need > this.#logBytes) {
+        // The log is full: the new state, this call included, becomes the next checkpoint (so a
+        // free still works when the state before it no longer fits).
+        try {
+          this.#checkpoint(sequence);
+        } catch (error) {
+          // Not committed: forget the call by reloading the shared state before the next one.
+          this.#epoch = Number.NaN;
+          throw error;
+        }
+        this.#sequence = sequence;
+        this.#lastCommit = sequence;
+        return result;
       }
       const slot = this.#epoch & 1;
       const start = this.#slotStart(slot) + this.#checkpointBytes + this.#offset;
@@ -583,8 +611,11 @@ export class SharedSystemAllocator implements SystemAllocator {
     }
   }
 
-  /** Writes the replica's state as the other slot's checkpoint and makes it current; under the lock. */
-  #checkpoint(): void {
+  /**
+   * Writes the replica's state, which includes the operations up to `sequence`, as the other
+   * slot's checkpoint with an empty log, and makes it current; under the lock.
+   */
+  #checkpoint(sequence: number): void {
     const bytes = encoder.encode(JSON.stringify(this.#replica.toJSON()));
     if (bytes.length > this.#checkpointBytes) {
       throw new AllocatorError(
@@ -597,7 +628,7 @@ export class SharedSystemAllocator implements SystemAllocator {
     this.#bytes.set(bytes, this.#slotStart(slot));
     Atomics.store(this.#words, CHECKPOINT_LENGTH + slot, bytes.length);
     Atomics.store(this.#words, LOG_LENGTH + slot, 0);
-    this.#sequenceBase[SEQUENCE_BASE + slot] = this.#sequence;
+    this.#sequenceBase[SEQUENCE_BASE + slot] = sequence;
     // The commit: until this store the old epoch, its checkpoint and its log stay current.
     Atomics.store(this.#words, EPOCH, epoch);
     this.#epoch = epoch;
