@@ -10,7 +10,7 @@
 import { AllocatorError } from "../../src/core/errors.js";
 import { RangeInclusive } from "../../src/core/range.js";
 import type { SharedSystemAllocator } from "../../src/shared/shared-system-allocator.js";
-import type { AddrAllocateParams, IdAllocateParams } from "../../src/system/allocation-callbacks.js";
+import type { AddrAllocateParams, CallbackHolding, IdAllocateParams } from "../../src/system/allocation-callbacks.js";
 import type { DefaultSystemAllocator } from "../../src/system/system-allocator.js";
 
 /** Which call a {@link Committed} record made. */
@@ -255,4 +255,52 @@ export function replay(fresh: DefaultSystemAllocator, calls: readonly Committed[
     if (!same) return `operation ${c.seq} (${c.call}) returned ${String(got)} on replay, ${JSON.stringify(want, (_k, v: unknown) => (typeof v === "bigint" ? `${v}n` : v))} when committed`;
   }
   return undefined;
+}
+
+/** A text key of a holding as `holdingsCallback` lists it. */
+export function holdingKey(h: CallbackHolding): string {
+  return "range" in h ? `${h.kind} ${h.owner} ${h.range.start}-${h.range.end}` : `${h.kind} ${h.owner} ${h.id}`;
+}
+
+/**
+ * Why `holdings` holds something twice (a range overlapping another of its kind, an id held by two
+ * owners not both sharing it, a line shared twice by one owner), or undefined.
+ */
+export function doubleHolding(holdings: readonly CallbackHolding[]): string | undefined {
+  const ids = new Map<string, { shared: boolean; owners: string[] }>();
+  const ranges: { kind: string; start: bigint; end: bigint; owner: string }[] = [];
+  for (const h of holdings) {
+    if ("range" in h) {
+      ranges.push({ kind: h.kind, start: h.range.start, end: h.range.end, owner: h.owner });
+      continue;
+    }
+    const key = `${h.kind} ${h.id}`;
+    const seen = ids.get(key);
+    if (seen === undefined) ids.set(key, { shared: h.shared, owners: [h.owner] });
+    else if (!(seen.shared && h.shared)) return `${key} is held by ${seen.owners.join(", ")} and ${h.owner} without sharing`;
+    else if (seen.owners.includes(h.owner)) return `${key} is held twice by ${h.owner}`;
+    else seen.owners.push(h.owner);
+  }
+  ranges.sort((a, b) => (a.kind < b.kind ? -1 : a.kind > b.kind ? 1 : a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+  for (let i = 1; i < ranges.length; i++) {
+    const a = ranges[i - 1]!;
+    const b = ranges[i]!;
+    if (a.kind === b.kind && a.end >= b.start) return `${a.kind} ${a.start}-${a.end} (${a.owner}) overlaps ${b.start}-${b.end} (${b.owner})`;
+  }
+  return undefined;
+}
+
+/** Why the holdings under `${prefix}-` owners differ from what that participant believes it holds, or undefined. */
+export function viewMismatch(holdings: readonly CallbackHolding[], prefix: string, held: readonly Held[]): string | undefined {
+  const actual = holdings.filter((h) => h.owner.startsWith(`${prefix}-`)).map(holdingKey).sort();
+  const believed = held.map(heldKey).sort();
+  if (actual.length === believed.length && actual.every((k, i) => k === believed[i])) return undefined;
+  return `${prefix} believes it holds [${believed.join("; ")}] but holds [${actual.join("; ")}]`;
+}
+
+/** Every participant's committed calls merged in commit order; `gap` says why they do not number 1..N. */
+export function inCommitOrder(reports: readonly (readonly Committed[])[]): { calls: Committed[]; gap: string | undefined } {
+  const calls = reports.flat().sort((a, b) => a.seq - b.seq);
+  const i = calls.findIndex((c, j) => c.seq !== j + 1);
+  return { calls, gap: i < 0 ? undefined : `commit sequence has a gap or a duplicate at ${i + 1} (found ${calls[i]!.seq})` };
 }

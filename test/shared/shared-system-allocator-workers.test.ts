@@ -12,54 +12,19 @@ import { SharedSystemAllocator } from "../../src/shared/shared-system-allocator.
 import { DefaultSystemAllocator } from "../../src/system/system-allocator.js";
 import { getLayout } from "../../src/system/layouts.js";
 import type { CallbackHolding } from "../../src/system/allocation-callbacks.js";
-import { heldKey, replay, Workload, type Committed, type Held, type WorkloadReport } from "./shared-allocator-workload.js";
+import { doubleHolding, inCommitOrder, replay, viewMismatch, Workload, type Held, type WorkloadReport } from "./shared-allocator-workload.js";
 
 const WORKER = new URL("./shared-allocator-node-worker.js", import.meta.url);
 const LAYOUT = getLayout("pc-x86_64");
 
-function holdingKey(h: CallbackHolding): string {
-  return "range" in h ? `${h.kind} ${h.owner} ${h.range.start}-${h.range.end}` : `${h.kind} ${h.owner} ${h.id}`;
-}
-
-/** No range or id is held twice, except a legacy line every holder of which shares it. */
 function assertNoDoubleHolding(holdings: readonly CallbackHolding[]): void {
-  const ids = new Map<string, { shared: boolean; owners: string[] }>();
-  const ranges: { kind: string; start: bigint; end: bigint; owner: string }[] = [];
-  for (const h of holdings) {
-    if ("range" in h) ranges.push({ kind: h.kind, start: h.range.start, end: h.range.end, owner: h.owner });
-    else {
-      const key = `${h.kind} ${h.id}`;
-      const seen = ids.get(key);
-      if (seen === undefined) ids.set(key, { shared: h.shared, owners: [h.owner] });
-      else {
-        assert.ok(seen.shared && h.shared, `${key} is held by ${seen.owners.join(", ")} and ${h.owner} without sharing`);
-        assert.ok(!seen.owners.includes(h.owner), `${key} is held twice by ${h.owner}`);
-        seen.owners.push(h.owner);
-      }
-    }
-  }
-  ranges.sort((a, b) => (a.kind < b.kind ? -1 : a.kind > b.kind ? 1 : a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
-  for (let i = 1; i < ranges.length; i++) {
-    const a = ranges[i - 1]!;
-    const b = ranges[i]!;
-    if (a.kind === b.kind) assert.ok(a.end < b.start, `${a.kind} ${a.start}-${a.end} (${a.owner}) overlaps ${b.start}-${b.end} (${b.owner})`);
-  }
+  assert.equal(doubleHolding(holdings), undefined);
 }
 
 /** Each participant's own view equals what the allocator holds under its owners. */
 function assertViews(shared: SharedSystemAllocator, views: ReadonlyMap<string, readonly Held[]>): void {
   const all = shared.holdingsCallback()();
-  for (const [prefix, held] of views) {
-    const actual = all.filter((h) => h.owner.startsWith(`${prefix}-`)).map(holdingKey).sort();
-    assert.deepEqual(actual, held.map(heldKey).sort(), `${prefix}'s own view differs from the shared holdings`);
-  }
-}
-
-/** The committed calls of every participant, in commit order, must number 1..N without a gap. */
-function inCommitOrder(reports: readonly Committed[][]): Committed[] {
-  const calls = reports.flat().sort((a, b) => a.seq - b.seq);
-  calls.forEach((c, i) => assert.equal(c.seq, i + 1, `commit sequence has a gap or a duplicate at ${i + 1}`));
-  return calls;
+  for (const [prefix, held] of views) assert.equal(viewMismatch(all, prefix, held), undefined);
 }
 
 function start(data: Record<string, unknown>): { worker: Worker; done: Promise<WorkloadReport> } {
@@ -95,7 +60,8 @@ describe("SharedSystemAllocator across worker_threads", () => {
       await yieldToLoop();
     }
     const reports = await all;
-    const calls = inCommitOrder([...reports.map((r) => r.committed), main.committed]);
+    const { calls, gap } = inCommitOrder([...reports.map((r) => r.committed), main.committed]);
+    assert.equal(gap, undefined);
     assert.ok(calls.length > 30_000, `only ${calls.length} calls committed`);
     assert.ok(snapshots > 0);
     // The log wrapped (256 KiB) several times: checkpoints and reloads were exercised.
