@@ -41,43 +41,63 @@ function refuse(message: string): never {
   throw new AllocatorError("InvalidArgument", message);
 }
 
-function encodeValue(value: unknown, at: string, depth: number): unknown {
+/** Sets a field; a field called "__proto__" stays a field (assignment would set the prototype). */
+function setField(target: Record<string, unknown>, key: string, value: unknown): void {
+  if (key === "__proto__") Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
+  else target[key] = value;
+}
+
+/** The path of a field for messages, built only when one is needed. */
+function pathOf(parent: string, key: string | number): string {
+  return typeof key === "number" ? `${parent}[${key}]` : parent === "" ? key : `${parent}.${key}`;
+}
+
+/**
+ * Encodes `value` (field `key` of `parent`) and, in the same pass, builds the copy that decoding
+ * the encoding gives: the committing thread runs on the copy, so it runs on exactly what the
+ * others replay, and reads each of the caller's fields (a getter, say) once.
+ */
+function encodeValue(value: unknown, parent: string, key: string | number, depth: number): [unknown, unknown] {
   switch (typeof value) {
     case "string":
     case "boolean":
-      return value;
+      return [value, value];
     case "number":
-      if (Number.isFinite(value) && !Object.is(value, -0)) return value;
-      return ["f", Object.is(value, -0) ? "-0" : String(value)];
+      if (Number.isFinite(value) && !Object.is(value, -0)) return [value, value];
+      return [["f", Object.is(value, -0) ? "-0" : String(value)], value];
     case "bigint":
-      return ["n", value.toString()];
+      return [["n", value.toString()], value];
     case "undefined":
-      return ["u"];
+      return [["u"], undefined];
     case "object": {
-      if (value === null) return null;
+      if (value === null) return [null, null];
+      const at = pathOf(parent, key);
       if (depth >= MAX_DEPTH) refuse(`${at} is nested too deeply (or cyclic) to be shared across threads`);
-      if (value instanceof RangeInclusive) return ["r", value.start.toString(), value.end.toString()];
+      if (value instanceof RangeInclusive) return [["r", value.start.toString(), value.end.toString()], new RangeInclusive(value.start, value.end)];
       if (Array.isArray(value)) {
         const items: unknown[] = ["a"];
-        for (let i = 0; i < value.length; i++) items.push(encodeValue(value[i], `${at}[${i}]`, depth + 1));
-        return items;
+        const copy: unknown[] = [];
+        for (let i = 0; i < value.length; i++) {
+          const [e, c] = encodeValue(value[i], at, i, depth + 1);
+          items.push(e);
+          copy.push(c);
+        }
+        return [items, copy];
       }
       const proto: unknown = Object.getPrototypeOf(value);
       if (proto !== Object.prototype && proto !== null) refuse(`${at} must be a plain object to be shared across threads`);
       const fields: Record<string, unknown> = {};
+      const copy: Record<string, unknown> = {};
       // Own names, enumerable or not: the allocator reads fields by name, so it would see them all.
-      for (const key of Object.getOwnPropertyNames(value)) {
-        Object.defineProperty(fields, key, {
-          value: encodeValue((value as Record<string, unknown>)[key], `${at}.${key}`, depth + 1),
-          enumerable: true,
-          writable: true,
-          configurable: true,
-        });
+      for (const name of Object.getOwnPropertyNames(value)) {
+        const [e, c] = encodeValue((value as Record<string, unknown>)[name], at, name, depth + 1);
+        setField(fields, name, e);
+        setField(copy, name, c);
       }
-      return ["o", fields];
+      return [["o", fields], copy];
     }
     default:
-      return refuse(`${at} cannot be shared across threads (a ${typeof value})`);
+      return refuse(`${pathOf(parent, key)} cannot be shared across threads (a ${typeof value})`);
   }
 }
 
@@ -91,10 +111,7 @@ function decodeValue(value: unknown): unknown {
       const fields = value[1];
       if (typeof fields !== "object" || fields === null || Array.isArray(fields)) throw new Error("an encoded object must carry an object");
       const out: Record<string, unknown> = {};
-      for (const key of Object.keys(fields)) {
-        // defineProperty, not assignment: a field called "__proto__" stays a field.
-        Object.defineProperty(out, key, { value: decodeValue((fields as Record<string, unknown>)[key]), enumerable: true, writable: true, configurable: true });
-      }
+      for (const key of Object.keys(fields)) setField(out, key, decodeValue((fields as Record<string, unknown>)[key]));
       return out;
     }
     case "n":
@@ -113,14 +130,22 @@ function decodeValue(value: unknown): unknown {
 }
 
 /**
- * Encodes the arguments of `operation` as JSON text (without the sequence number, which the
- * committing thread adds once it holds the lock).
+ * Encodes the arguments of an operation as JSON text (without the sequence number, which the
+ * committing thread adds once it holds the lock), with the copy of the arguments that decoding
+ * that text gives (see {@link decodeArguments}).
  * @throws AllocatorError `InvalidArgument` for an argument that cannot travel between threads,
  *   or whose getter throws.
  */
-export function encodeArguments(args: readonly unknown[]): string {
+export function encodeArguments(args: readonly unknown[]): { readonly text: string; readonly copy: unknown[] } {
   try {
-    return JSON.stringify(args.map((a, i) => encodeValue(a, i === 0 ? "params" : `argument ${i + 1}`, 0)));
+    const encoded: unknown[] = [];
+    const copy: unknown[] = [];
+    for (let i = 0; i < args.length; i++) {
+      const [e, c] = encodeValue(args[i], "", i === 0 ? "params" : `argument ${i + 1}`, 0);
+      encoded.push(e);
+      copy.push(c);
+    }
+    return { text: JSON.stringify(encoded), copy };
   } catch (error) {
     if (error instanceof AllocatorError) throw error;
     const why = error instanceof Error ? error.message : String(error);

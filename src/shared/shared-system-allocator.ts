@@ -32,7 +32,7 @@ import type { AddrAllocateFunc, AddrAllocateParams, HoldingsFunc, IdAllocateFunc
 import { DEFAULT_LAYOUT_NAME, LAYOUTS, type PoolName, type SystemLayout, type SystemLayoutJSON } from "../system/layouts.js";
 import type { SystemAllocator } from "../system/system-allocator-interface.js";
 import { DefaultSystemAllocator, type Holding, type ReserveTarget, type SystemAllocatorSnapshot } from "../system/system-allocator.js";
-import { decodeArguments, decodeOperation, encodeArguments, entryText, type SharedOperation, type SharedOperationName } from "./operation-codec.js";
+import { decodeOperation, encodeArguments, entryText, type SharedOperation, type SharedOperationName } from "./operation-codec.js";
 import { acquireLock, releaseLock, releaseLockOf } from "./shared-lock.js";
 
 /** The `format` of a {@link SharedSystemAllocatorHandle}. */
@@ -562,17 +562,30 @@ export class SharedSystemAllocator implements SystemAllocator {
 
   #mutate(operation: SharedOperationName, args: readonly unknown[]): unknown {
     // Outside the lock: a getter of the caller's may run here, even one that calls back into us.
-    const encoded = encodeArguments(args);
-    // The replica runs on exactly what the others will replay, not on the caller's objects.
-    const decoded = decodeArguments(JSON.parse(encoded));
+    // The replica runs on the copy, which is exactly what the others will replay, not on the
+    // caller's objects.
+    const { text: encoded, copy: decoded } = encodeArguments(args);
     acquireLock(this.#words, LOCK, this.#id, this.#timeoutMs);
     try {
       this.#catchUp();
       const sequence = this.#sequence + 1;
-      const bytes = encoder.encode(entryText(sequence, operation, encoded));
-      const need = 4 + align4(bytes.length);
-      if (need > this.#logBytes) {
-        throw invalid(`this call's log entry takes ${need} bytes, more than the whole log (${this.#logBytes}); create the shared allocator with a larger logBytes`);
+      const text = entryText(sequence, operation, encoded);
+      const slot = this.#epoch & 1;
+      const start = this.#slotStart(slot) + this.#checkpointBytes + this.#offset;
+      const room = this.#logBytes - this.#offset - 4;
+      // Written past the committed end, so invisible to the others until the commit below (and
+      // overwritten by the next call if this one fails).
+      let written = -1;
+      if (room > 0) {
+        const r = encoder.encodeInto(text, this.#bytes.subarray(start + 4, start + 4 + room));
+        if (r.read === text.length) written = r.written;
+      }
+      if (written < 0) {
+        // It does not fit what is left of the log: its size decides between a checkpoint and a refusal.
+        const need = 4 + align4(encoder.encode(text).length);
+        if (need > this.#logBytes) {
+          throw invalid(`this call's log entry takes ${need} bytes, more than the whole log (${this.#logBytes}); create the shared allocator with a larger logBytes`);
+        }
       }
       let result: unknown;
       try {
@@ -582,7 +595,7 @@ export class SharedSystemAllocator implements SystemAllocator {
         if (!(error instanceof AllocatorError)) this.#epoch = Number.NaN;
         throw error;
       }
-      if (this.#offset + need > this.#logBytes) {
+      if (written < 0) {
         // The log is full: the new state, this call included, becomes the next checkpoint (so a
         // free still works when the state before it no longer fits).
         try {
@@ -592,17 +605,13 @@ export class SharedSystemAllocator implements SystemAllocator {
           this.#epoch = Number.NaN;
           throw error;
         }
-        this.#sequence = sequence;
-        this.#lastCommit = sequence;
-        return result;
+      } else {
+        this.#all[start / 4] = written;
+        const end = this.#offset + 4 + align4(written);
+        // The commit: one atomic store. Dying before it leaves nothing behind.
+        Atomics.store(this.#words, LOG_LENGTH + slot, end);
+        this.#offset = end;
       }
-      const slot = this.#epoch & 1;
-      const start = this.#slotStart(slot) + this.#checkpointBytes + this.#offset;
-      this.#all[start / 4] = bytes.length;
-      this.#bytes.set(bytes, start + 4);
-      // The commit: one atomic store. Dying before it leaves nothing behind.
-      Atomics.store(this.#words, LOG_LENGTH + slot, this.#offset + need);
-      this.#offset += need;
       this.#sequence = sequence;
       this.#lastCommit = sequence;
       return result;
