@@ -24,7 +24,7 @@ export type SharedOperationName = "deviceId" | "irq" | "pio" | "mmio" | "reserve
 /** The names of {@link SharedOperationName}, for validation of decoded entries. */
 export const SHARED_OPERATION_NAMES: readonly SharedOperationName[] = Object.freeze(["deviceId", "irq", "pio", "mmio", "reserve", "unreserve", "releaseAll"]);
 
-/** One committed operation as {@link decodeOperation} returns it. */
+/** One committed operation, as `SharedSystemAllocator.committedLog()` lists it. */
 export interface SharedOperation {
   /** Its place in the commit order: 1 for the first operation ever committed, then 2, 3, ... */
   readonly sequence: number;
