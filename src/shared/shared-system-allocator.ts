@@ -114,6 +114,8 @@ const MAX_REGION_BYTES = 1 << 29;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
+/** Where this thread encodes a log entry before copying it into the log; grows as needed. */
+let scratch = new Uint8Array(4096);
 
 const align8 = (n: number): number => Math.ceil(n / 8) * 8;
 const align4 = (n: number): number => Math.ceil(n / 4) * 4;
@@ -572,21 +574,17 @@ export class SharedSystemAllocator implements SystemAllocator {
       const text = entryText(sequence, operation, encoded);
       const slot = this.#epoch & 1;
       const start = this.#slotStart(slot) + this.#checkpointBytes + this.#offset;
-      const room = this.#logBytes - this.#offset - 4;
+      // Browsers refuse to encode into shared memory: encode into private memory, then copy.
+      if (scratch.length < text.length * 3) scratch = new Uint8Array(Math.max(text.length * 3, 2 * scratch.length));
+      const written = encoder.encodeInto(text, scratch).written;
+      const need = 4 + align4(written);
+      if (need > this.#logBytes) {
+        throw invalid(`this call's log entry takes ${need} bytes, more than the whole log (${this.#logBytes}); create the shared allocator with a larger logBytes`);
+      }
+      const fits = this.#offset + need <= this.#logBytes;
       // Written past the committed end, so invisible to the others until the commit below (and
       // overwritten by the next call if this one fails).
-      let written = -1;
-      if (room > 0) {
-        const r = encoder.encodeInto(text, this.#bytes.subarray(start + 4, start + 4 + room));
-        if (r.read === text.length) written = r.written;
-      }
-      if (written < 0) {
-        // It does not fit what is left of the log: its size decides between a checkpoint and a refusal.
-        const need = 4 + align4(encoder.encode(text).length);
-        if (need > this.#logBytes) {
-          throw invalid(`this call's log entry takes ${need} bytes, more than the whole log (${this.#logBytes}); create the shared allocator with a larger logBytes`);
-        }
-      }
+      if (fits) this.#bytes.set(scratch.subarray(0, written), start + 4);
       let result: unknown;
       try {
         result = run(this.#replica, operation, decoded);
@@ -595,7 +593,7 @@ export class SharedSystemAllocator implements SystemAllocator {
         if (!(error instanceof AllocatorError)) this.#epoch = Number.NaN;
         throw error;
       }
-      if (written < 0) {
+      if (!fits) {
         // The log is full: the new state, this call included, becomes the next checkpoint (so a
         // free still works when the state before it no longer fits).
         try {
@@ -607,7 +605,7 @@ export class SharedSystemAllocator implements SystemAllocator {
         }
       } else {
         this.#all[start / 4] = written;
-        const end = this.#offset + 4 + align4(written);
+        const end = this.#offset + need;
         // The commit: one atomic store. Dying before it leaves nothing behind.
         Atomics.store(this.#words, LOG_LENGTH + slot, end);
         this.#offset = end;
