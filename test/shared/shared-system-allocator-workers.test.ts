@@ -64,8 +64,8 @@ describe("SharedSystemAllocator across worker_threads", () => {
     assert.equal(gap, undefined);
     assert.ok(calls.length > 30_000, `only ${calls.length} calls committed`);
     assert.ok(snapshots > 0);
-    // The log wrapped (256 KiB) several times: checkpoints and reloads were exercised.
-    assert.ok(calls.length * 60 > 4 * (256 << 10));
+    // The log (256 KiB) wrapped: checkpoints and reloads were exercised.
+    assert.ok(shared.committedLog().checkpointSequence > 0, "no checkpoint was taken");
     const fresh = new DefaultSystemAllocator(LAYOUT);
     assert.equal(replay(fresh, calls), undefined);
     assert.deepEqual(shared.holdings(), fresh.holdings());
@@ -115,6 +115,7 @@ describe("SharedSystemAllocator across worker_threads", () => {
     Atomics.store(stop, 0, 1);
     const reports = await Promise.all(survivors.map((s) => s.done));
     assert.equal(dead.length, KILLS);
+    console.log(`# ${KILLS} workers terminated, ${recovered} of them while holding the lock`);
     // Some workers died holding the lock (inside a call), and recovery released it.
     assert.ok(recovered > 0, "no worker was terminated while holding the lock");
     shared.checkValid();

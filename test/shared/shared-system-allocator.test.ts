@@ -468,6 +468,23 @@ describe("SharedSystemAllocator: hostile handles, buffers and arguments", () => 
     assert.throws(() => b.holdings(), code("InvalidState", /out of bounds/));
   });
 
+  it("checkValid finds a replica that differs from the shared checkpoint and log", () => {
+    const a = SharedSystemAllocator.create(PC);
+    const b = SharedSystemAllocator.attach(a.handle);
+    b.checkValid();
+    // Rewrite the active checkpoint in place (same epoch, so b keeps its replica) with another state.
+    const other = new DefaultSystemAllocator(PC);
+    other.irqCallback()({ action: "allocate", owner: "ghost" });
+    const bytes = new TextEncoder().encode(JSON.stringify(other.toJSON()));
+    new Uint8Array(a.buffer).set(bytes, 64);
+    Atomics.store(new Int32Array(a.buffer, 0, 16), 10, bytes.length);
+    assert.throws(() => b.checkValid(), code("InvalidState", /replica differs/));
+    // A participant that loads afresh sees the rewritten state, and agrees with it.
+    const c = SharedSystemAllocator.attach(a.handle);
+    assert.deepEqual(c.allocationsOf("ghost").length, 1);
+    c.checkValid();
+  });
+
   it("arguments that cannot travel between threads are InvalidArgument before any change", () => {
     const a = SharedSystemAllocator.create(PC);
     const before = state(a);
