@@ -152,6 +152,16 @@ export {
   type ReserveTarget,
   type SystemAllocatorSnapshot,
 } from "./system/system-allocator.js";
+// ---- Threads (src/shared) ----
+export {
+  SHARED_SYSTEM_ALLOCATOR_FORMAT,
+  SharedSystemAllocator,
+  type SharedCommittedLog,
+  type SharedSystemAllocatorAttachOptions,
+  type SharedSystemAllocatorHandle,
+  type SharedSystemAllocatorOptions,
+} from "./shared/shared-system-allocator.js";
+export type { SharedOperation, SharedOperationName } from "./shared/operation-codec.js";
 export { guestDeviceKind, type GuestDevice, type GuestDeviceKind, type GuestMachine, type GuestRange } from "./guest/guest-device.js";
 export { virtioMmioArgument, virtioMmioCmdline } from "./guest/kernel-cmdline.js";
 export { devicetreeSource, type DevicetreeOptions } from "./guest/devicetree.js";
