@@ -4,8 +4,10 @@
  * The state is a hierarchical bitmap that is only materialised where ids have been touched, so
  * an allocator over the whole space [0, 2^32-1] costs a few hundred bytes until it is used:
  *
- * - a *word* holds 32 ids (bit set = allocated); a parallel word records "ever allocated" so
- *   that freeing can tell `NeverAllocated` from `AlreadyReleased`;
+ * - a *word* holds 32 ids (bit set = allocated); a parallel *history* word records, for a free
+ *   id, whether it was ever allocated (so that freeing can tell `NeverAllocated` from
+ *   `AlreadyReleased`) and, for an allocated id, whether it had been released before this
+ *   allocation (so that {@link IdAllocator.unallocateId} can roll an allocation back exactly);
  * - a *page* is 32 words (1024 ids) plus one summary word whose bit i says "word i is full";
  *   pages live in slots of shared pooled typed arrays (one object per page would cost more in
  *   headers than the bits themselves);
@@ -235,7 +237,11 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
 
   /** Allocated bits, 32 words per slot. */
   #bits: Int32Array = EMPTY;
-  /** Ever-allocated bits, same layout as #bits. */
+  /**
+   * History bits, same layout as #bits. For a free id: allocated once and released since. For an
+   * allocated id: it had been released before its current allocation (the state
+   * {@link unallocateId} restores). An allocation leaves the bit alone; a free sets it.
+   */
   #ever: Int32Array = EMPTY;
   /** One word per slot: bit i set when word i of the slot is full. */
   #wordFull: Int32Array = EMPTY;
@@ -369,7 +375,34 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
     // Fast path for the common case; anything unusual goes through the full validation.
     if (typeof id === "number" && id >= this.#first && id <= this.#last && Number.isInteger(id)) v = id + 0;
     else v = this.#checkId(id, "id");
-    const r = this.#release(v - this.#first);
+    const r = this.#release(v - this.#first, true);
+    if (r !== FREED) throw this.#notAllocated(v, r === WAS_RELEASED);
+    const owners = this.#ownerOf;
+    if (owners !== undefined && this.#owned !== 0) this.#dropOwner(v, owners);
+    return v;
+  }
+
+  /**
+   * Rolls back the allocation of `id`: frees it and restores what it was before that allocation,
+   * so that {@link toJSON} is exactly as before the id was allocated. An id that had never been
+   * allocated before counts as never allocated again (freeing it reports `NeverAllocated`); one
+   * that had been released counts as released. Meant for undoing a step of a failed operation;
+   * an unrelated free is {@link freeId}.
+   *
+   * The prior state is kept in the bitmap itself, not in snapshots: for an id allocated before a
+   * restore (or restored allocated), the prior state is "released".
+   *
+   * ```ts
+   * const ids = new IdAllocator(0, 7);
+   * const id = ids.allocateId("x"); // 0
+   * ids.unallocateId(id);           // as if never allocated: toJSON() equals a fresh allocator's
+   * ```
+   * @throws AllocatorError as {@link freeId}: `InvalidArgument`, `OutOfRange`, `NeverAllocated`,
+   *   `AlreadyReleased`.
+   */
+  unallocateId(id: U32Input): number {
+    const v = this.#checkId(id, "id");
+    const r = this.#release(v - this.#first, false);
     if (r !== FREED) throw this.#notAllocated(v, r === WAS_RELEASED);
     const owners = this.#ownerOf;
     if (owners !== undefined && this.#owned !== 0) this.#dropOwner(v, owners);
@@ -415,7 +448,7 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
     const ids = sortedIds(set);
     const first = this.#first;
     // Cannot fail: every id of an owner is allocated (an invariant checkValid verifies).
-    for (let i = 0; i < ids.length; i++) this.#release(ids[i]! - first);
+    for (let i = 0; i < ids.length; i++) this.#release(ids[i]! - first, true);
     const ownerOf = this.#ownerOf!;
     if (set.size === this.#owned) {
       // The owner held every owned id: start the records afresh instead of emptying them.
@@ -581,13 +614,10 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
           slotSeen[s - 1] = 1;
           const base = (s - 1) << WORD_SHIFT;
           let wordFull = 0;
-          let anyEver = 0;
           for (let wi = 0; wi < WORDS_PER_PAGE; wi++) {
             const w = this.#bits[base + wi]!;
             const e = this.#ever[base + wi]!;
-            anyEver |= e;
             const offset = pageOffset + (wi << WORD_SHIFT);
-            if ((w & ~e) !== 0) fail(`offset ${offset}: allocated bits not marked ever-allocated`);
             if (offset + 32 > size) {
               const outside = offset >= size ? -1 : ~bitRange(0, size - offset - 1);
               if (((w | e) & outside) !== 0) fail(`offset ${offset}: bits set beyond the end of the range`);
@@ -595,7 +625,8 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
             if (w === -1) wordFull |= 1 << wi;
             counted += popcount(w);
           }
-          if (anyEver === 0) fail(`chunk ${c} page ${p} exists but no id in it was ever allocated`);
+          // A page may have storage and no history: one whose every allocation was rolled back
+          // (unallocateId) keeps its slot, all zero, the same state as an untouched page.
           if (this.#wordFull[s - 1] !== wordFull) {
             fail(`chunk ${c} page ${p}: full-word summary ${this.#wordFull[s - 1]} should be ${wordFull}`);
           }
@@ -821,7 +852,6 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
     const m = 1 << b;
     const nw = word | m;
     this.#bits[idx] = nw;
-    this.#ever[idx] = this.#ever[idx]! | m;
     if (nw === -1) {
       const nwf = wf | (1 << wi);
       this.#wordFull[slot] = nwf;
@@ -838,9 +868,11 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
 
   /**
    * Frees offset `off` if it is allocated and returns FREED; otherwise changes nothing and
-   * returns WAS_NEVER_ALLOCATED or WAS_RELEASED. Owners are the caller's business.
+   * returns WAS_NEVER_ALLOCATED or WAS_RELEASED. `markReleased` records the id as released (a
+   * free); without it the history bit keeps the state before the allocation (a rollback). Owners
+   * are the caller's business.
    */
-  #release(off: number): number {
+  #release(off: number, markReleased: boolean): number {
     const c = off >>> CHUNK_SHIFT;
     let chunk = this.#chunks[c];
     if (chunk === undefined) return WAS_NEVER_ALLOCATED;
@@ -861,6 +893,7 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
     const word = this.#bits[idx]!;
     if ((word & m) === 0) return (this.#ever[idx]! & m) !== 0 ? WAS_RELEASED : WAS_NEVER_ALLOCATED;
     this.#bits[idx] = word & ~m;
+    if (markReleased) this.#ever[idx] = this.#ever[idx]! | m;
     if (word === -1) {
       const wf = this.#wordFull[s - 1]!;
       this.#wordFull[s - 1] = wf & ~(1 << wi);
@@ -894,7 +927,6 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
     const m = 1 << (off & 31);
     const nw = this.#bits[idx]! | m;
     this.#bits[idx] = nw;
-    this.#ever[idx] = this.#ever[idx]! | m;
     if (nw === -1) {
       const nwf = this.#wordFull[slot]! | (1 << wi);
       this.#wordFull[slot] = nwf;

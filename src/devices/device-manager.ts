@@ -28,7 +28,8 @@
  *
  * **Atomicity.** Every method is synchronous, so it is atomic with respect to the event loop. A
  * mutating method that fails has changed nothing: a registration undoes everything it did, in
- * reverse order, whatever a callback throws. An `AllocatorError` from a step of a registration is
+ * reverse order, whatever a callback throws, freeing what it took with `undo: true` so that the
+ * allocator forgets it was ever handed out (its snapshot is byte-identical to before). An `AllocatorError` from a step of a registration is
  * re-issued with the same code, naming the device and the request
  * (`virtio-blk@3: requests[1] (mmio, 0x1000 bytes): ...`, with `device` and `requestIndex`
  * fields and the original as `cause`); anything else a callback throws reaches the caller
@@ -1035,7 +1036,7 @@ export class DeviceManager {
         : { action: "allocate" as const, owner: name, fixed, allowReserved: true, appendIdToOwner: true };
     const got = this.#callId(cb, "instanceId", params, name);
     if (got === null) return { value: fixed!, fixed: true, shared: false, heldBy: "outside" };
-    undo.push(() => cb({ action: "free", owner: `${name}@${got}`, id: got }));
+    undo.push(() => cb({ action: "free", owner: `${name}@${got}`, id: got, undo: true }));
     // A VMM mixing simple and full registration can hand out an id the callback also has.
     this.#assertIdFree(got, name);
     return { value: got, fixed: fixed !== undefined, shared: false, heldBy: "allocator" };
@@ -1063,7 +1064,7 @@ export class DeviceManager {
       const got = this.#callId(cb, "irq", params, owner);
       if (got === null) slot = { value: fixed!, fixed: true, shared, heldBy: "outside" };
       else {
-        undo.push(() => cb({ action: "free", owner, id: got, pool: "legacy" }));
+        undo.push(() => cb({ action: "free", owner, id: got, pool: "legacy", undo: true }));
         slot = { value: got, fixed: fixed !== undefined, shared, heldBy: "allocator" };
         const c = this.#lines.conflict(got, owner, shared);
         if (c !== undefined) throw new AllocatorError("InvalidState", `the IRQ allocator handed [irq ${got}] to ${owner}, but it is ${c.why}`, { owner: c.holder });
@@ -1088,7 +1089,7 @@ export class DeviceManager {
       const got = this.#callId(cb, "msi", { action: "allocate", owner, pool: "msi", ...(fixed === undefined ? {} : { fixed, allowReserved: true }) }, owner);
       if (got === null) slot = { value: fixed!, fixed: true, shared: false, heldBy: "outside" };
       else {
-        undo.push(() => cb({ action: "free", owner, id: got, pool: "msi" }));
+        undo.push(() => cb({ action: "free", owner, id: got, pool: "msi", undo: true }));
         slot = { value: got, fixed: fixed !== undefined, shared: false, heldBy: "allocator" };
         const c = this.#gsis.conflict(got, owner, false);
         if (c !== undefined) throw new AllocatorError("InvalidState", `the IRQ allocator handed MSI GSI ${got} to ${owner}, but it is ${c.why}`, { owner: c.holder });
@@ -1141,7 +1142,7 @@ export class DeviceManager {
       throw new AllocatorError("InvalidState", `the ${label} allocator returned ${describeValue(got)} for ${params.owner}, not a RangeInclusive`);
     }
     const { owner } = params;
-    undo.push(() => cb({ action: "free", owner, range: got }));
+    undo.push(() => cb({ action: "free", owner, range: got, undo: true }));
     const { size, alignment, window, fixed } = params;
     const ok =
       got.len() === size &&

@@ -15,6 +15,17 @@
  * VMM's IRQ pool). A device manager says `allowReserved` when it registers a device with fixed
  * values (a serial port in the ISA block), never when a guest moves a BAR: a guest must not be
  * able to place a device on top of the IOAPIC.
+ *
+ * **Undoing an allocation.** A free with `undo: true` rolls back an allocation this callback has
+ * just made (a step of a registration or a move that failed further on): the callback must leave
+ * its state exactly as it was before that allocation, down to what its snapshot records (an id
+ * pool that remembers released ids, to tell `AlreadyReleased` from `NeverAllocated`, forgets that
+ * the id was handed out at all). It is only ever sent for the most recent allocation of that
+ * value to that owner, with nothing in between that touched the value, in the same synchronous
+ * call of the device manager. A callback without history may treat it as a plain free; one that
+ * does not know the field frees as usual, which is correct apart from that history. All params
+ * are plain data (strings, numbers, bigints, booleans, ranges), so that a callback can forward or
+ * replay them elsewhere (another thread's allocator).
  */
 import type { RangeInclusive } from "../core/range.js";
 
@@ -70,6 +81,11 @@ export type IdAllocateParams =
       /** The id to give back. */
       readonly id: number;
       readonly pool?: IrqPool;
+      /**
+       * This free rolls back the allocation just made: restore the exact prior state, including
+       * whether the id counted as released before (see the module documentation).
+       */
+      readonly undo?: boolean;
     };
 
 /**
@@ -107,6 +123,8 @@ export type AddrAllocateParams =
       readonly owner: string;
       /** Exactly a range this callback returned. */
       readonly range: RangeInclusive;
+      /** This free rolls back the allocation just made (see the module documentation). */
+      readonly undo?: boolean;
     };
 
 /**

@@ -594,7 +594,7 @@ export class DefaultSystemAllocator implements SystemAllocator {
     }
     if (action === "free") {
       const id = toU32(p["id"], "params.id");
-      return this.#releaseId(pool, owner, id);
+      return this.#releaseId(pool, owner, id, optionalBoolean(p["undo"], "params.undo"));
     }
     throw invalidArgument(`params.action must be "allocate" or "free", got ${describe(action)}`);
   }
@@ -616,8 +616,9 @@ export class DefaultSystemAllocator implements SystemAllocator {
         throw relabel(error, pool, `${POOL_TEXT[pool]} pool`);
       }
       if (appendId) {
-        // The owner names the id, which is only known now: hand the id back and take it named.
-        ids.freeId(id);
+        // The owner names the id, which is only known now: roll the allocation back (keeping
+        // what the id was before) and take it named.
+        ids.unallocateId(id);
         ids.allocateIdAt(id, `${owner}@${id}`);
       }
       if (shared) claims.open(id, owner, true);
@@ -652,8 +653,12 @@ export class DefaultSystemAllocator implements SystemAllocator {
     return fixed;
   }
 
-  /** Gives back `owner`'s hold on `id`: its allocation, its share of a line, or its use of a reservation. */
-  #releaseId(pool: IdPoolName, owner: string, id: number): number {
+  /**
+   * Gives back `owner`'s hold on `id`: its allocation, its share of a line, or its use of a
+   * reservation. With `undo` the id pool is left exactly as before the allocation (see
+   * `IdAllocator.unallocateId`), so that a rolled-back registration leaves no trace.
+   */
+  #releaseId(pool: IdPoolName, owner: string, id: number, undo: boolean): number {
     const s = this.#state;
     const ids = s.ids[pool];
     const claims = s.idClaims[pool];
@@ -666,16 +671,20 @@ export class DefaultSystemAllocator implements SystemAllocator {
         throw invalidArgument(`${idText(pool, id)} is ${by}, not ${owner}`, claim.holders[0]);
       }
       if (s.reservedIds[pool].has(id)) return id; // the reservation stays
-      if (left.length === 0) ids.freeId(id);
-      else if (wasFirst) {
-        // The pool names one owner per id: the next holder takes over the line.
-        ids.freeId(id);
+      if (left.length === 0) {
+        if (undo) ids.unallocateId(id);
+        else ids.freeId(id);
+      } else if (wasFirst) {
+        // The pool names one owner per id: the next holder takes over the line, which stays
+        // allocated (so its history is kept, not marked released).
+        ids.unallocateId(id);
         ids.allocateIdAt(id, left[0]!);
       }
       return id;
     }
     this.#checkIdHeld(pool, id, owner);
-    ids.freeId(id);
+    if (undo) ids.unallocateId(id);
+    else ids.freeId(id);
     return id;
   }
 
@@ -685,6 +694,8 @@ export class DefaultSystemAllocator implements SystemAllocator {
     const owner = checkOwner(p["owner"], "params.owner");
     if (action === "allocate") return this.#allocateRange(p, family, owner);
     if (action === "free") {
+      // An address pool keeps no history of freed ranges, so undoing an allocation is freeing it.
+      optionalBoolean(p["undo"], "params.undo");
       const range = p["range"];
       if (typeof range !== "object" || range === null) throw invalidArgument("params.range must be a RangeInclusive or { start, end }");
       const r = range as Record<string, unknown>;
@@ -1075,7 +1086,7 @@ export class DefaultSystemAllocator implements SystemAllocator {
         s.ids[h.pool].freeId(h.id);
         s.reservedIds[h.pool].delete(h.id);
       } else {
-        this.#releaseId(h.pool, owner, h.id);
+        this.#releaseId(h.pool, owner, h.id, false);
       }
     }
     return held;

@@ -1198,3 +1198,109 @@ describe("IdAllocator.freeOwner", () => {
     assert.deepEqual([...a.allocatedIds()], []);
   });
 });
+
+describe("IdAllocator.unallocateId: rolling an allocation back leaves no trace", () => {
+  const text = (a: IdAllocator) => JSON.stringify(a.toJSON());
+
+  it("an id never allocated before counts as never allocated again; its page and owner are gone from the snapshot", () => {
+    for (const [first, last] of [[0, 31], [5, 23], [0, U32_MAX], [U32_MAX - 2, U32_MAX], [1023, 1025]] as const) {
+      const a = new IdAllocator(first, last);
+      const before = text(a);
+      const id = a.allocateId("x");
+      assert.equal(a.unallocateId(id), id);
+      assert.equal(text(a), before, `[${first}, ${last}]`);
+      assert.throws(() => a.freeId(id), code("NeverAllocated"));
+      assert.deepEqual(a.idsOf("x"), []);
+      assert.equal(a.ownerOf(id), undefined);
+      a.checkValid();
+      // And at a fixed id, with and without owner.
+      a.allocateIdAt(last, "y");
+      a.unallocateId(last);
+      a.allocateIdAt(first);
+      a.unallocateId(BigInt(first) as unknown as number);
+      assert.equal(text(a), before);
+      a.checkValid();
+    }
+  });
+
+  it("a released id allocated again counts as released again, whichever way it was allocated", () => {
+    const a = new IdAllocator(0, 63);
+    a.allocateIds(3, "x");
+    a.freeId(1);
+    const before = text(a);
+    assert.equal(a.allocateId("y"), 1);
+    a.unallocateId(1);
+    assert.equal(text(a), before);
+    assert.throws(() => a.freeId(1), code("AlreadyReleased"));
+    a.allocateIdAt(1);
+    a.unallocateId(1);
+    assert.equal(text(a), before);
+    a.checkValid();
+  });
+
+  it("ids restored allocated (whole pages, whole chunks, partial words) roll back to released", () => {
+    const b = new IdAllocator(0, 3 * CHUNK);
+    b.allocateIds(40);
+    const snap = b.toJSON();
+    snap.allocated = [[0, 2 * CHUNK + 5]];
+    const a = IdAllocator.fromJSON(snap);
+    for (const id of [0, 31, 1024, CHUNK + 7, 2 * CHUNK + 5]) {
+      const c = a.clone();
+      c.freeId(id);
+      const want = text(c);
+      const d = a.clone();
+      d.unallocateId(id);
+      assert.equal(text(d), want, `id ${id}`);
+      d.checkValid();
+    }
+  });
+
+  it("refuses what freeId refuses, changing nothing", () => {
+    const a = new IdAllocator(10, 20);
+    a.allocateId();
+    a.freeId(10);
+    const before = text(a);
+    assert.throws(() => a.unallocateId(11), code("NeverAllocated"));
+    assert.throws(() => a.unallocateId(10), code("AlreadyReleased"));
+    assert.throws(() => a.unallocateId(9), code("OutOfRange"));
+    for (const bad of BAD_U32) assert.throws(() => loose(a).unallocateId(bad), code("InvalidArgument"));
+    assert.equal(text(a), before);
+  });
+
+  it("property: after any history, allocating then unallocating (in reverse order) gives the snapshot back", () => {
+    const op = fc.oneof(
+      fc.record({ t: fc.constant("alloc" as const), owner: fc.option(fc.constantFrom("a", "b"), { nil: undefined }) }),
+      fc.record({ t: fc.constant("at" as const), id: fc.integer({ min: 0, max: 2100 }) }),
+      fc.record({ t: fc.constant("free" as const), id: fc.integer({ min: 0, max: 2100 }) }),
+      fc.record({ t: fc.constant("owner" as const), owner: fc.constantFrom("a", "b") }),
+    );
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 60 }), fc.array(fc.option(fc.integer({ min: 0, max: 2100 }), { nil: undefined }), { minLength: 1, maxLength: 8 }), (history, rollback) => {
+        const a = new IdAllocator(0, 2100);
+        for (const o of history) {
+          try {
+            if (o.t === "alloc") a.allocateId(o.owner);
+            else if (o.t === "at") a.allocateIdAt(o.id, "a");
+            else if (o.t === "free") a.freeId(o.id);
+            else a.freeOwner(o.owner);
+          } catch (e) {
+            if (!(e instanceof AllocatorError)) throw e;
+          }
+        }
+        const before = text(a);
+        const taken: number[] = [];
+        for (const at of rollback) {
+          try {
+            taken.push(at === undefined ? a.allocateId("r") : a.allocateIdAt(at, "r"));
+          } catch (e) {
+            if (!(e instanceof AllocatorError)) throw e;
+          }
+        }
+        for (let i = taken.length - 1; i >= 0; i--) a.unallocateId(taken[i]!);
+        a.checkValid();
+        assert.equal(text(a), before);
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
