@@ -156,6 +156,20 @@ export type CallbackHolding =
  */
 export type HoldingsFunc = (owner?: string) => readonly CallbackHolding[];
 
+/** What an {@link OutsideFunc} is asked about: one id of a kind, or one range. Plain data. */
+export type OutsideQuery =
+  | { readonly kind: "instanceId" | "irq" | "msi"; readonly id: number }
+  | { readonly kind: "pio" | "mmio"; readonly range: RangeInclusive };
+
+/**
+ * True when the value lies entirely outside every pool the allocator serves for its kind: exactly
+ * when a `fixed` allocation of it would be answered with `null` (nothing held). It changes
+ * nothing. A device manager records such values as held "outside" and holds nothing for them, so
+ * it uses this probe to check a restored snapshot (and `checkConsistency`) that claims a value is
+ * outside: a value inside a pool must be held, or anyone could be handed it.
+ */
+export type OutsideFunc = (query: OutsideQuery) => boolean;
+
 /** The optional callbacks a device manager is built with. */
 export interface AllocationCallbacks {
   readonly deviceId?: IdAllocateFunc;
@@ -164,4 +178,6 @@ export interface AllocationCallbacks {
   readonly mmio?: AddrAllocateFunc;
   /** What the allocator holds; enables the allocator side of `checkConsistency` and restores. */
   readonly holdings?: HoldingsFunc;
+  /** Whether a value lies outside every pool; lets `checkConsistency` and restores verify "outside" records. */
+  readonly outside?: OutsideFunc;
 }

@@ -18,7 +18,7 @@
  * **Atomicity.** A call that throws an `AllocatorError` has changed nothing.
  */
 import { AddressAllocator, type AddressAllocatorSnapshot, type Allocation } from "../core/address-allocator.js";
-import type { AddrAllocateFunc, CallbackHolding, HoldingsFunc, IdAllocateFunc } from "./allocation-callbacks.js";
+import type { AddrAllocateFunc, CallbackHolding, HoldingsFunc, IdAllocateFunc, OutsideFunc } from "./allocation-callbacks.js";
 import { IdClaims, RangeUses, type IdClaim } from "./claims.js";
 import { AllocatorError } from "../core/errors.js";
 import { IdAllocator, type IdAllocatorSnapshot } from "../core/id-allocator.js";
@@ -246,8 +246,8 @@ function checkOwner(owner: unknown, name: string): string {
   return owner;
 }
 
-function paramsRecord(params: unknown): Record<string, unknown> {
-  if (typeof params !== "object" || params === null) throw invalidArgument("params must be an object");
+function paramsRecord(params: unknown, name = "params"): Record<string, unknown> {
+  if (typeof params !== "object" || params === null) throw invalidArgument(`${name} must be an object`);
   return params as Record<string, unknown>;
 }
 
@@ -428,6 +428,7 @@ export class DefaultSystemAllocator implements SystemAllocator {
   readonly #pioCallback: AddrAllocateFunc | undefined;
   readonly #mmioCallback: AddrAllocateFunc;
   readonly #holdingsCallback: HoldingsFunc = (owner) => this.#holdingsOf(owner);
+  readonly #outsideCallback: OutsideFunc = (query) => this.#isOutside(query);
 
   /**
    * Builds the pools of `layout` and takes its reservations.
@@ -557,6 +558,35 @@ export class DefaultSystemAllocator implements SystemAllocator {
    */
   holdingsCallback(): HoldingsFunc {
     return this.#holdingsCallback;
+  }
+
+  /**
+   * Says whether a value lies entirely outside every pool of its kind, exactly when a `fixed`
+   * allocation of it through the callbacks would return `null`; changes nothing. `kind` is
+   * `"instanceId"`, `"irq"` (legacy lines), `"msi"` with an `id`, or `"pio"`, `"mmio"` with a
+   * `range` (`RangeInclusive` or `{ start, end }`).
+   */
+  outsideCallback(): OutsideFunc {
+    return this.#outsideCallback;
+  }
+
+  #isOutside(query: unknown): boolean {
+    const q = paramsRecord(query, "query");
+    const kind = q["kind"];
+    if (kind === "instanceId" || kind === "irq" || kind === "msi") {
+      const id = toU32(q["id"], "query.id");
+      const ids = this.#state.ids[kind === "irq" ? "legacyIrq" : kind];
+      return id < ids.first || id > ids.last;
+    }
+    if (kind === "pio" || kind === "mmio") {
+      const range = q["range"];
+      if (typeof range !== "object" || range === null) throw invalidArgument("query.range must be a RangeInclusive or { start, end }");
+      const start = toU64((range as Record<string, unknown>)["start"], "query.range.start");
+      const end = toU64((range as Record<string, unknown>)["end"], "query.range.end");
+      if (start > end) throw new AllocatorError("InvalidRange", `invalid range: start ${hex(start)} is above end ${hex(end)}`);
+      return this.#outsideEveryPool(kind, start, end);
+    }
+    throw invalidArgument(`query.kind must be "instanceId", "irq", "msi", "pio" or "mmio", got ${describe(kind)}`);
   }
 
   #holdingsOf(owner: unknown): CallbackHolding[] {

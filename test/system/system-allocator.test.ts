@@ -1438,3 +1438,57 @@ describe("DefaultSystemAllocator: a free with undo: true rolls an allocation bac
     }
   });
 });
+
+describe("DefaultSystemAllocator: outsideCallback", () => {
+  it("says outside exactly when a fixed allocation would hold nothing (null), at every pool edge, changing nothing", () => {
+    const sys = new DefaultSystemAllocator(MODEL_LAYOUT);
+    const outside = sys.outsideCallback();
+    const before = state(sys);
+    const idCases: [("instanceId" | "irq" | "msi"), number][] = [];
+    for (const [kind, first, last] of [["instanceId", 0, 15], ["irq", 5, 12], ["msi", 24, 40]] as const) {
+      for (const id of [0, first - 1, first, last, last + 1, 0xffff_ffff]) if (id >= 0) idCases.push([kind, id]);
+    }
+    for (const [kind, id] of idCases) {
+      const probe = sys.clone();
+      const got = kind === "instanceId" ? probe.deviceIdCallback()({ action: "allocate", owner: "p", fixed: id }) : probe.irqCallback()({ action: "allocate", owner: "p", fixed: id, pool: kind === "msi" ? "msi" : "legacy" });
+      assert.equal(outside({ kind, id }), got === null, `${kind} ${id}`);
+    }
+    const pools = [sys.pio!, sys.mmio32, sys.mmio64!, sys.pastMmio64!, sys.systemMemory!];
+    const edges = pools.flatMap((p) => [p.base - 1n, p.base, p.end, p.end + 1n]).filter((v) => v >= 0n);
+    for (const start of [0n, ...edges, (1n << 64n) - 1n]) {
+      for (const size of [1n, 2n, 0x2000n]) {
+        if (start + size - 1n > (1n << 64n) - 1n) continue;
+        for (const kind of ["pio", "mmio"] as const) {
+          const probe = sys.clone();
+          const cb = kind === "pio" ? probe.pioAddressCallback()! : probe.mmioAddressCallback();
+          let got: unknown;
+          try {
+            got = cb({ action: "allocate", owner: "p", size, fixed: start });
+          } catch (e) {
+            assert.ok(e instanceof AllocatorError);
+            got = e.code;
+          }
+          assert.equal(outside({ kind, range: RangeInclusive.withSize(start, size) }), got === null, `${kind} ${start.toString(16)}+${size.toString(16)} -> ${String(got)}`);
+        }
+      }
+    }
+    assert.equal(state(sys), before);
+    // Without port I/O in the layout, every port range is outside.
+    assert.equal(new DefaultSystemAllocator(NO_OPTIONAL).outsideCallback()({ kind: "pio", range: r(0, 7) }), true);
+  });
+
+  it("refuses malformed queries", () => {
+    const outside = new DefaultSystemAllocator(SMALL).outsideCallback() as (q: unknown) => boolean;
+    for (const [q, message] of [
+      [null, /^query must be an object/],
+      [{ kind: "dma", id: 1 }, /^query\.kind must be/],
+      [{ kind: "irq", id: -1 }, /^query\.id/],
+      [{ kind: "irq" }, /^query\.id/],
+      [{ kind: "mmio" }, /^query\.range must be/],
+      [{ kind: "mmio", range: { start: 1n } }, /^query\.range\.end/],
+    ] as const) {
+      assert.throws(() => outside(q), code("InvalidArgument", message));
+    }
+    assert.throws(() => outside({ kind: "pio", range: { start: 5n, end: 1n } }), code("InvalidRange"));
+  });
+});
