@@ -397,15 +397,16 @@ describe("IdAllocator failed calls change nothing", () => {
 describe("IdAllocator.checkValid", () => {
   it("detects corrupted internal state", () => {
     // The bitmap is private and fromJSON refuses inconsistent input, so the one corruption a test
-    // can inject from outside is a lying Map: checkValid must cross-check the two owner maps.
+    // can inject from outside is a lying Map: checkValid must cross-check the owner index with
+    // the records and the owner pages.
     const a = new IdAllocator(0, 2047);
     a.allocateIds(1500, "x");
     a.checkValid();
     const originalGet = Map.prototype.get;
-    // Make every owner lookup lie: checkValid must notice the owner maps disagree.
+    // Make every owner-name lookup lie (the index maps names to record numbers).
     Map.prototype.get = function (this: Map<unknown, unknown>, key: unknown) {
       const v = originalGet.call(this, key);
-      return typeof v === "string" ? `${v}!` : v;
+      return typeof key === "string" && typeof v === "number" ? v + 1 : v;
     };
     try {
       assert.throws(() => a.checkValid(), /invariant violated/);
