@@ -43,6 +43,10 @@ const OWNER_PAGE_SHIFT = 8;
 const OWNER_PAGE = 1 << OWNER_PAGE_SHIFT;
 const OWNER_PAGE_MASK = OWNER_PAGE - 1;
 
+/** What an allocator without owners shares (never written: #intern replaces them first). */
+const NO_RECORDS: readonly (OwnerRecord | undefined)[] = Object.freeze([undefined]);
+const NO_FREE_RECORDS: readonly number[] = Object.freeze([]);
+
 /** One interned owner. */
 interface OwnerRecord {
   readonly name: string;
@@ -274,12 +278,12 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
 
   /** Owner page number (offset >>> OWNER_PAGE_SHIFT) -> the record index of each id, 0 for none. */
   #ownerPages: Map<number, Int32Array | number> | undefined;
-  /** Records by index; index 0 is never used (0 in a page means no owner). */
-  #records: (OwnerRecord | undefined)[] = [undefined];
+  /** Records by index; index 0 is never used (0 in a page means no owner). Shared until an owner is given. */
+  #records: (OwnerRecord | undefined)[] = NO_RECORDS as (OwnerRecord | undefined)[];
   /** Owner name -> record index, records of owners holding nothing now included (see #dropOwner). */
   #recordIndex: Map<string, number> | undefined;
-  /** Record indices free for reuse. */
-  #freeRecords: number[] = [];
+  /** Record indices free for reuse (shared and empty until an owner is given). */
+  #freeRecords: number[] = NO_FREE_RECORDS as number[];
   /** Ids that have an owner now. */
   #owned = 0;
   /** Owners that hold at least one id now. */
@@ -1120,6 +1124,8 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
     if (this.#recordIndex === undefined) {
       this.#recordIndex = new Map();
       this.#ownerPages = new Map();
+      this.#records = [undefined];
+      this.#freeRecords = [];
     }
     const known = this.#recordIndex.get(owner);
     if (known !== undefined) return known;
