@@ -399,12 +399,26 @@ export class DeviceManager {
    * The device is removed before the first callback runs, so callbacks see it gone. Should a
    * callback refuse to free, the remaining frees still happen and the device stays unregistered;
    * the call then throws `InvalidState` (cause: the callback's error) to report the leak.
+   *
+   * `options.undo` rolls back a registration instead (a caller undoing a larger operation that
+   * failed, like a PCI plug of several functions): everything is freed with `undo: true`, so the
+   * allocator forgets it was ever handed out. Only for the device registered last by the same
+   * synchronous operation, with nothing in between that touched what it holds.
    * @returns what the device held.
-   * @throws AllocatorError `NotFound` for an unknown id, `InvalidState` when re-entered or when a
-   *   free failed as described.
+   * @throws AllocatorError `NotFound` for an unknown id, `InvalidArgument` for bad options,
+   *   `InvalidState` when re-entered or when a free failed as described.
    */
-  fullUnregisterDevice(instanceId: U32Input): DeviceResources {
+  fullUnregisterDevice(instanceId: U32Input, options?: { readonly undo?: boolean }): DeviceResources {
     this.#assertIdle("fullUnregisterDevice");
+    let undo = false;
+    if (options !== undefined) {
+      if (typeof options !== "object" || options === null) throw new AllocatorError("InvalidArgument", "options must be an object { undo? }");
+      for (const k of Object.keys(options)) if (k !== "undo") throw new AllocatorError("InvalidArgument", `options has unknown field ${JSON.stringify(k)}`);
+      if (options.undo !== undefined && typeof options.undo !== "boolean") throw new AllocatorError("InvalidArgument", `options.undo must be a boolean, got ${describeValue(options.undo)}`);
+      undo = options.undo === true;
+    }
+    // Plain data, and only when asked, so that callbacks written before `undo` see what they knew.
+    const extra: { undo?: true } = undo ? { undo: true } : {};
     const record = this.#record(instanceId);
     const failures: { what: string; error: unknown }[] = [];
     this.#busy = `fullUnregisterDevice(${record.owner})`;
@@ -420,22 +434,22 @@ export class DeviceManager {
       const { owner } = record;
       for (let i = record.mmio.length - 1; i >= 0; i--) {
         const slot = record.mmio[i]!;
-        if (slot.heldBy === "allocator") attempt(slot.range.toString("mem"), () => this.#mmio!({ action: "free", owner, range: slot.range }));
+        if (slot.heldBy === "allocator") attempt(slot.range.toString("mem"), () => this.#mmio!({ action: "free", owner, range: slot.range, ...extra }));
       }
       for (let i = record.pio.length - 1; i >= 0; i--) {
         const slot = record.pio[i]!;
-        if (slot.heldBy === "allocator") attempt(slot.range.toString("io"), () => this.#pio!({ action: "free", owner, range: slot.range }));
+        if (slot.heldBy === "allocator") attempt(slot.range.toString("io"), () => this.#pio!({ action: "free", owner, range: slot.range, ...extra }));
       }
       for (let i = record.msi.length - 1; i >= 0; i--) {
         const m = record.msi[i]!;
-        if (m.heldBy === "allocator") attempt(`MSI GSI ${m.value}`, () => this.#irq!({ action: "free", owner, id: m.value, pool: "msi" }));
+        if (m.heldBy === "allocator") attempt(`MSI GSI ${m.value}`, () => this.#irq!({ action: "free", owner, id: m.value, pool: "msi", ...extra }));
       }
       for (let i = record.irqs.length - 1; i >= 0; i--) {
         const q = record.irqs[i]!;
-        if (q.heldBy === "allocator") attempt(`[irq ${q.value}]`, () => this.#irq!({ action: "free", owner, id: q.value, pool: "legacy" }));
+        if (q.heldBy === "allocator") attempt(`[irq ${q.value}]`, () => this.#irq!({ action: "free", owner, id: q.value, pool: "legacy", ...extra }));
       }
       const id = record.instanceId;
-      if (id.heldBy === "allocator") attempt(`instance id ${id.value}`, () => this.#deviceId!({ action: "free", owner, id: id.value }));
+      if (id.heldBy === "allocator") attempt(`instance id ${id.value}`, () => this.#deviceId!({ action: "free", owner, id: id.value, ...extra }));
     } finally {
       this.#busy = undefined;
     }

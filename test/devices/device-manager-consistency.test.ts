@@ -651,3 +651,33 @@ describe("fault injection: a failed registration or move leaves the allocator's 
     }
   });
 });
+
+describe("fullUnregisterDevice with { undo: true } rolls a registration back without a trace", () => {
+  it("the allocator's snapshot is as before the registration; a plain unplug leaves released history", () => {
+    const { sys, dm } = newVm();
+    const reqs: ResourceRequest[] = [{ kind: "irq" }, { kind: "msi", count: 2 }, { kind: "pio", size: 8 }, { kind: "mmio", size: 0x1000 }, { kind: "irq", fixed: 12, shared: true }];
+    const before = JSON.stringify(sys.toJSON());
+    dm.fullUnregisterDevice(dm.fullRegisterDevice(new ProbeDevice("d"), reqs), { undo: true });
+    assert.equal(JSON.stringify(sys.toJSON()), before);
+    dm.fullUnregisterDevice(dm.fullRegisterDevice(new ProbeDevice("d"), reqs));
+    assert.notEqual(JSON.stringify(sys.toJSON()), before, "a plain unplug remembers the ids as released");
+    dm.checkConsistency();
+  });
+
+  it("refuses bad options before changing anything", () => {
+    const { sys, dm } = newVm();
+    const id = dm.fullRegisterDevice(new ProbeDevice("d"), [{ kind: "irq" }]);
+    const before = state(sys, dm);
+    for (const [bad, message] of [
+      [null, /^options must be an object/],
+      [5, /^options must be an object/],
+      [{ undo: "yes" }, /^options\.undo must be a boolean/],
+      [{ undoo: true }, /^options has unknown field "undoo"/],
+    ] as const) {
+      assert.throws(() => dm.fullUnregisterDevice(id, bad as never), allocatorError("InvalidArgument", message));
+      assert.equal(state(sys, dm), before);
+    }
+    dm.fullUnregisterDevice(id, {});
+    dm.checkConsistency();
+  });
+});
