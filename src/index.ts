@@ -27,6 +27,8 @@ export type {
   IdAllocateParams,
   IrqPool,
   MmioPool,
+  OutsideFunc,
+  OutsideQuery,
   Placement,
 } from "./system/allocation-callbacks.js";
 export { MMIO_POOLS } from "./system/allocation-callbacks.js";

@@ -113,11 +113,12 @@ export class PciBarMapper {
    * Unmaps a BAR and gives its allocation back (unplug), then retries the pending BARs.
    * @throws AllocatorError `InvalidState` when the allocator refused the free (the BAR is gone anyway).
    */
-  remove(region: PciBarRegion): void {
+  remove(region: PciBarRegion, undo = false): void {
     region.routed = false;
     this.#pending.delete(region);
     this.#regions.delete(region);
-    this.#dm.fullUnregisterDevice(region.instanceId);
+    // `undo`: rolling back the place() of a plug that failed, so the allocator forgets the BAR.
+    this.#dm.fullUnregisterDevice(region.instanceId, undo ? { undo: true } : undefined);
   }
 
   /** Brings one BAR in line with its register and decode bit, then retries the pending ones. */

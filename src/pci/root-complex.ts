@@ -395,10 +395,11 @@ export class PciRootComplex implements PciConfigTarget {
           const why = error.cause instanceof AllocatorError ? error.cause : error;
           throw new AllocatorError(error.code, `${fn.name} INT${"ABCD"[spec.interruptPin - 1]} (${this.intxRouting.name} line ${line}): ${why.message}`, { cause: error, owner: error.owner });
         }
-        undo.push(() => this.deviceManager.fullUnregisterDevice(fn.instanceId));
+        // Undone with `undo`, so that a failed plug leaves the allocator's snapshot as it was.
+        undo.push(() => this.deviceManager.fullUnregisterDevice(fn.instanceId, { undo: true }));
         for (const r of fn.regions) {
           this.#mapper.place(r);
-          undo.push(() => this.#mapper.remove(r));
+          undo.push(() => this.#mapper.remove(r, true));
         }
         fn.programBars();
         plugged.push(fn);

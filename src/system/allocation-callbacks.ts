@@ -15,6 +15,17 @@
  * VMM's IRQ pool). A device manager says `allowReserved` when it registers a device with fixed
  * values (a serial port in the ISA block), never when a guest moves a BAR: a guest must not be
  * able to place a device on top of the IOAPIC.
+ *
+ * **Undoing an allocation.** A free with `undo: true` rolls back an allocation this callback has
+ * just made (a step of a registration or a move that failed further on): the callback must leave
+ * its state exactly as it was before that allocation, down to what its snapshot records (an id
+ * pool that remembers released ids, to tell `AlreadyReleased` from `NeverAllocated`, forgets that
+ * the id was handed out at all). It is only ever sent for the most recent allocation of that
+ * value to that owner, with nothing in between that touched the value, in the same synchronous
+ * call of the device manager. A callback without history may treat it as a plain free; one that
+ * does not know the field frees as usual, which is correct apart from that history. All params
+ * are plain data (strings, numbers, bigints, booleans, ranges), so that a callback can forward or
+ * replay them elsewhere (another thread's allocator).
  */
 import type { RangeInclusive } from "../core/range.js";
 
@@ -73,6 +84,11 @@ export type IdAllocateParams =
       readonly id: number;
       /** The pool the id was allocated from, as given at allocation; defaults to legacy. */
       readonly pool?: IrqPool;
+      /**
+       * This free rolls back the allocation just made: restore the exact prior state, including
+       * whether the id counted as released before (see the module documentation).
+       */
+      readonly undo?: boolean;
     };
 
 /**
@@ -118,6 +134,8 @@ export type AddrAllocateParams =
       readonly owner: string;
       /** Exactly a range this callback returned. */
       readonly range: RangeInclusive;
+      /** This free rolls back the allocation just made (see the module documentation). */
+      readonly undo?: boolean;
     };
 
 /**
@@ -158,6 +176,20 @@ export type CallbackHolding =
  */
 export type HoldingsFunc = (owner?: string) => readonly CallbackHolding[];
 
+/** What an {@link OutsideFunc} is asked about: one id of a kind, or one range. Plain data. */
+export type OutsideQuery =
+  | { readonly kind: "instanceId" | "irq" | "msi"; readonly id: number }
+  | { readonly kind: "pio" | "mmio"; readonly range: RangeInclusive };
+
+/**
+ * True when the value lies entirely outside every pool the allocator serves for its kind: exactly
+ * when a `fixed` allocation of it would be answered with `null` (nothing held). It changes
+ * nothing. A device manager records such values as held "outside" and holds nothing for them, so
+ * it uses this probe to check a restored snapshot (and `checkConsistency`) that claims a value is
+ * outside: a value inside a pool must be held, or anyone could be handed it.
+ */
+export type OutsideFunc = (query: OutsideQuery) => boolean;
+
 /** The optional callbacks a device manager is built with. */
 export interface AllocationCallbacks {
   /**
@@ -181,4 +213,6 @@ export interface AllocationCallbacks {
   readonly mmio?: AddrAllocateFunc;
   /** What the allocator holds; enables the allocator side of `checkConsistency` and restores. */
   readonly holdings?: HoldingsFunc;
+  /** Whether a value lies outside every pool; lets `checkConsistency` and restores verify "outside" records. */
+  readonly outside?: OutsideFunc;
 }

@@ -18,7 +18,7 @@
  * **Atomicity.** A call that throws an `AllocatorError` has changed nothing.
  */
 import { AddressAllocator, type AddressAllocatorSnapshot, type Allocation } from "../core/address-allocator.js";
-import type { AddrAllocateFunc, CallbackHolding, HoldingsFunc, IdAllocateFunc } from "./allocation-callbacks.js";
+import type { AddrAllocateFunc, CallbackHolding, HoldingsFunc, IdAllocateFunc, OutsideFunc } from "./allocation-callbacks.js";
 import { IdClaims, RangeUses, type IdClaim } from "./claims.js";
 import { AllocatorError } from "../core/errors.js";
 import { IdAllocator, type IdAllocatorSnapshot } from "../core/id-allocator.js";
@@ -303,8 +303,8 @@ function checkOwner(owner: unknown, name: string): string {
   return owner;
 }
 
-function paramsRecord(params: unknown): Record<string, unknown> {
-  if (typeof params !== "object" || params === null) throw invalidArgument("params must be an object");
+function paramsRecord(params: unknown, name = "params"): Record<string, unknown> {
+  if (typeof params !== "object" || params === null) throw invalidArgument(`${name} must be an object`);
   return params as Record<string, unknown>;
 }
 
@@ -485,6 +485,7 @@ export class DefaultSystemAllocator implements SystemAllocator {
   readonly #pioCallback: AddrAllocateFunc | undefined;
   readonly #mmioCallback: AddrAllocateFunc;
   readonly #holdingsCallback: HoldingsFunc = (owner) => this.#holdingsOf(owner);
+  readonly #outsideCallback: OutsideFunc = (query) => this.#isOutside(query);
 
   /**
    * Builds the pools of `layout` and takes its reservations.
@@ -616,6 +617,35 @@ export class DefaultSystemAllocator implements SystemAllocator {
     return this.#holdingsCallback;
   }
 
+  /**
+   * Says whether a value lies entirely outside every pool of its kind, exactly when a `fixed`
+   * allocation of it through the callbacks would return `null`; changes nothing. `kind` is
+   * `"instanceId"`, `"irq"` (legacy lines), `"msi"` with an `id`, or `"pio"`, `"mmio"` with a
+   * `range` (`RangeInclusive` or `{ start, end }`).
+   */
+  outsideCallback(): OutsideFunc {
+    return this.#outsideCallback;
+  }
+
+  #isOutside(query: unknown): boolean {
+    const q = paramsRecord(query, "query");
+    const kind = q["kind"];
+    if (kind === "instanceId" || kind === "irq" || kind === "msi") {
+      const id = toU32(q["id"], "query.id");
+      const ids = this.#state.ids[kind === "irq" ? "legacyIrq" : kind];
+      return id < ids.first || id > ids.last;
+    }
+    if (kind === "pio" || kind === "mmio") {
+      const range = q["range"];
+      if (typeof range !== "object" || range === null) throw invalidArgument("query.range must be a RangeInclusive or { start, end }");
+      const start = toU64((range as Record<string, unknown>)["start"], "query.range.start");
+      const end = toU64((range as Record<string, unknown>)["end"], "query.range.end");
+      if (start > end) throw new AllocatorError("InvalidRange", `invalid range: start ${hex(start)} is above end ${hex(end)}`);
+      return this.#outsideEveryPool(kind, start, end);
+    }
+    throw invalidArgument(`query.kind must be "instanceId", "irq", "msi", "pio" or "mmio", got ${describe(kind)}`);
+  }
+
   #holdingsOf(owner: unknown): CallbackHolding[] {
     const o = owner === undefined ? undefined : checkOwner(owner, "owner");
     const out: CallbackHolding[] = [];
@@ -651,7 +681,7 @@ export class DefaultSystemAllocator implements SystemAllocator {
     }
     if (action === "free") {
       const id = toU32(p["id"], "params.id");
-      return this.#releaseId(pool, owner, id);
+      return this.#releaseId(pool, owner, id, optionalBoolean(p["undo"], "params.undo"));
     }
     throw invalidArgument(`params.action must be "allocate" or "free", got ${describe(action)}`);
   }
@@ -673,8 +703,9 @@ export class DefaultSystemAllocator implements SystemAllocator {
         throw relabel(error, pool, `${POOL_TEXT[pool]} pool`);
       }
       if (appendId) {
-        // The owner names the id, which is only known now: hand the id back and take it named.
-        ids.freeId(id);
+        // The owner names the id, which is only known now: roll the allocation back (keeping
+        // what the id was before) and take it named.
+        ids.unallocateId(id);
         ids.allocateIdAt(id, `${owner}@${id}`);
       }
       if (shared) claims.open(id, owner, true);
@@ -709,8 +740,12 @@ export class DefaultSystemAllocator implements SystemAllocator {
     return fixed;
   }
 
-  /** Gives back `owner`'s hold on `id`: its allocation, its share of a line, or its use of a reservation. */
-  #releaseId(pool: IdPoolName, owner: string, id: number): number {
+  /**
+   * Gives back `owner`'s hold on `id`: its allocation, its share of a line, or its use of a
+   * reservation. With `undo` the id pool is left exactly as before the allocation (see
+   * `IdAllocator.unallocateId`), so that a rolled-back registration leaves no trace.
+   */
+  #releaseId(pool: IdPoolName, owner: string, id: number, undo: boolean): number {
     const s = this.#state;
     const ids = s.ids[pool];
     const claims = s.idClaims[pool];
@@ -723,16 +758,20 @@ export class DefaultSystemAllocator implements SystemAllocator {
         throw invalidArgument(`${idText(pool, id)} is ${by}, not ${owner}`, claim.holders[0]);
       }
       if (s.reservedIds[pool].has(id)) return id; // the reservation stays
-      if (left.length === 0) ids.freeId(id);
-      else if (wasFirst) {
-        // The pool names one owner per id: the next holder takes over the line.
-        ids.freeId(id);
+      if (left.length === 0) {
+        if (undo) ids.unallocateId(id);
+        else ids.freeId(id);
+      } else if (wasFirst) {
+        // The pool names one owner per id: the next holder takes over the line, which stays
+        // allocated (so its history is kept, not marked released).
+        ids.unallocateId(id);
         ids.allocateIdAt(id, left[0]!);
       }
       return id;
     }
     this.#checkIdHeld(pool, id, owner);
-    ids.freeId(id);
+    if (undo) ids.unallocateId(id);
+    else ids.freeId(id);
     return id;
   }
 
@@ -742,6 +781,8 @@ export class DefaultSystemAllocator implements SystemAllocator {
     const owner = checkOwner(p["owner"], "params.owner");
     if (action === "allocate") return this.#allocateRange(p, family, owner);
     if (action === "free") {
+      // An address pool keeps no history of freed ranges, so undoing an allocation is freeing it.
+      optionalBoolean(p["undo"], "params.undo");
       const range = p["range"];
       if (typeof range !== "object" || range === null) throw invalidArgument("params.range must be a RangeInclusive or { start, end }");
       const r = range as Record<string, unknown>;
@@ -1132,7 +1173,7 @@ export class DefaultSystemAllocator implements SystemAllocator {
         s.ids[h.pool].freeId(h.id);
         s.reservedIds[h.pool].delete(h.id);
       } else {
-        this.#releaseId(h.pool, owner, h.id);
+        this.#releaseId(h.pool, owner, h.id, false);
       }
     }
     return held;
