@@ -84,6 +84,7 @@ export {
 } from "./devices/bus.js";
 export {
   DeviceManager,
+  type DeviceManagerOptions,
   type DeviceManagerRestoreOptions,
   type DeviceResources,
   type HeldBy,

@@ -104,8 +104,21 @@ type Undo = () => void;
 type IdKind = "instanceId" | "irq" | "msi";
 type Kind = IdKind | "pio" | "mmio";
 
+/** Options of a {@link DeviceManager}: the constructor's second argument, {@link DeviceManager.fromSystemAllocator}'s and {@link DeviceManager.fromJSON}'s. */
+export interface DeviceManagerOptions {
+  /**
+   * Other device managers register devices on the same allocator (one per worker on a
+   * `SharedSystemAllocator`). `checkConsistency()` and `fromJSON` then take what the allocator
+   * holds under a `name@id` owner this manager does not know for another manager's live device
+   * while that owner holds its own instance id `id`, rather than for a leak; anything else held
+   * under an unknown `name@id` owner is still a leak. Default false: one manager per allocator,
+   * and every unknown `name@id` holding is a leak.
+   */
+  readonly otherManagers?: boolean;
+}
+
 /** Options of {@link DeviceManager.fromJSON}. */
-export interface DeviceManagerRestoreOptions {
+export interface DeviceManagerRestoreOptions extends DeviceManagerOptions {
   /** The callbacks of the restored manager (as for the constructor); or give `systemAllocator`. */
   readonly callbacks?: AllocationCallbacks;
   /** A system allocator (restored from the same VM snapshot) to take the callbacks from. */
@@ -118,6 +131,17 @@ export interface DeviceManagerRestoreOptions {
   readonly devices:
     | ReadonlyMap<number, Device>
     | ((entry: { readonly instanceId: number; readonly name: string; readonly owner: string }) => Device | undefined);
+}
+
+/** Validates {@link DeviceManagerOptions}; returns `otherManagers`. */
+function readManagerOptions(options: unknown, label: string): boolean {
+  if (typeof options !== "object" || options === null) throw new AllocatorError("InvalidArgument", `${label} must be an object`);
+  for (const k of Object.keys(options)) {
+    if (k !== "otherManagers") throw new AllocatorError("InvalidArgument", `${label} has unknown field ${JSON.stringify(k)}`);
+  }
+  const other = (options as { otherManagers?: unknown }).otherManagers;
+  if (other !== undefined && typeof other !== "boolean") throw new AllocatorError("InvalidArgument", `${label}.otherManagers must be a boolean`);
+  return other === true;
 }
 
 const KIND_LABEL: Readonly<Record<Kind, string>> = { instanceId: "instance id", irq: "IRQ", msi: "MSI", pio: "PIO", mmio: "MMIO" };
@@ -228,6 +252,7 @@ export class DeviceManager {
   readonly #mmio: AddrAllocateFunc | undefined;
   readonly #holdings: HoldingsFunc | undefined;
   readonly #outside: OutsideFunc | undefined;
+  readonly #otherManagers: boolean;
   readonly #devices = new IdTable<DeviceRecord>();
   /** Which devices hold each legacy line, and each MSI GSI. */
   readonly #lines = new LineTable();
@@ -238,10 +263,13 @@ export class DeviceManager {
   /**
    * @param callbacks allocation callbacks, each optional. They are called as plain functions
    *   (pass bound functions) and are read once, here.
-   * @throws AllocatorError `InvalidArgument` when a callback is present but not a function.
+   * @param options see {@link DeviceManagerOptions}.
+   * @throws AllocatorError `InvalidArgument` when a callback is present but not a function, or
+   *   `options` is not an object of known fields.
    */
-  constructor(callbacks: AllocationCallbacks = {}) {
+  constructor(callbacks: AllocationCallbacks = {}, options: DeviceManagerOptions = {}) {
     if (typeof callbacks !== "object" || callbacks === null) throw new AllocatorError("InvalidArgument", "callbacks must be an object");
+    this.#otherManagers = readManagerOptions(options, "options");
     for (const k of Object.keys(callbacks)) {
       if (!["deviceId", "irq", "pio", "mmio", "holdings", "outside"].includes(k)) throw new AllocatorError("InvalidArgument", `callbacks has unknown field ${JSON.stringify(k)}`);
     }
@@ -263,10 +291,11 @@ export class DeviceManager {
    * A manager using the callbacks of a system allocator (any object of the
    * {@link SystemAllocator} shape), its `holdingsCallback` and `outsideCallback` included when it
    * has them.
+   * @param options see {@link DeviceManagerOptions}.
    * @throws AllocatorError `InvalidArgument` when `sys` lacks one of the four methods.
    */
-  static fromSystemAllocator(sys: SystemAllocator): DeviceManager {
-    return new DeviceManager(callbacksOf(sys));
+  static fromSystemAllocator(sys: SystemAllocator, options: DeviceManagerOptions = {}): DeviceManager {
+    return new DeviceManager(callbacksOf(sys), options);
   }
 
   /** Number of registered devices. */
@@ -706,8 +735,9 @@ export class DeviceManager {
    * (with an `outside` callback) what is recorded as outside really lies outside every pool; and,
    * when the manager has a `holdings` callback (and no mutation is in progress), the allocator
    * holds under each device's owner exactly what the device's record says, and holds nothing
-   * under a `name@id` owner that is not a registered device. (So give each allocator one device
-   * manager: a second manager's devices would look leaked to the first.)
+   * under a `name@id` owner that is not a registered device (with the `otherManagers` option:
+   * unless that owner still holds its instance id `id`, a live device of another manager on the
+   * same allocator, which that manager checks).
    * @throws AllocatorError `InvalidState` describing the first disagreement.
    */
   checkConsistency(): void {
@@ -841,7 +871,12 @@ export class DeviceManager {
     if (options.callbacks !== undefined && options.systemAllocator !== undefined) {
       throw new AllocatorError("InvalidArgument", "options takes callbacks or systemAllocator, not both");
     }
-    const dm = new DeviceManager(options.systemAllocator !== undefined ? callbacksOf(options.systemAllocator) : (options.callbacks ?? {}));
+    for (const k of Object.keys(options)) {
+      if (!["callbacks", "systemAllocator", "devices", "otherManagers"].includes(k)) throw new AllocatorError("InvalidArgument", `options has unknown field ${JSON.stringify(k)}`);
+    }
+    const dm = new DeviceManager(options.systemAllocator !== undefined ? callbacksOf(options.systemAllocator) : (options.callbacks ?? {}), {
+      otherManagers: readManagerOptions({ otherManagers: options.otherManagers }, "options"),
+    });
     const resolve = options.devices;
     if (!(resolve instanceof Map) && typeof resolve !== "function") throw new AllocatorError("InvalidArgument", "options.devices must be a Map or a function");
     const parsed = parseDeviceManagerSnapshot(snapshot);
@@ -938,8 +973,18 @@ export class DeviceManager {
       if (extra.length > 0) return { what: `the allocator holds ${extra.join(", ")} for ${r.owner}, which its record does not list`, device: r.owner };
       if (want.length !== have.length) return { what: `the allocator holds something twice for ${r.owner}`, device: r.owner };
     }
-    for (const h of holdings()) {
-      if (DEVICE_OWNER.test(h.owner) && !live.has(h.owner)) {
+    // With other managers on the allocator (each in its worker), a `name@id` owner this manager
+    // does not know is another manager's live device when it still holds its own instance id
+    // `id`; anything else held under such an owner outlived its device: a leak.
+    const all = holdings();
+    const alive = new Set<string>();
+    if (this.#otherManagers) {
+      for (const h of all) {
+        if (h.kind === "instanceId" && !live.has(h.owner) && h.owner.endsWith(`@${h.id}`)) alive.add(h.owner);
+      }
+    }
+    for (const h of all) {
+      if (DEVICE_OWNER.test(h.owner) && !live.has(h.owner) && !alive.has(h.owner)) {
         return { what: `the allocator holds ${holdingKey(h)} for ${h.owner}, which is not a registered device (leaked)`, device: h.owner };
       }
     }

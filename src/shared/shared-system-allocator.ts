@@ -28,7 +28,7 @@
  */
 import { AllocatorError } from "../core/errors.js";
 import type { RangeInclusive } from "../core/range.js";
-import type { AddrAllocateFunc, AddrAllocateParams, HoldingsFunc, IdAllocateFunc, IdAllocateParams } from "../system/allocation-callbacks.js";
+import type { AddrAllocateFunc, AddrAllocateParams, HoldingsFunc, IdAllocateFunc, IdAllocateParams, OutsideFunc } from "../system/allocation-callbacks.js";
 import { DEFAULT_LAYOUT_NAME, LAYOUTS, type PoolName, type SystemLayout, type SystemLayoutJSON } from "../system/layouts.js";
 import type { SystemAllocator } from "../system/system-allocator-interface.js";
 import { DefaultSystemAllocator, type Holding, type ReserveTarget, type SystemAllocatorSnapshot } from "../system/system-allocator.js";
@@ -193,6 +193,7 @@ export class SharedSystemAllocator implements SystemAllocator {
   readonly #pioCallback: AddrAllocateFunc = (params) => this.#mutate("pio", [params]) as RangeInclusive | null;
   readonly #mmioCallback: AddrAllocateFunc = (params) => this.#mutate("mmio", [params]) as RangeInclusive | null;
   readonly #holdingsCallback: HoldingsFunc = (owner) => this.#read((r) => r.holdingsCallback()(owner));
+  readonly #outsideCallback: OutsideFunc = (query) => this.#read((r) => r.outsideCallback()(query));
 
   private constructor(buffer: SharedArrayBuffer, id: number, timeoutMs: number) {
     this.#buffer = buffer;
@@ -357,6 +358,11 @@ export class SharedSystemAllocator implements SystemAllocator {
   /** As {@link DefaultSystemAllocator.holdingsCallback}, reading the current shared state. */
   holdingsCallback(): HoldingsFunc {
     return this.#holdingsCallback;
+  }
+
+  /** As {@link DefaultSystemAllocator.outsideCallback}: whether a value lies outside every pool. */
+  outsideCallback(): OutsideFunc {
+    return this.#outsideCallback;
   }
 
   // ---- the rest of DefaultSystemAllocator's API -------------------------------------------------

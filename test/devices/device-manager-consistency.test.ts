@@ -179,6 +179,36 @@ describe("checkConsistency: issue 7's scenarios, reproduced behind the manager's
     sys.irqCallback()({ action: "allocate", owner: "nic@9", pool: "legacy" });
     inconsistent(dm, /the allocator holds irq 5 for nic@9, which is not a registered device \(leaked\)/, "nic@9");
   });
+
+  it("with otherManagers, another manager's live devices on the same allocator are not leaks; their leftovers are", () => {
+    const { sys, dm: strict } = newVm("firecracker-x86_64");
+    const a = DeviceManager.fromSystemAllocator(sys, { otherManagers: true });
+    const b = DeviceManager.fromSystemAllocator(sys, { otherManagers: true });
+    const blk = a.fullRegisterDevice(new ProbeDevice("virtio-blk"), [{ kind: "mmio", size: 0x1000 }, { kind: "irq" }]);
+    const net = b.fullRegisterDevice(new ProbeDevice("virtio-net"), [{ kind: "mmio", size: 0x1000 }, { kind: "msi", count: 2 }]);
+    assert.notEqual(blk, net); // one instance-id pool: owners never collide
+    a.checkConsistency();
+    b.checkConsistency();
+    // Without the option, each of the other's devices is a leak (the default, one manager per allocator).
+    inconsistent(strict, /for virtio-blk@0, which is not a registered device \(leaked\)/, "virtio-blk@0");
+    // A leftover of a gone device (its instance id freed, something else still held) is a leak for both.
+    sys.irqCallback()({ action: "allocate", owner: "gone@7", pool: "legacy" });
+    inconsistent(a, /holds irq \d+ for gone@7, which is not a registered device \(leaked\)/, "gone@7");
+    inconsistent(b, /holds irq \d+ for gone@7, which is not a registered device \(leaked\)/, "gone@7");
+    sys.releaseAll("gone@7");
+    // A restore of one manager's snapshot next to the other's live devices needs the option too.
+    const devices = new Map([[net, b.resourcesOf(net).device]]);
+    const restored = DeviceManager.fromJSON(JSON.parse(JSON.stringify(b.toJSON())), { systemAllocator: sys, devices, otherManagers: true });
+    assert.deepEqual(restored.instanceIds(), [net]);
+    assert.throws(() => DeviceManager.fromJSON(b.toJSON(), { systemAllocator: sys, devices }), allocatorError("InvalidSnapshot", /virtio-blk@0, which is not a registered device \(leaked\)/));
+    // Unplugging in one manager is seen by the other's check at once.
+    b.fullUnregisterDevice(net);
+    a.checkConsistency();
+    assert.deepEqual(sys.allocationsOf(`virtio-net@${net}`), []);
+    // Bad options are refused.
+    assert.throws(() => DeviceManager.fromSystemAllocator(sys, { otherManagers: 1 } as never), allocatorError("InvalidArgument", /otherManagers must be a boolean/));
+    assert.throws(() => DeviceManager.fromSystemAllocator(sys, { othermanagers: true } as never), allocatorError("InvalidArgument", /unknown field "othermanagers"/));
+  });
 });
 
 /**
