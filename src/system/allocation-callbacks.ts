@@ -178,8 +178,18 @@ export type HoldingsFunc = (owner?: string) => readonly CallbackHolding[];
 
 /** What an {@link OutsideFunc} is asked about: one id of a kind, or one range. Plain data. */
 export type OutsideQuery =
-  | { readonly kind: "instanceId" | "irq" | "msi"; readonly id: number }
-  | { readonly kind: "pio" | "mmio"; readonly range: RangeInclusive };
+  | {
+      /** Which id pool: instance ids, legacy IRQ lines or MSI GSIs. */
+      readonly kind: "instanceId" | "irq" | "msi";
+      /** The id asked about (u32). */
+      readonly id: number;
+    }
+  | {
+      /** Which address space: port I/O or MMIO. */
+      readonly kind: "pio" | "mmio";
+      /** The range asked about, inclusive; outside means no byte of it lies in a pool. */
+      readonly range: RangeInclusive;
+    };
 
 /**
  * True when the value lies entirely outside every pool the allocator serves for its kind: exactly
