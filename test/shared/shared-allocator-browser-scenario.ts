@@ -1,13 +1,13 @@
 /**
  * The browser test's scenario, run on the page's main thread (loaded with `import()` from the
  * isolated page): four module Web Workers make random calls on one shared system allocator while
- * the page's main thread (where `Atomics.wait` is not allowed, so the lock spins) calls and
- * snapshots too; then the same end checks as the Node test, made here, summarised as plain data.
+ * the page's main thread (where `Atomics.wait` is not allowed, so the lock spins) calls, moves
+ * a device manager's mappings (published through a shared route table) and snapshots too; then the same end checks as the Node test, made here, summarised as plain data.
  */
 import { SharedSystemAllocator } from "../../src/shared/shared-system-allocator.js";
 import { DefaultSystemAllocator } from "../../src/system/system-allocator.js";
 import { getLayout } from "../../src/system/layouts.js";
-import { doubleHolding, inCommitOrder, replay, viewMismatch, Workload, type WorkloadReport } from "./shared-allocator-workload.js";
+import { doubleHolding, inCommitOrder, MappingMover, replay, viewMismatch, Workload, type WorkloadReport } from "./shared-allocator-workload.js";
 
 /** A module worker, typed by hand: the project compiles without the DOM library. */
 interface PageWorker {
@@ -21,6 +21,8 @@ interface PageWorker {
 export interface ScenarioResult {
   readonly committed: number;
   readonly mainCalls: number;
+  /** Moves of the main thread's device mappings that succeeded. */
+  readonly moves: number;
   readonly snapshots: number;
   readonly checkpoints: number;
   /** Atomics.wait threw on this thread: the lock had to spin here. */
@@ -50,12 +52,14 @@ export async function runScenario(workerUrl: string, workers: number, calls: num
     return { worker, done };
   });
   const main = new Workload(shared, "main", 4242);
+  const mover = new MappingMover(shared, 4, 99);
   let finished = false;
   const all = Promise.all(started.map((s) => s.done)).finally(() => (finished = true));
   let snapshots = 0;
   const epochs = new Set<number>();
   while (!finished) {
     for (let i = 0; i < 20; i++) main.step();
+    for (let i = 0; i < 4; i++) mover.step();
     const double = doubleHolding(shared.holdingsCallback()());
     if (double !== undefined) problems.push(`while running: ${double}`);
     try {
@@ -69,7 +73,7 @@ export async function runScenario(workerUrl: string, workers: number, calls: num
   }
   const reports = await all;
   for (const s of started) s.worker.terminate();
-  const { calls: ordered, gap } = inCommitOrder([...reports.map((r) => r.committed), main.committed]);
+  const { calls: ordered, gap } = inCommitOrder([...reports.map((r) => r.committed), main.committed, mover.committed]);
   if (gap !== undefined) problems.push(gap);
   const fresh = new DefaultSystemAllocator(layout);
   const mismatch = replay(fresh, ordered);
@@ -87,7 +91,8 @@ export async function runScenario(workerUrl: string, workers: number, calls: num
     const m = viewMismatch(holdings, p, reports[i]!.held);
     if (m !== undefined) problems.push(m);
   });
+  problems.push(...mover.finish().map((p) => `mover: ${p}`));
   const m = viewMismatch(holdings, "main", main.held());
   if (m !== undefined) problems.push(m);
-  return { committed: ordered.length, mainCalls: main.committed.length, snapshots, checkpoints: epochs.size, mainThreadSpins, problems };
+  return { committed: ordered.length, mainCalls: main.committed.length, moves: mover.moves, snapshots, checkpoints: epochs.size, mainThreadSpins, problems };
 }

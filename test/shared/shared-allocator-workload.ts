@@ -5,6 +5,8 @@
  * committed (with the commit sequence number) and keeps its own view of what it holds, both in
  * structured-clone-safe form so that a worker can post them back.
  *
+ * {@link MappingMover} adds a device manager whose mappings keep moving, with published routing.
+ *
  * It imports no `node:*`, so a browser worker can load it.
  */
 import { AllocatorError } from "../../src/core/errors.js";
@@ -12,6 +14,11 @@ import { RangeInclusive } from "../../src/core/range.js";
 import type { SharedSystemAllocator } from "../../src/shared/shared-system-allocator.js";
 import type { AddrAllocateParams, CallbackHolding, IdAllocateParams } from "../../src/system/allocation-callbacks.js";
 import type { DefaultSystemAllocator } from "../../src/system/system-allocator.js";
+import type { SystemAllocator } from "../../src/system/system-allocator-interface.js";
+import type { Device } from "../../src/devices/device.js";
+import { DeviceManager } from "../../src/devices/device-manager.js";
+import { SharedRouteTable } from "../../src/shared/shared-route-table.js";
+import { SharedRouteView } from "../../src/shared/shared-route-view.js";
 
 /** Which call a {@link Committed} record made. */
 export type CallName = "deviceId" | "irq" | "pio" | "mmio" | "releaseAll";
@@ -303,4 +310,81 @@ export function inCommitOrder(reports: readonly (readonly Committed[])[]): { cal
   const calls = reports.flat().sort((a, b) => a.seq - b.seq);
   const i = calls.findIndex((c, j) => c.seq !== j + 1);
   return { calls, gap: i < 0 ? undefined : `commit sequence has a gap or a duplicate at ${i + 1} (found ${calls[i]!.seq})` };
+}
+
+/**
+ * A device manager on the shared allocator whose devices a guest keeps moving (BAR
+ * reprogramming): each move is an exact allocation racing the other participants' calls, and the
+ * manager's routing is published through a {@link SharedRouteTable} and checked through a view
+ * as a vCPU worker would read it. Every call the manager makes that commits is recorded (with its
+ * commit sequence number), so that it takes part in the single-threaded replay.
+ */
+export class MappingMover {
+  readonly committed: Committed[] = [];
+  readonly problems: string[] = [];
+  moves = 0;
+  refused = 0;
+  readonly #dm: DeviceManager;
+  readonly #routes: SharedRouteTable<Device>;
+  readonly #view: SharedRouteView;
+  readonly #ids: number[];
+  #seed: number;
+
+  constructor(shared: SharedSystemAllocator, devices: number, seed: number) {
+    this.#seed = seed >>> 0;
+    this.#dm = DeviceManager.fromSystemAllocator(recording(shared, this.committed), { otherManagers: true });
+    this.#ids = Array.from({ length: devices }, (_, i) => this.#dm.fullRegisterDevice({ name: `mover${i}`, read() {}, write() {} }, [{ kind: "mmio", size: 0x1000 }]));
+    this.#routes = SharedRouteTable.forDeviceManager(this.#dm, "mmio");
+    this.#view = SharedRouteView.attach(this.#routes.buffer);
+  }
+
+  /** Moves one device to a random page of [0xc0000000, 0xc1000000); a refused move must change nothing. */
+  step(): void {
+    this.#seed = (this.#seed * 1103515245 + 12345) >>> 0;
+    const id = this.#ids[this.#seed % this.#ids.length]!;
+    const from = this.#dm.resourcesOf(id).mmio[0]!.range;
+    const base = 0xc000_0000 + ((this.#seed >>> 4) % 0x1000) * 0x1000;
+    try {
+      const to = this.#dm.moveRange(id, from, base);
+      this.moves++;
+      if (this.#view.find(to.start) !== id || this.#view.lastOffset !== 0) this.problems.push(`after moving ${id} to ${to.toString("mem")} the view answers ${this.#view.find(to.start)}`);
+      if (!to.containsValue(from.start) && this.#view.find(from.start) === id) this.problems.push(`after moving ${id} the view still routes its old place`);
+    } catch (error) {
+      if (!(error instanceof AllocatorError)) throw error;
+      this.refused++;
+      if (this.#view.find(from.start) !== id) this.problems.push(`a refused move of ${id} changed its routing`);
+    }
+  }
+
+  /** The end checks: moves happened, the manager agrees with the allocator, the table with the bus. */
+  finish(): string[] {
+    if (this.moves === 0) this.problems.push(`no move succeeded (${this.refused} refused)`);
+    try {
+      this.#dm.checkConsistency();
+      this.#routes.checkValid();
+    } catch (error) {
+      this.problems.push(String(error));
+    }
+    return this.problems;
+  }
+}
+
+/** The shared allocator as a device manager sees it, recording each committed call in the workload's vocabulary. */
+function recording(shared: SharedSystemAllocator, committed: Committed[]): SystemAllocator {
+  const wrap =
+    <P extends object, R>(call: CallName, cb: (p: P) => R): ((p: P) => R) =>
+    (params) => {
+      const result = cb(params);
+      const wireParams = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, v instanceof RangeInclusive ? wire(v) : v]));
+      committed.push({ seq: shared.lastCommitSequence, call, params: wireParams, result: result instanceof RangeInclusive ? wire(result) : (result as number | null) });
+      return result;
+    };
+  return {
+    deviceIdCallback: () => wrap("deviceId", shared.deviceIdCallback()),
+    irqCallback: () => wrap("irq", shared.irqCallback()),
+    pioAddressCallback: () => wrap("pio", shared.pioAddressCallback()!),
+    mmioAddressCallback: () => wrap("mmio", shared.mmioAddressCallback()),
+    holdingsCallback: () => shared.holdingsCallback(),
+    outsideCallback: () => shared.outsideCallback(),
+  };
 }

@@ -32,12 +32,12 @@ describe("SharedSystemAllocator in a browser, across Web Workers", { skip: brows
       },
       { origin, workers: WORKERS, calls: CALLS },
     )) as ScenarioResult;
-    console.log(`# ${result.committed} calls committed (${result.mainCalls} by the page), ${result.snapshots} snapshots, ${result.checkpoints} checkpoints seen`);
+    console.log(`# ${result.committed} calls committed (${result.mainCalls} by the page, ${result.moves} mapping moves), ${result.snapshots} snapshots, ${result.checkpoints} checkpoints seen`);
     assert.deepEqual(result.problems, []);
     assert.deepEqual(isolated.errors, []);
     assert.equal(result.mainThreadSpins, true, "Atomics.wait was allowed on the page's main thread");
     assert.ok(result.committed > WORKERS * CALLS * 0.5, `only ${result.committed} calls committed`);
-    assert.ok(result.mainCalls > 0 && result.snapshots > 0);
+    assert.ok(result.mainCalls > 0 && result.moves > 0 && result.snapshots > 0);
     assert.ok(result.checkpoints > 1, "the log never wrapped");
   });
 });
