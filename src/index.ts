@@ -234,3 +234,13 @@ export {
   type PciFunctionContext,
 } from "./pci/pci-function.js";
 export { PciRootComplex, type PciRootComplexOptions, type PciPlugOptions } from "./pci/root-complex.js";
+export {
+  PCI_ROOT_COMPLEX_SNAPSHOT_FORMAT,
+  PCI_ROOT_COMPLEX_SNAPSHOT_VERSION,
+  pciRootComplexSnapshot,
+  verifyPciRootComplexSnapshot,
+  type PciBarSnapshot,
+  type PciFunctionSnapshot,
+  type PciRootComplexSnapshot,
+  type PciRootComplexState,
+} from "./pci/root-complex-snapshot.js";

@@ -34,6 +34,7 @@ import { PciEcam, type PciEcamOptions } from "./ecam.js";
 import { intxLine, IntxLines, Q35_INTX_ROUTING, type PciIntxRouting } from "./intx.js";
 import { normalizePciDevice, PciFunction, type NormalizedPciDevice, type PciDevice, type PciFunctionContext } from "./pci-function.js";
 import { PciSlotAllocator, type PciBusSpec } from "./slot-allocator.js";
+import { pciRootComplexSnapshot, verifyPciRootComplexSnapshot, type PciRootComplexSnapshot } from "./root-complex-snapshot.js";
 import { PciVectorSource, type PciMsiMessage, type PciVectorFailure } from "./vectors.js";
 
 /** Options of a {@link PciRootComplex}. */
@@ -323,6 +324,25 @@ export class PciRootComplex implements PciConfigTarget {
     if (count !== this.#count) broken(`${count} functions are in the tables but ${this.#count} are counted`);
     if (gsis.size !== this.#vectors.held) broken(`${gsis.size} MSI GSIs are held by functions but the vector source counts ${this.#vectors.held}`);
     dm.checkConsistency();
+  }
+
+  /**
+   * A plain JSON snapshot: slots, each function's ids, command register, BAR registers and
+   * placements, MSI/MSI-X enables and held GSIs, and the conflict counters. See
+   * `root-complex-snapshot.ts`.
+   */
+  toJSON(): PciRootComplexSnapshot {
+    return pciRootComplexSnapshot(this);
+  }
+
+  /**
+   * Verify-only restore: checks that `snapshot` is valid and that this root complex (rebuilt by
+   * replugging the functions and replaying the guest's configuration writes) is in exactly the
+   * state it records. Changes nothing.
+   * @throws AllocatorError `InvalidSnapshot` naming the first problem or difference.
+   */
+  verifySnapshot(snapshot: unknown): void {
+    verifyPciRootComplexSnapshot(snapshot, this);
   }
 
   /**
