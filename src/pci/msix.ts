@@ -155,6 +155,16 @@ export class PciMsixCapability {
     return (this.#table[v * 4 + 3]! & VECTOR_MASKED) !== 0;
   }
 
+  /**
+   * Table entry `v` as the guest programmed it: message address low and high, data, vector
+   * control; undefined outside the table.
+   */
+  tableEntry(v: number): readonly [number, number, number, number] | undefined {
+    if (!(Number.isInteger(v) && v >= 0 && v < this.spec.vectors)) return undefined;
+    const t = this.#table;
+    return [t[v * 4]!, t[v * 4 + 1]!, t[v * 4 + 2]!, t[v * 4 + 3]!];
+  }
+
   /** True when vector `v`'s pending bit is set. */
   isPending(v: number): boolean {
     return ((this.#pba[v >> 3]! >> (v & 7)) & 1) !== 0;

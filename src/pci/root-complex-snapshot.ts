@@ -58,8 +58,18 @@ export interface PciFunctionSnapshot {
   readonly bars: readonly PciBarSnapshot[];
   /** MSI: enabled, and the GSI of each vector (-1 when none is held); null without MSI. */
   readonly msi: { readonly enabled: boolean; readonly gsis: readonly number[] } | null;
-  /** MSI-X: enabled, function-masked, and each vector holding a GSI as [vector, gsi]; null without MSI-X. */
-  readonly msix: { readonly enabled: boolean; readonly functionMasked: boolean; readonly held: readonly (readonly [number, number])[] } | null;
+  /**
+   * MSI-X: enabled, function-masked, each vector holding a GSI as [vector, gsi], each table entry
+   * the guest changed from its reset state (zeros, masked) as [vector, address low, address high,
+   * data, control], and the vectors with their pending bit set; null without MSI-X.
+   */
+  readonly msix: {
+    readonly enabled: boolean;
+    readonly functionMasked: boolean;
+    readonly held: readonly (readonly [number, number])[];
+    readonly table: readonly (readonly [number, number, number, number, number])[];
+    readonly pending: readonly number[];
+  } | null;
 }
 
 /** The JSON form of a root complex. */
@@ -67,6 +77,8 @@ export interface PciRootComplexSnapshot {
   readonly format: typeof PCI_ROOT_COMPLEX_SNAPSHOT_FORMAT;
   readonly version: typeof PCI_ROOT_COMPLEX_SNAPSHOT_VERSION;
   readonly slots: PciSlotAllocatorSnapshot;
+  /** Configuration mechanism #1's address register (what the guest last wrote to 0xcf8), or null without the mechanism. */
+  readonly configAddress: number | null;
   /** In address order. */
   readonly functions: readonly PciFunctionSnapshot[];
   /** Guest-written BAR bases that could not be mapped, counted. */
@@ -83,6 +95,7 @@ export interface PciRootComplexState {
   readonly barConflicts: number;
   readonly barEvictions: number;
   readonly heldVectors: number;
+  readonly configMechanism: { readonly address: number } | undefined;
   functions(): PciFunction[];
 }
 
@@ -91,7 +104,16 @@ const hex = (v: bigint): string => `0x${v.toString(16)}`;
 function functionSnapshot(fn: PciFunction): PciFunctionSnapshot {
   const msix = fn.msix;
   const held: [number, number][] = [];
-  if (msix !== undefined) for (let v = 0; v < msix.vectors; v++) if (msix.gsiOf(v) >= 0) held.push([v, msix.gsiOf(v)]);
+  const table: [number, number, number, number, number][] = [];
+  const pending: number[] = [];
+  if (msix !== undefined) {
+    for (let v = 0; v < msix.vectors; v++) {
+      if (msix.gsiOf(v) >= 0) held.push([v, msix.gsiOf(v)]);
+      const e = msix.tableEntry(v)!;
+      if (e[0] !== 0 || e[1] !== 0 || e[2] !== 0 || e[3] !== 1) table.push([v, ...e]);
+      if (msix.isPending(v)) pending.push(v);
+    }
+  }
   return {
     address: fn.bdf,
     name: fn.device.name,
@@ -113,7 +135,7 @@ function functionSnapshot(fn: PciFunction): PciFunctionSnapshot {
       instanceId: b.instanceId,
     })),
     msi: fn.msi === undefined ? null : { enabled: fn.msi.enabled, gsis: [...fn.msi.gsis()] },
-    msix: msix === undefined ? null : { enabled: msix.enabled, functionMasked: msix.functionMasked, held },
+    msix: msix === undefined ? null : { enabled: msix.enabled, functionMasked: msix.functionMasked, held, table, pending },
   };
 }
 
@@ -123,6 +145,7 @@ export function pciRootComplexSnapshot(rc: PciRootComplexState): PciRootComplexS
     format: PCI_ROOT_COMPLEX_SNAPSHOT_FORMAT,
     version: PCI_ROOT_COMPLEX_SNAPSHOT_VERSION,
     slots: rc.slots.toJSON(),
+    configAddress: rc.configMechanism?.address ?? null,
     functions: rc.functions().map(functionSnapshot),
     barConflicts: rc.barConflicts,
     barEvictions: rc.barEvictions,

@@ -43,7 +43,10 @@ describe("PciRootComplex snapshots", () => {
     assert.equal(blk!.command, 0x6);
     assert.equal(blk!.intxLine, 21);
     assert.deepEqual(blk!.bars.map((b) => [b.index, b.base, b.routed]), [[1, blk!.bars[0]!.start, true], [4, `0x${(MMIO64_BASE + 0x10_0000n).toString(16)}`, true]]);
-    assert.deepEqual(blk!.msix, { enabled: true, functionMasked: false, held: [[0, 24], [2, 25]] });
+    assert.deepEqual(blk!.msix, { enabled: true, functionMasked: false, held: [[0, 24], [2, 25]], table: [[0, 0, 0, 0, 0], [2, 0, 0, 0, 0]], pending: [] });
+    // The last configuration access went through 0xcf8: the guest's address register is recorded.
+    assert.equal(net!.address, "0000:00:02.0");
+    assert.equal(s.configAddress, (0x8000_0000 | (2 << 11) | 0x14) >>> 0);
     assert.equal(s.heldVectors, 2);
     assert.equal(net!.bars[1]!.pending, blk!.bars[0]!.start);
     assert.equal(net!.bars[1]!.routed, false);
@@ -60,7 +63,7 @@ describe("PciRootComplex snapshots", () => {
 
   it("a twin that diverged by one guest write is refused, naming the field", () => {
     const a = driven();
-    const b = driven((m, g) => g.configWrite("cf8", 0, 1, 0, 4, 2, 0x2)); // bus master off
+    const b = driven((_m, g) => g.configWrite("ecam", 0, 1, 0, 4, 2, 0x2)); // bus master off
     assert.throws(() => b.host.verifySnapshot(clone(a.host.toJSON())), code("InvalidSnapshot", /functions\[1\]\.command is 6 in the snapshot but 2 in the root complex/));
     const c = driven((m) => m.host.unplug("00:02.0"));
     assert.throws(() => c.host.verifySnapshot(clone(a.host.toJSON())), code("InvalidSnapshot", /slots|functions has 3 entries, the root complex 2/));
