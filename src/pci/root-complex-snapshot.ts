@@ -89,13 +89,19 @@ export interface PciRootComplexSnapshot {
   readonly heldVectors: number;
 }
 
-/** What {@link pciRootComplexSnapshot} reads of a root complex. */
+/** What {@link pciRootComplexSnapshot} reads of a root complex (a `PciRootComplex` is one). */
 export interface PciRootComplexState {
+  /** The slot allocator. */
   readonly slots: PciSlotAllocator;
+  /** Guest-written BAR bases that could not be mapped, counted. */
   readonly barConflicts: number;
+  /** Stale BAR allocations re-placed. */
   readonly barEvictions: number;
+  /** MSI GSIs held over all functions. */
   readonly heldVectors: number;
+  /** Configuration mechanism #1 and its address register, when registered. */
   readonly configMechanism: { readonly address: number } | undefined;
+  /** Every plugged function, in address order. */
   functions(): PciFunction[];
 }
 
