@@ -233,7 +233,7 @@ export {
   type PciDevice,
   type PciFunctionContext,
 } from "./pci/pci-function.js";
-export { PciRootComplex, type PciRootComplexOptions, type PciPlugOptions } from "./pci/root-complex.js";
+export { PciRootComplex, type PciRootComplexOptions, type PciPlugOptions, type PciRootComplexRestoreOptions } from "./pci/root-complex.js";
 export {
   PCI_ROOT_COMPLEX_SNAPSHOT_FORMAT,
   PCI_ROOT_COMPLEX_SNAPSHOT_VERSION,
@@ -241,6 +241,7 @@ export {
   verifyPciRootComplexSnapshot,
   type PciBarSnapshot,
   type PciFunctionSnapshot,
+  type PciHostSnapshot,
   type PciRootComplexSnapshot,
   type PciRootComplexState,
 } from "./pci/root-complex-snapshot.js";

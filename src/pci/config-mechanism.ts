@@ -28,7 +28,7 @@ const ADDRESS_BITS = 0x80ff_fffc;
 export class PciConfigMechanism1 implements Device {
   readonly name: string;
   readonly port: number;
-  readonly #target: PciConfigTarget;
+  #target: PciConfigTarget;
   #address = 0;
 
   /**
@@ -45,6 +45,12 @@ export class PciConfigMechanism1 implements Device {
   /** The address register as the guest last wrote it (masked). */
   get address(): number {
     return this.#address;
+  }
+
+  /** @internal Restore: where accesses go, and the address register as the snapshot recorded it. */
+  restore(target: PciConfigTarget, address: number): void {
+    this.#target = target;
+    this.#address = (address & ADDRESS_BITS) >>> 0;
   }
 
   /** The 8 ports from `port`, fixed. */

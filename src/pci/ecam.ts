@@ -40,7 +40,7 @@ export class PciEcam implements Device {
   readonly segment: number;
   readonly firstBus: number;
   readonly lastBus: number;
-  readonly #target: PciConfigTarget;
+  #target: PciConfigTarget;
   readonly #ridBase: number;
   readonly #scratch = new Uint8Array(4);
 
@@ -63,6 +63,11 @@ export class PciEcam implements Device {
     this.name = options.name ?? "pci-ecam";
     this.#target = target;
     this.#ridBase = this.firstBus << 8;
+  }
+
+  /** @internal Restore: where accesses go. */
+  retarget(target: PciConfigTarget): void {
+    this.#target = target;
   }
 
   /** The window, fixed. */

@@ -3,12 +3,12 @@
  * MSI and MSI-X enables and the GSIs its vectors hold), where each BAR is held and whether it is
  * routed, the slots, and the BAR writes still waiting for their collision to go away.
  *
- * Restoring is verify-only: a VMM rebuilds its root complex by plugging the same functions and
- * replaying the guest's configuration writes (or restoring the device manager and its allocator,
- * which hold every range, line and GSI), then {@link verifyPciRootComplexSnapshot} checks that
- * the rebuilt one is in exactly the recorded state and names the first field that differs. The
- * functions' own state (device registers, MSI-X table contents) belongs to device code and is
- * not part of the snapshot.
+ * `PciRootComplex.fromJSON` restores one (with its device manager) next to a system allocator
+ * restored from the same VM snapshot; {@link verifyPciRootComplexSnapshot} checks that a live
+ * root complex (restored, or rebuilt by replugging and replaying the guest's writes) is in
+ * exactly the recorded state and names the first field that differs. The functions' own state
+ * (device registers behind their handlers) belongs to device code and is not part of the
+ * snapshot; the MSI-X table and PBA, which the PCI layer implements, are.
  */
 import { AllocatorError } from "../core/errors.js";
 import { PCI_SLOT_ALLOCATOR_SNAPSHOT_FORMAT, PciSlotAllocator, type PciSlotAllocatorSnapshot } from "./slot-allocator.js";
@@ -53,6 +53,10 @@ export interface PciFunctionSnapshot {
   readonly classRevision: number;
   /** The command register (decode enables, bus master, INTx disable). */
   readonly command: number;
+  /** The first 256 bytes of configuration space as the PCI layer holds them, 512 hex digits (device-owned bytes are 0 here). */
+  readonly config: string;
+  /** True while the device asserts its INTx pin. */
+  readonly intxAsserted: boolean;
   /** The INTx GSI, or null without a pin. */
   readonly intxLine: number | null;
   readonly bars: readonly PciBarSnapshot[];
@@ -72,10 +76,23 @@ export interface PciFunctionSnapshot {
   } | null;
 }
 
+/** How a root complex was built: what a restore must build again. */
+export interface PciHostSnapshot {
+  /** The port window of I/O BARs. */
+  readonly ioWindow: { readonly min: string; readonly max: string };
+  /** Configuration mechanism #1, or null without it. */
+  readonly configMechanism: { readonly port: number; readonly name: string; readonly instanceId: number } | null;
+  /** The ECAM windows. */
+  readonly ecams: readonly { readonly base: string; readonly segment: number; readonly firstBus: number; readonly lastBus: number; readonly name: string; readonly instanceId: number }[];
+  /** The INTx rule by name and lines (its function cannot be saved: a restore is given the same rule). */
+  readonly intxRouting: { readonly name: string; readonly lines: readonly number[] };
+}
+
 /** The JSON form of a root complex. */
 export interface PciRootComplexSnapshot {
   readonly format: typeof PCI_ROOT_COMPLEX_SNAPSHOT_FORMAT;
   readonly version: typeof PCI_ROOT_COMPLEX_SNAPSHOT_VERSION;
+  readonly host: PciHostSnapshot;
   readonly slots: PciSlotAllocatorSnapshot;
   /** Configuration mechanism #1's address register (what the guest last wrote to 0xcf8), or null without the mechanism. */
   readonly configAddress: number | null;
@@ -103,6 +120,8 @@ export interface PciRootComplexState {
   readonly configMechanism: { readonly address: number } | undefined;
   /** Every plugged function, in address order. */
   functions(): PciFunction[];
+  /** How the root complex was built. */
+  hostSnapshot(): PciHostSnapshot;
 }
 
 const hex = (v: bigint): string => `0x${v.toString(16)}`;
@@ -128,6 +147,8 @@ function functionSnapshot(fn: PciFunction): PciFunctionSnapshot {
     ids: fn.configRead(0x00, 4),
     classRevision: fn.configRead(0x08, 4),
     command: fn.command,
+    config: fn.rawConfig().map((b) => b.toString(16).padStart(2, "0")).join(""),
+    intxAsserted: fn.intxAsserted,
     intxLine: fn.intxLine ?? null,
     bars: fn.bars().map((b) => ({
       index: b.index,
@@ -150,6 +171,7 @@ export function pciRootComplexSnapshot(rc: PciRootComplexState): PciRootComplexS
   return {
     format: PCI_ROOT_COMPLEX_SNAPSHOT_FORMAT,
     version: PCI_ROOT_COMPLEX_SNAPSHOT_VERSION,
+    host: rc.hostSnapshot(),
     slots: rc.slots.toJSON(),
     configAddress: rc.configMechanism?.address ?? null,
     functions: rc.functions().map(functionSnapshot),
@@ -208,4 +230,139 @@ export function verifyPciRootComplexSnapshot(snapshot: unknown, rc: PciRootCompl
   }
   const d = difference(snapshot, pciRootComplexSnapshot(rc), "");
   if (d !== undefined) throw bad(d);
+}
+
+/**
+ * Checks the shape of a root-complex snapshot field by field, as a restore needs it.
+ * @throws AllocatorError `InvalidSnapshot` naming the first bad field.
+ */
+export function parsePciRootComplexSnapshot(snapshot: unknown): PciRootComplexSnapshot {
+  const bad = (what: string, cause?: unknown): AllocatorError =>
+    new AllocatorError("InvalidSnapshot", `invalid PCI root complex snapshot: ${what}`, cause === undefined ? undefined : { cause });
+  const obj = (v: unknown, path: string, keys: readonly string[]): Record<string, unknown> => {
+    if (typeof v !== "object" || v === null || Array.isArray(v)) throw bad(`${path || "snapshot"} must be an object`);
+    const o = v as Record<string, unknown>;
+    for (const k of Object.keys(o)) if (!keys.includes(k)) throw bad(`${path === "" ? "" : `${path}.`}${k} is an unknown field`);
+    for (const k of keys) if (!(k in o)) throw bad(`${path === "" ? "" : `${path}.`}${k} is missing`);
+    return o;
+  };
+  const arr = (v: unknown, path: string): unknown[] => {
+    if (!Array.isArray(v)) throw bad(`${path} must be an array`);
+    return v;
+  };
+  const int = (v: unknown, path: string, min: number, max: number): number => {
+    if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) throw bad(`${path} must be an integer from ${min} to ${max}, got ${JSON.stringify(v) ?? String(v)}`);
+    return v;
+  };
+  const bool = (v: unknown, path: string): boolean => {
+    if (typeof v !== "boolean") throw bad(`${path} must be true or false`);
+    return v;
+  };
+  const str = (v: unknown, path: string): string => {
+    if (typeof v !== "string" || v.length === 0) throw bad(`${path} must be a non-empty string`);
+    return v;
+  };
+  const hexOf = (v: unknown, path: string): bigint => {
+    if (typeof v !== "string" || !/^0x(?:0|[1-9a-f][0-9a-f]{0,15})$/.test(v)) throw bad(`${path} must be a canonical "0x..." u64 string`);
+    return BigInt(v);
+  };
+  const U32 = 0xffff_ffff;
+  const s = obj(snapshot, "", ["format", "version", "host", "slots", "configAddress", "functions", "barConflicts", "barEvictions", "heldVectors"]);
+  if (s["format"] !== PCI_ROOT_COMPLEX_SNAPSHOT_FORMAT) throw bad(`format must be "${PCI_ROOT_COMPLEX_SNAPSHOT_FORMAT}"`);
+  if (s["version"] !== PCI_ROOT_COMPLEX_SNAPSHOT_VERSION) throw bad(`unsupported version ${String(s["version"])}; this library reads version ${PCI_ROOT_COMPLEX_SNAPSHOT_VERSION}`);
+  const host = obj(s["host"], "host", ["ioWindow", "configMechanism", "ecams", "intxRouting"]);
+  const w = obj(host["ioWindow"], "host.ioWindow", ["min", "max"]);
+  if (hexOf(w["min"], "host.ioWindow.min") > hexOf(w["max"], "host.ioWindow.max") || BigInt(w["max"] as string) > 0xffffn) throw bad("host.ioWindow must have min <= max <= 0xffff");
+  if (host["configMechanism"] !== null) {
+    const m = obj(host["configMechanism"], "host.configMechanism", ["port", "name", "instanceId"]);
+    int(m["port"], "host.configMechanism.port", 0, 0xfff8);
+    str(m["name"], "host.configMechanism.name");
+    int(m["instanceId"], "host.configMechanism.instanceId", 0, U32);
+  }
+  arr(host["ecams"], "host.ecams").forEach((e, i) => {
+    const at = `host.ecams[${i}]`;
+    const o = obj(e, at, ["base", "segment", "firstBus", "lastBus", "name", "instanceId"]);
+    hexOf(o["base"], `${at}.base`);
+    int(o["segment"], `${at}.segment`, 0, 0xffff);
+    int(o["lastBus"], `${at}.lastBus`, int(o["firstBus"], `${at}.firstBus`, 0, 255), 255);
+    str(o["name"], `${at}.name`);
+    int(o["instanceId"], `${at}.instanceId`, 0, U32);
+  });
+  const r = obj(host["intxRouting"], "host.intxRouting", ["name", "lines"]);
+  str(r["name"], "host.intxRouting.name");
+  arr(r["lines"], "host.intxRouting.lines").forEach((l, i) => int(l, `host.intxRouting.lines[${i}]`, 0, U32));
+  try {
+    PciSlotAllocator.fromJSON(s["slots"]);
+  } catch (error) {
+    throw bad(`slots: ${error instanceof Error ? error.message : String(error)}`, error);
+  }
+  if (s["configAddress"] !== null) int(s["configAddress"], "configAddress", 0, U32);
+  for (const k of ["barConflicts", "barEvictions", "heldVectors"]) int(s[k], k, 0, Number.MAX_SAFE_INTEGER);
+  let previous = "";
+  arr(s["functions"], "functions").forEach((f, i) => {
+    const at = `functions[${i}]`;
+    const o = obj(f, at, ["address", "name", "instanceId", "ids", "classRevision", "command", "config", "intxAsserted", "intxLine", "bars", "msi", "msix"]);
+    const address = str(o["address"], `${at}.address`);
+    if (!/^[0-9a-f]{4}:[0-9a-f]{2}:[01][0-9a-f]\.[0-7]$/.test(address)) throw bad(`${at}.address must be like "0000:00:03.0"`);
+    if (address <= previous) throw bad(`${at}.address ${address} is not after the previous function (duplicate or out of order)`);
+    previous = address;
+    str(o["name"], `${at}.name`);
+    int(o["instanceId"], `${at}.instanceId`, 0, U32);
+    int(o["ids"], `${at}.ids`, 0, U32);
+    int(o["classRevision"], `${at}.classRevision`, 0, U32);
+    int(o["command"], `${at}.command`, 0, 0xffff);
+    if (typeof o["config"] !== "string" || !/^[0-9a-f]{512}$/.test(o["config"])) throw bad(`${at}.config must be 512 lower-case hex digits`);
+    bool(o["intxAsserted"], `${at}.intxAsserted`);
+    if (o["intxLine"] !== null) int(o["intxLine"], `${at}.intxLine`, 0, U32);
+    arr(o["bars"], `${at}.bars`).forEach((b, j) => {
+      const bp = `${at}.bars[${j}]`;
+      const bo = obj(b, bp, ["index", "kind", "prefetchable", "size", "base", "start", "routed", "pending", "instanceId"]);
+      int(bo["index"], `${bp}.index`, 0, 5);
+      if (bo["kind"] !== "io" && bo["kind"] !== "mem32" && bo["kind"] !== "mem64") throw bad(`${bp}.kind must be "io", "mem32" or "mem64"`);
+      bool(bo["prefetchable"], `${bp}.prefetchable`);
+      const size = hexOf(bo["size"], `${bp}.size`);
+      hexOf(bo["base"], `${bp}.base`);
+      const start = hexOf(bo["start"], `${bp}.start`);
+      if (size === 0n || (size & (size - 1n)) !== 0n || start % size !== 0n) throw bad(`${bp}: start ${bo["start"] as string} is not a multiple of the power-of-two size ${bo["size"] as string}`);
+      bool(bo["routed"], `${bp}.routed`);
+      if (bo["pending"] !== null) hexOf(bo["pending"], `${bp}.pending`);
+      if (bo["routed"] === true && bo["pending"] !== null) throw bad(`${bp} is both routed and pending`);
+      int(bo["instanceId"], `${bp}.instanceId`, 0, U32);
+    });
+    if (o["msi"] !== null) {
+      const m = obj(o["msi"], `${at}.msi`, ["enabled", "gsis"]);
+      bool(m["enabled"], `${at}.msi.enabled`);
+      arr(m["gsis"], `${at}.msi.gsis`).forEach((g, j) => int(g, `${at}.msi.gsis[${j}]`, -1, 0x7fff_ffff));
+    }
+    if (o["msix"] !== null) {
+      const m = obj(o["msix"], `${at}.msix`, ["enabled", "functionMasked", "held", "table", "pending"]);
+      bool(m["enabled"], `${at}.msix.enabled`);
+      bool(m["functionMasked"], `${at}.msix.functionMasked`);
+      let last = -1;
+      arr(m["held"], `${at}.msix.held`).forEach((h, j) => {
+        const e = arr(h, `${at}.msix.held[${j}]`);
+        if (e.length !== 2) throw bad(`${at}.msix.held[${j}] must be [vector, gsi]`);
+        const v = int(e[0], `${at}.msix.held[${j}][0]`, 0, 2047);
+        if (v <= last) throw bad(`${at}.msix.held[${j}]: vector ${v} is not after the previous one`);
+        last = v;
+        int(e[1], `${at}.msix.held[${j}][1]`, 0, 0x7fff_ffff);
+      });
+      last = -1;
+      arr(m["table"], `${at}.msix.table`).forEach((t, j) => {
+        const e = arr(t, `${at}.msix.table[${j}]`);
+        if (e.length !== 5) throw bad(`${at}.msix.table[${j}] must be [vector, address low, address high, data, control]`);
+        const v = int(e[0], `${at}.msix.table[${j}][0]`, 0, 2047);
+        if (v <= last) throw bad(`${at}.msix.table[${j}]: vector ${v} is not after the previous one`);
+        last = v;
+        for (let k = 1; k < 5; k++) int(e[k], `${at}.msix.table[${j}][${k}]`, 0, U32);
+      });
+      last = -1;
+      arr(m["pending"], `${at}.msix.pending`).forEach((p, j) => {
+        const v = int(p, `${at}.msix.pending[${j}]`, 0, 2047);
+        if (v <= last) throw bad(`${at}.msix.pending[${j}]: vector ${v} is not after the previous one`);
+        last = v;
+      });
+    }
+  });
+  return snapshot as PciRootComplexSnapshot;
 }

@@ -6,15 +6,29 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { PCI_ROOT_COMPLEX_SNAPSHOT_FORMAT, type PciRootComplexSnapshot } from "../../src/pci/root-complex-snapshot.js";
+import { DeviceManager } from "../../src/devices/device-manager.js";
+import { PciRootComplex } from "../../src/pci/root-complex.js";
+import type { PciMsiMessage } from "../../src/pci/vectors.js";
+import { DefaultSystemAllocator } from "../../src/system/system-allocator.js";
 import { code, Guest, machine, MMIO64_BASE, TestPciDevice, type Machine } from "./helpers.js";
+
+/** The device code of the three functions, as a VMM declares it (again at restore). */
+function devices(): { bridge: TestPciDevice; blk: TestPciDevice; net: TestPciDevice } {
+  return {
+    bridge: new TestPciDevice("host-bridge", 0x8086, 0x29c0, 0x060000),
+    blk: new TestPciDevice("virtio-blk", 0x1af4, 0x1042, 0x010000, { interruptPin: 1, bars: [{ kind: "mem32", index: 1, size: 0x1000 }, { kind: "mem64", index: 4, size: 0x4000, prefetchable: true }], msix: { vectors: 4, tableBar: 1 } }),
+    net: new TestPciDevice("virtio-net", 0x1af4, 0x1041, 0x020000, { interruptPin: 1, bars: [{ kind: "io", size: 0x20 }, { kind: "mem32", size: 0x1000 }], msi: { vectors: 2 } }),
+  };
+}
 
 /** A machine with three functions, driven by a guest: decode, a BAR move, MSI-X with two vectors unmasked, a colliding BAR write. */
 function driven(extra?: (m: Machine, g: Guest) => void): Machine {
   const m = machine();
   const g = new Guest(m.dm);
-  m.host.plug(new TestPciDevice("host-bridge", 0x8086, 0x29c0, 0x060000), { address: "00:00.0" });
-  const blk = m.host.plug(new TestPciDevice("virtio-blk", 0x1af4, 0x1042, 0x010000, { interruptPin: 1, bars: [{ kind: "mem32", index: 1, size: 0x1000 }, { kind: "mem64", index: 4, size: 0x4000, prefetchable: true }], msix: { vectors: 4, tableBar: 1 } }));
-  const net = m.host.plug(new TestPciDevice("virtio-net", 0x1af4, 0x1041, 0x020000, { interruptPin: 1, bars: [{ kind: "io", size: 0x20 }, { kind: "mem32", size: 0x1000 }] }));
+  const d0 = devices();
+  m.host.plug(d0.bridge, { address: "00:00.0" });
+  const blk = m.host.plug(d0.blk);
+  const net = m.host.plug(d0.net);
   const d = blk.address.device;
   g.configWrite("cf8", 0, d, 0, 4, 2, 0x6); // memory decode, bus master
   g.setBar("ecam", 0, d, 0, 4, MMIO64_BASE + 0x10_0000n, true); // move the 64-bit BAR while live
@@ -26,6 +40,26 @@ function driven(extra?: (m: Machine, g: Guest) => void): Machine {
   g.setBar("cf8", 0, net.address.device, 0, 1, table, false);
   extra?.(m, g);
   return m;
+}
+
+/** The whole VM as a VMM saves it: allocator, device manager, root complex, through JSON. */
+function vmSnapshot(m: Machine): { system: unknown; devices: unknown; pci: Record<string, unknown> } {
+  return JSON.parse(JSON.stringify({ system: m.sys.toJSON(), devices: m.dm.toJSON(), pci: m.host.toJSON() })) as { system: unknown; devices: unknown; pci: Record<string, unknown> };
+}
+
+/** Restores `vm` with fresh device code; returns the restored machine's parts. */
+function restore(vm: ReturnType<typeof vmSnapshot>, functions?: Map<string, TestPciDevice>) {
+  const sys = DefaultSystemAllocator.fromJSON(vm.system);
+  const d = devices();
+  const messages: PciMsiMessage[] = [];
+  const restored = PciRootComplex.fromJSON(vm.pci, {
+    systemAllocator: sys,
+    deviceManager: vm.devices,
+    devices: new Map(),
+    functions: functions ?? new Map([["0000:00:00.0", d.bridge], ["0000:00:01.0", d.blk], ["0000:00:02.0", d.net]]),
+    onMsi: (msg) => messages.push(msg),
+  });
+  return { sys, dm: restored.deviceManager, host: restored.rootComplex, d, messages };
 }
 
 const clone = (s: PciRootComplexSnapshot): Record<string, unknown> => JSON.parse(JSON.stringify(s)) as Record<string, unknown>;
@@ -67,6 +101,73 @@ describe("PciRootComplex snapshots", () => {
     assert.throws(() => b.host.verifySnapshot(clone(a.host.toJSON())), code("InvalidSnapshot", /functions\[1\]\.command is 6 in the snapshot but 2 in the root complex/));
     const c = driven((m) => m.host.unplug("00:02.0"));
     assert.throws(() => c.host.verifySnapshot(clone(a.host.toJSON())), code("InvalidSnapshot", /slots|functions has 3 entries, the root complex 2/));
+  });
+
+  it("fromJSON restores the whole root complex with its device manager; the restored twin then behaves as the original", () => {
+    const a = driven((_m, g) => g.configWrite("cf8", 0, 2, 0, 0x40 + 2, 2, 0x0011)); // virtio-net's MSI on, 2 vectors
+    const vm = vmSnapshot(a);
+    const b = restore(vm);
+    assert.deepEqual(JSON.parse(JSON.stringify(b.host.toJSON())), vm.pci);
+    assert.deepEqual(JSON.parse(JSON.stringify(b.dm.toJSON())), vm.devices);
+    assert.equal(b.host.heldVectors, a.host.heldVectors);
+    b.host.checkConsistency();
+    // The same guest operations on both: the states stay equal, the allocators too.
+    const ops = (host: PciRootComplex, dm: DeviceManager) => {
+      const g = new Guest(dm);
+      const blk = host.function("00:01.0")!;
+      g.setBar("ecam", 0, 1, 0, 4, MMIO64_BASE + 0x20_0000n, true);
+      const table = blk.bars()[0]!.range.start;
+      g.write("mem", table + BigInt(16 * 1 + 12), [0, 0, 0, 0]); // unmask vector 1
+      assert.equal(g.read("mem", blk.bars()[1]!.range.start, 4).length, 4);
+      host.unplug("00:02.0"); // with its pending BAR and its MSI GSIs
+      host.plug(new TestPciDevice("nvme", 0x1b36, 0x0010, 0x010802, { interruptPin: 1, bars: [{ kind: "mem64", size: 0x4000 }] }));
+      return g;
+    };
+    ops(a.host, a.dm);
+    ops(b.host, b.dm);
+    assert.deepEqual(JSON.parse(JSON.stringify(b.host.toJSON())), JSON.parse(JSON.stringify(a.host.toJSON())));
+    assert.deepEqual(b.sys.toJSON(), a.sys.toJSON());
+    b.host.checkConsistency();
+    // Messages reach the restored host's sink; BAR accesses reach the new device code.
+    assert.ok(b.host.function("00:01.0")!.signalMsi(1));
+    assert.equal(b.messages.at(-1)!.vector, 1);
+    const g = new Guest(b.dm);
+    g.read("mem", b.host.function("00:01.0")!.bars()[1]!.range.start, 4);
+    assert.equal(b.d.blk.accesses.length, 2); // one in ops, one here
+    // The 0xcf8 latch came back: a data-port read without writing the address first reads what it names.
+    assert.equal(b.dm.pioRead32(0xcfc) >>> 0, a.dm.pioRead32(0xcfc) >>> 0);
+  });
+
+  it("fromJSON refuses, with InvalidSnapshot and nothing held or freed, what does not fit", () => {
+    const a = driven();
+    const vm = vmSnapshot(a);
+    const sysBefore = JSON.stringify(DefaultSystemAllocator.fromJSON(vm.system).toJSON());
+    const d = devices();
+    const all = (over: Record<string, TestPciDevice | undefined> = {}) => {
+      const m = new Map<string, TestPciDevice>();
+      for (const [k, v] of Object.entries({ "0000:00:00.0": d.bridge, "0000:00:01.0": d.blk, "0000:00:02.0": d.net, ...over })) if (v !== undefined) m.set(k, v);
+      return m;
+    };
+    const fails = (v: typeof vm, functions: Map<string, TestPciDevice>, message: RegExp) => {
+      const sys = DefaultSystemAllocator.fromJSON(v.system);
+      assert.throws(() => PciRootComplex.fromJSON(v.pci, { systemAllocator: sys, deviceManager: v.devices, devices: new Map(), functions }), code("InvalidSnapshot", message));
+      assert.equal(JSON.stringify(sys.toJSON()), sysBefore);
+    };
+    fails(vm, all({ "0000:00:02.0": undefined }), /functions\[2\]: no device code was given for 0000:00:02\.0/);
+    fails(vm, all({ "0000:00:02.0": new TestPciDevice("virtio-net", 0x1af4, 0x1041, 0x020000, { interruptPin: 1, bars: [{ kind: "io", size: 0x40 }, { kind: "mem32", size: 0x1000 }], msi: { vectors: 2 } }) }), /declares BARs \[0:io:false:0x40/);
+    fails(vm, all({ "0000:00:02.0": new TestPciDevice("virtio-nic", 0x1af4, 0x1041, 0x020000) }), /is named "virtio-nic", not "virtio-net"/);
+    const moved = structuredClone(vm);
+    const bar = (moved.pci["functions"] as { bars: { start: string; size: string }[] }[])[1]!.bars[1]!;
+    bar.start = `0x${(BigInt(bar.start) + BigInt(bar.size)).toString(16)}`;
+    fails(moved, all(), /functions\[1\]\.bars\[1\]: the device manager holds \[mem 0x[0-9a-f]+-0x[0-9a-f]+\] for virtio-blk 0000:00:01\.0 BAR 4/);
+    const gsi = structuredClone(vm);
+    ((gsi.pci["functions"] as { msix: { held: number[][] } }[])[1]!.msix.held[0]![1]) = 99;
+    fails(gsi, all(), /functions\[1\]\.msix\.held: the allocator holds MSI GSIs \[24, 25\] for virtio-blk 0000:00:01\.0 MSI-X, the snapshot \[25, 99\]/);
+    const routing = structuredClone(vm);
+    (routing.pci["host"] as { intxRouting: { name: string } }).intxRouting.name = "piix";
+    fails(routing, all(), /host\.intxRouting is piix/);
+    fails({ ...vm, pci: { ...vm.pci, version: 9 } }, all(), /unsupported version 9/);
+    fails({ ...vm, devices: { format: "vm-allocator/device-manager", version: 1, devices: [] } }, all(), /invalid device-manager snapshot: it disagrees with the allocator/);
   });
 
   it("corrupted snapshots are refused with InvalidSnapshot naming what is wrong, and nothing changes", () => {
