@@ -5,6 +5,7 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
+import fc from "fast-check";
 import { PCI_ROOT_COMPLEX_SNAPSHOT_FORMAT, type PciRootComplexSnapshot } from "../../src/pci/root-complex-snapshot.js";
 import { DeviceManager } from "../../src/devices/device-manager.js";
 import { PciRootComplex } from "../../src/pci/root-complex.js";
@@ -200,5 +201,77 @@ describe("PciRootComplex snapshots", () => {
     }
     assert.equal(JSON.stringify(m.host.toJSON()), before);
     m.host.checkConsistency();
+  });
+
+  it("property: snapshot anywhere in a guest's run, restore, and both twins stay equal under the rest of it", () => {
+    type Op =
+      | { readonly op: "command"; readonly dev: number; readonly value: number }
+      | { readonly op: "bar"; readonly dev: number; readonly index: number; readonly value: number }
+      | { readonly op: "msix"; readonly value: number }
+      | { readonly op: "vector"; readonly vector: number; readonly masked: boolean }
+      | { readonly op: "msi"; readonly value: number }
+      | { readonly op: "unplug"; readonly dev: number }
+      | { readonly op: "signal"; readonly dev: number; readonly vector: number };
+    const op: fc.Arbitrary<Op> = fc.oneof(
+      fc.record({ op: fc.constant("command" as const), dev: fc.integer({ min: 1, max: 2 }), value: fc.constantFrom(0, 1, 2, 3, 6, 7, 0x400) }),
+      fc.record({
+        op: fc.constant("bar" as const),
+        dev: fc.integer({ min: 1, max: 2 }),
+        index: fc.integer({ min: 0, max: 5 }),
+        value: fc.oneof(fc.constantFrom(0xffff_ffff, 0xc000, 0xc020, 0xc000_0000, 0xc000_1000, 0xc000_2000, 0), fc.integer({ min: 0, max: 0xffff_ffff })),
+      }),
+      fc.record({ op: fc.constant("msix" as const), value: fc.constantFrom(0, 0x8000, 0xc000) }),
+      fc.record({ op: fc.constant("vector" as const), vector: fc.integer({ min: 0, max: 3 }), masked: fc.boolean() }),
+      fc.record({ op: fc.constant("msi" as const), value: fc.constantFrom(0, 0x01, 0x11) }),
+      fc.record({ op: fc.constant("unplug" as const), dev: fc.integer({ min: 1, max: 2 }) }),
+      fc.record({ op: fc.constant("signal" as const), dev: fc.integer({ min: 1, max: 2 }), vector: fc.integer({ min: 0, max: 3 }) }),
+    );
+    const apply = (host: PciRootComplex, dm: DeviceManager, o: Op): void => {
+      const g = new Guest(dm);
+      switch (o.op) {
+        case "command":
+          return g.configWrite("cf8", 0, o.dev, 0, 4, 2, o.value);
+        case "bar":
+          return g.configWrite("ecam", 0, o.dev, 0, 0x10 + 4 * o.index, 4, o.value);
+        case "msix": {
+          const f = host.function("00:01.0");
+          if (f !== undefined) g.configWrite("cf8", 0, 1, 0, f.msix!.offset + 2, 2, o.value);
+          return;
+        }
+        case "vector": {
+          const f = host.function("00:01.0");
+          if (f !== undefined) g.write("mem", f.bars()[0]!.range.start + BigInt(16 * o.vector + 12), [o.masked ? 1 : 0, 0, 0, 0]);
+          return;
+        }
+        case "msi": {
+          const f = host.function("00:02.0");
+          if (f !== undefined) g.configWrite("cf8", 0, 2, 0, f.msi!.offset + 2, 2, o.value);
+          return;
+        }
+        case "unplug":
+          if (host.function({ bus: 0, device: o.dev, function: 0 }) !== undefined) host.unplug({ bus: 0, device: o.dev, function: 0 });
+          return;
+        case "signal":
+          host.function({ bus: 0, device: o.dev, function: 0 })?.signalMsi(o.vector);
+          return;
+      }
+    };
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 14 }), fc.array(op, { maxLength: 10 }), (before, after) => {
+        const a = driven();
+        for (const o of before) apply(a.host, a.dm, o);
+        const b = restore(vmSnapshot(a));
+        assert.deepEqual(JSON.parse(JSON.stringify(b.host.toJSON())), JSON.parse(JSON.stringify(a.host.toJSON())));
+        for (const o of after) {
+          apply(a.host, a.dm, o);
+          apply(b.host, b.dm, o);
+        }
+        assert.deepEqual(JSON.parse(JSON.stringify(b.host.toJSON())), JSON.parse(JSON.stringify(a.host.toJSON())));
+        assert.deepEqual(b.sys.toJSON(), a.sys.toJSON());
+        assert.deepEqual(b.dm.toJSON(), a.dm.toJSON());
+        b.host.checkConsistency();
+      }),
+      { numRuns: 60 },
+    );
   });
 });
