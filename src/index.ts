@@ -27,6 +27,8 @@ export type {
   IdAllocateParams,
   IrqPool,
   MmioPool,
+  OutsideFunc,
+  OutsideQuery,
   Placement,
 } from "./system/allocation-callbacks.js";
 export { MMIO_POOLS } from "./system/allocation-callbacks.js";
@@ -82,6 +84,7 @@ export {
 } from "./devices/bus.js";
 export {
   DeviceManager,
+  type DeviceManagerOptions,
   type DeviceManagerRestoreOptions,
   type DeviceResources,
   type HeldBy,
@@ -152,6 +155,16 @@ export {
   type ReserveTarget,
   type SystemAllocatorSnapshot,
 } from "./system/system-allocator.js";
+// ---- Threads (src/shared) ----
+export {
+  SHARED_SYSTEM_ALLOCATOR_FORMAT,
+  SharedSystemAllocator,
+  type SharedCommittedLog,
+  type SharedSystemAllocatorAttachOptions,
+  type SharedSystemAllocatorHandle,
+  type SharedSystemAllocatorOptions,
+} from "./shared/shared-system-allocator.js";
+export type { SharedOperation, SharedOperationName } from "./shared/operation-codec.js";
 export { guestDeviceKind, type GuestDevice, type GuestDeviceKind, type GuestMachine, type GuestRange } from "./guest/guest-device.js";
 export { virtioMmioArgument, virtioMmioCmdline } from "./guest/kernel-cmdline.js";
 export { devicetreeSource, type DevicetreeOptions } from "./guest/devicetree.js";
@@ -233,7 +246,7 @@ export {
   type PciDevice,
   type PciFunctionContext,
 } from "./pci/pci-function.js";
-export { PciRootComplex, type PciRootComplexOptions, type PciPlugOptions, type PciRootComplexRestoreOptions } from "./pci/root-complex.js";
+export { PciRootComplex, type PciRootComplexOptions, type PciPlugOptions, type PciRootComplexRestoreOptions, type PciRootComplexRestored } from "./pci/root-complex.js";
 export {
   PCI_ROOT_COMPLEX_SNAPSHOT_FORMAT,
   PCI_ROOT_COMPLEX_SNAPSHOT_VERSION,
@@ -242,6 +255,14 @@ export {
   type PciBarSnapshot,
   type PciFunctionSnapshot,
   type PciHostSnapshot,
+  type PciMsiSnapshot,
+  type PciMsixSnapshot,
+  type PciConfigMechanismSnapshot,
+  type PciEcamSnapshot,
   type PciRootComplexSnapshot,
   type PciRootComplexState,
 } from "./pci/root-complex-snapshot.js";
+export { ROUTE_STALE, ROUTE_UNMAPPED } from "./shared/route-layout.js";
+export { SharedRouteView, type SharedRouteSource } from "./shared/shared-route-view.js";
+export { DEFAULT_ROUTE_CAPACITY, SharedRouteTable, type RouteHandleOf, type SharedRouteTableOptions } from "./shared/shared-route-table.js";
+export { SHARED_ROUTES_SNAPSHOT_FORMAT, type SharedRouteEntry, type SharedRouteSnapshot } from "./shared/shared-route-snapshot.js";

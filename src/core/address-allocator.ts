@@ -41,13 +41,17 @@ export interface AllocateOptions {
 
 /** One live allocation as reported by queries. */
 export interface Allocation {
+  /** The allocated range, inclusive at both ends; its size in bytes (or ports) is `range.size`. */
   readonly range: RangeInclusive;
+  /** The owner given at allocation, or `undefined` when the range was allocated without one. */
   readonly owner: string | undefined;
 }
 
 /** The plain-JSON snapshot of an {@link AddressAllocator}. */
 export interface AddressAllocatorSnapshot {
+  /** Always `"vm-allocator/address-allocator"`; restoring refuses any other value. */
   readonly format: typeof SNAPSHOT_FORMAT;
+  /** The snapshot format version, 1; restoring refuses any other. */
   readonly version: typeof SNAPSHOT_VERSION;
   /** First address of the pool. */
   readonly base: string;
@@ -59,9 +63,19 @@ export interface AddressAllocatorSnapshot {
 
 /** One segment of a snapshot. `owner` only on allocated blocks that have one. */
 export interface SnapshotBlock {
+  /** First address of the segment, as canonical lowercase hex (`"0x1000"`). */
   readonly start: string;
+  /** Last address of the segment, inclusive, as canonical lowercase hex. */
   readonly end: string;
+  /**
+   * Whether the segment is free or held by one allocation (adjacent allocations are separate
+   * blocks).
+   */
   readonly state: "free" | "allocated";
+  /**
+   * The owner of an allocated segment; absent on free segments and on allocations made without an
+   * owner.
+   */
   readonly owner?: string;
 }
 

@@ -6,7 +6,10 @@
  * A call that throws an `AllocatorError` has changed nothing.
  */
 
-/** Stable error codes (frozen). New codes may be added; existing ones never change meaning. */
+/**
+ * Stable error codes (frozen). New codes may be added; existing ones never change meaning.
+ * @enum
+ */
 export const AllocatorErrorCode = Object.freeze({
   /** An address computation would pass 2^64-1 (for example base + size of a pool). */
   Overflow: "Overflow",

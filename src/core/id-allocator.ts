@@ -4,8 +4,10 @@
  * The state is a hierarchical bitmap that is only materialised where ids have been touched, so
  * an allocator over the whole space [0, 2^32-1] costs a few hundred bytes until it is used:
  *
- * - a *word* holds 32 ids (bit set = allocated); a parallel word records "ever allocated" so
- *   that freeing can tell `NeverAllocated` from `AlreadyReleased`;
+ * - a *word* holds 32 ids (bit set = allocated); a parallel *history* word records, for a free
+ *   id, whether it was ever allocated (so that freeing can tell `NeverAllocated` from
+ *   `AlreadyReleased`) and, for an allocated id, whether it had been released before this
+ *   allocation (so that {@link IdAllocator.unallocateId} can roll an allocation back exactly);
  * - a *page* is 32 words (1024 ids) plus one summary word whose bit i says "word i is full";
  *   pages live in slots of shared pooled typed arrays (one object per page would cost more in
  *   headers than the bits themselves);
@@ -17,7 +19,12 @@
  * hint, whatever the range. Everything is indexed by the offset `id - first`, so pages do not
  * depend on the alignment of `first`.
  *
- * Owners are kept out of the bitmap: two maps that stay unallocated until an owner is given.
+ * Owners are kept out of the bitmap, and cost nothing until an owner is given: owner names are
+ * interned into records (index >= 1), and the owner of each id is that index in *owner pages* of
+ * 256 ids, an Int32Array, or one number when the whole page has one owner (as a snapshot's long
+ * owned runs restore: a run costs one entry per page it covers, not one per id). Each record keeps
+ * the ids given to it one by one (a Set) and the runs it was restored with; the pages are the
+ * truth, so an id of a run that was freed since is simply skipped.
  */
 import { checkOwner, readFields } from "./arguments.js";
 import { AllocatorError } from "./errors.js";
@@ -31,6 +38,25 @@ const CHUNK_SHIFT = 20;
 const WORDS_PER_PAGE = 32;
 const PAGES_PER_CHUNK = 1024;
 const CHUNK_IDS = 1 << CHUNK_SHIFT;
+/** Ids per owner page. Small, so that a lone owned id costs 1 KiB at most. */
+const OWNER_PAGE_SHIFT = 8;
+const OWNER_PAGE = 1 << OWNER_PAGE_SHIFT;
+const OWNER_PAGE_MASK = OWNER_PAGE - 1;
+
+/** What an allocator without owners shares (never written: #intern replaces them first). */
+const NO_RECORDS: readonly (OwnerRecord | undefined)[] = Object.freeze([undefined]);
+const NO_FREE_RECORDS: readonly number[] = Object.freeze([]);
+
+/** One interned owner. */
+interface OwnerRecord {
+  readonly name: string;
+  /** Ids that have this owner now. */
+  count: number;
+  /** Ids given to this owner one by one (absolute ids); some may be in `runs` too. */
+  readonly ids: Set<number>;
+  /** Runs it was restored with (absolute ids); ids freed since are still listed, the pages tell. */
+  runs: IdRun[];
+}
 
 /** Index of the lowest set bit of a non-zero int32. */
 function ctz(x: number): number {
@@ -124,12 +150,28 @@ export type IdRun = [first: number, last: number];
  *   the same form and inside `allocated`. Allocated ids in no owner's runs have no owner.
  */
 export interface IdAllocatorSnapshot {
+  /**
+   * Always `"vm-allocator/id-allocator"` ({@link ID_ALLOCATOR_SNAPSHOT_FORMAT}); restoring refuses
+   * any other value.
+   */
   format: "vm-allocator/id-allocator";
+  /** The snapshot format version, 1; restoring refuses any other. */
   version: 1;
+  /** Lowest id of the pool, a u32 (0 to 2^32-1). */
   first: number;
+  /** Highest id of the pool, inclusive, a u32 not below `first`. */
   last: number;
+  /** The allocated ids as ascending, disjoint, non-adjacent inclusive runs. */
   allocated: IdRun[];
+  /**
+   * Ids that were allocated once and are free now, in the same form as `allocated`, so freeing one
+   * again still reports `AlreadyReleased` after a restore.
+   */
   released: IdRun[];
+  /**
+   * `[name, runs]` for every owner, ordered by each owner's lowest id; the runs lie inside
+   * `allocated`.
+   */
   owners: [owner: string, runs: IdRun[]][];
 }
 
@@ -137,8 +179,9 @@ export interface IdAllocatorSnapshot {
 export const ID_ALLOCATOR_SNAPSHOT_FORMAT = "vm-allocator/id-allocator";
 
 /**
- * How many ids may have an owner at once, in a live allocator and in a snapshot (owners are kept
- * per id, and a V8 Map holds at most 2^24 entries). A call that would pass it is refused up front
+ * How many ids may have an owner at once, in a live allocator and in a snapshot (the ids given to
+ * an owner one by one are kept in a Set, and a V8 Set holds at most 2^24 entries; a snapshot's
+ * owned runs restore in one entry per 256 ids, so 2^16 entries at this limit). A call that would pass it is refused up front
  * with `ResourceNotAvailable`; a snapshot that names more is `InvalidSnapshot`.
  */
 export const MAX_OWNED_IDS = 1 << 24;
@@ -235,7 +278,11 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
 
   /** Allocated bits, 32 words per slot. */
   #bits: Int32Array = EMPTY;
-  /** Ever-allocated bits, same layout as #bits. */
+  /**
+   * History bits, same layout as #bits. For a free id: allocated once and released since. For an
+   * allocated id: it had been released before its current allocation (the state
+   * {@link unallocateId} restores). An allocation leaves the bit alone; a free sets it.
+   */
   #ever: Int32Array = EMPTY;
   /** One word per slot: bit i set when word i of the slot is full. */
   #wordFull: Int32Array = EMPTY;
@@ -245,14 +292,18 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
   /** Counts changes, so that an iterator can tell that the bitmap changed under it. */
   #version = 0;
 
-  /** id -> owner, only for ids allocated with an owner; created on first use. */
-  #ownerOf: Map<number, string | undefined> | undefined;
-  /** Ids that have an owner now (#ownerOf also keeps undefined tombstones, see #dropOwner). */
+  /** Owner page number (offset >>> OWNER_PAGE_SHIFT) -> the record index of each id, 0 for none. */
+  #ownerPages: Map<number, Int32Array | number> | undefined;
+  /** Records by index; index 0 is never used (0 in a page means no owner). Shared until an owner is given. */
+  #records: (OwnerRecord | undefined)[] = NO_RECORDS as (OwnerRecord | undefined)[];
+  /** Owner name -> record index, records of owners holding nothing now included (see #dropOwner). */
+  #recordIndex: Map<string, number> | undefined;
+  /** Record indices free for reuse (shared and empty until an owner is given). */
+  #freeRecords: number[] = NO_FREE_RECORDS as number[];
+  /** Ids that have an owner now. */
   #owned = 0;
-  /** Owners that hold at least one id now (#idsByOwner also keeps empty sets as tombstones). */
+  /** Owners that hold at least one id now. */
   #liveOwners = 0;
-  /** owner -> its ids. */
-  #idsByOwner: Map<string, Set<number>> | undefined;
 
   /**
    * An allocator over the ids `first..=last`, all free.
@@ -316,7 +367,7 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
     if (owner !== undefined) checkOwner(owner);
     const off = v - this.#first;
     if (this.#isSet(off)) {
-      const holder = this.#ownerOf?.get(v);
+      const holder = this.#ownerName(off);
       throw new AllocatorError(
         "Overlap",
         holder === undefined ? `id ${v} is already allocated` : `id ${v} is already allocated to ${holder}`,
@@ -369,10 +420,35 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
     // Fast path for the common case; anything unusual goes through the full validation.
     if (typeof id === "number" && id >= this.#first && id <= this.#last && Number.isInteger(id)) v = id + 0;
     else v = this.#checkId(id, "id");
-    const r = this.#release(v - this.#first);
+    const r = this.#release(v - this.#first, true);
     if (r !== FREED) throw this.#notAllocated(v, r === WAS_RELEASED);
-    const owners = this.#ownerOf;
-    if (owners !== undefined && this.#owned !== 0) this.#dropOwner(v, owners);
+    if (this.#owned !== 0) this.#dropOwner(v);
+    return v;
+  }
+
+  /**
+   * Rolls back the allocation of `id`: frees it and restores what it was before that allocation,
+   * so that {@link toJSON} is exactly as before the id was allocated. An id that had never been
+   * allocated before counts as never allocated again (freeing it reports `NeverAllocated`); one
+   * that had been released counts as released. Meant for undoing a step of a failed operation;
+   * an unrelated free is {@link freeId}.
+   *
+   * The prior state is kept in the bitmap itself, not in snapshots: for an id allocated before a
+   * restore (or restored allocated), the prior state is "released".
+   *
+   * ```ts
+   * const ids = new IdAllocator(0, 7);
+   * const id = ids.allocateId("x"); // 0
+   * ids.unallocateId(id);           // as if never allocated: toJSON() equals a fresh allocator's
+   * ```
+   * @throws AllocatorError as {@link freeId}: `InvalidArgument`, `OutOfRange`, `NeverAllocated`,
+   *   `AlreadyReleased`.
+   */
+  unallocateId(id: U32Input): number {
+    const v = this.#checkId(id, "id");
+    const r = this.#release(v - this.#first, false);
+    if (r !== FREED) throw this.#notAllocated(v, r === WAS_RELEASED);
+    if (this.#owned !== 0) this.#dropOwner(v);
     return v;
   }
 
@@ -392,7 +468,8 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
    */
   ownerOf(id: U32Input): string | undefined {
     const v = toU32(id, "id");
-    return this.#ownerOf?.get(v + 0);
+    if (this.#owned === 0 || v < this.#first || v > this.#last) return undefined;
+    return this.#ownerName(v - this.#first);
   }
 
   /**
@@ -400,8 +477,8 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
    * @throws AllocatorError `InvalidArgument` when `owner` is not a non-empty string.
    */
   idsOf(owner: string): number[] {
-    const set = this.#idsByOwner?.get(checkOwner(owner));
-    return set === undefined ? [] : sortedIds(set);
+    const rec = this.#recordOf(checkOwner(owner));
+    return rec === undefined ? [] : this.#idsOfRecord(rec[1], rec[0]);
   }
 
   /**
@@ -410,26 +487,33 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
    * @throws AllocatorError `InvalidArgument` when `owner` is not a non-empty string.
    */
   freeOwner(owner: string): number[] {
-    const set = this.#idsByOwner?.get(checkOwner(owner));
-    if (set === undefined || set.size === 0) return [];
-    const ids = sortedIds(set);
+    const found = this.#recordOf(checkOwner(owner));
+    if (found === undefined) return [];
+    const [index, rec] = found;
+    const ids = this.#idsOfRecord(rec, index);
     const first = this.#first;
     // Cannot fail: every id of an owner is allocated (an invariant checkValid verifies).
-    for (let i = 0; i < ids.length; i++) this.#release(ids[i]! - first);
-    const ownerOf = this.#ownerOf!;
-    if (set.size === this.#owned) {
+    for (let i = 0; i < ids.length; i++) this.#release(ids[i]! - first, true);
+    if (rec.count === this.#owned) {
       // The owner held every owned id: start the records afresh instead of emptying them.
-      this.#ownerOf = new Map();
-      this.#idsByOwner = new Map();
-      this.#owned = 0;
-      this.#liveOwners = 0;
+      this.#resetOwners();
       return ids;
     }
-    for (let i = 0; i < ids.length; i++) ownerOf.set(ids[i]!, undefined);
+    // Page by page (the ids ascend): a page r owns whole goes at once.
+    const pages = this.#ownerPages!;
+    for (let i = 0; i < ids.length; ) {
+      const off = ids[i]! - first;
+      const p = off >>> OWNER_PAGE_SHIFT;
+      const e = pages.get(p)!;
+      if (typeof e === "number") {
+        pages.delete(p);
+        while (i < ids.length && (ids[i]! - first) >>> OWNER_PAGE_SHIFT === p) i++;
+        continue;
+      }
+      for (; i < ids.length && (ids[i]! - first) >>> OWNER_PAGE_SHIFT === p; i++) e[(ids[i]! - first) & OWNER_PAGE_MASK] = 0;
+    }
     this.#owned -= ids.length;
-    set.clear();
-    this.#liveOwners--;
-    this.#sweepOwnerRecords();
+    this.#retire(rec);
     return ids;
   }
 
@@ -497,9 +581,11 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
     copy.#wordFull = this.#wordFull.slice(0, this.#slotCount);
     copy.#slotCount = this.#slotCount;
     copy.#allocated = this.#allocated;
-    if (this.#ownerOf !== undefined && this.#idsByOwner !== undefined) {
-      copy.#ownerOf = new Map([...this.#ownerOf].filter(([, o]) => o !== undefined));
-      copy.#idsByOwner = new Map([...this.#idsByOwner].filter(([, ids]) => ids.size > 0).map(([o, ids]) => [o, new Set(ids)]));
+    if (this.#ownerPages !== undefined && this.#recordIndex !== undefined) {
+      copy.#ownerPages = new Map([...this.#ownerPages].map(([p, e]) => [p, typeof e === "number" ? e : e.slice()]));
+      copy.#records = this.#records.map((r) => (r === undefined ? undefined : { name: r.name, count: r.count, ids: new Set(r.ids), runs: r.runs.map(([x, y]): IdRun => [x, y]) }));
+      copy.#recordIndex = new Map(this.#recordIndex);
+      copy.#freeRecords = [...this.#freeRecords];
       copy.#owned = this.#owned;
       copy.#liveOwners = this.#liveOwners;
     }
@@ -581,13 +667,10 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
           slotSeen[s - 1] = 1;
           const base = (s - 1) << WORD_SHIFT;
           let wordFull = 0;
-          let anyEver = 0;
           for (let wi = 0; wi < WORDS_PER_PAGE; wi++) {
             const w = this.#bits[base + wi]!;
             const e = this.#ever[base + wi]!;
-            anyEver |= e;
             const offset = pageOffset + (wi << WORD_SHIFT);
-            if ((w & ~e) !== 0) fail(`offset ${offset}: allocated bits not marked ever-allocated`);
             if (offset + 32 > size) {
               const outside = offset >= size ? -1 : ~bitRange(0, size - offset - 1);
               if (((w | e) & outside) !== 0) fail(`offset ${offset}: bits set beyond the end of the range`);
@@ -595,7 +678,8 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
             if (w === -1) wordFull |= 1 << wi;
             counted += popcount(w);
           }
-          if (anyEver === 0) fail(`chunk ${c} page ${p} exists but no id in it was ever allocated`);
+          // A page may have storage and no history: one whose every allocation was rolled back
+          // (unallocateId) keeps its slot, all zero, the same state as an untouched page.
           if (this.#wordFull[s - 1] !== wordFull) {
             fail(`chunk ${c} page ${p}: full-word summary ${this.#wordFull[s - 1]} should be ${wordFull}`);
           }
@@ -615,31 +699,57 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
     for (let s = this.#slotCount; s < this.#wordFull.length; s++) if (this.#wordFull[s] !== 0) fail(`unused slot ${s} summary is not zero`);
     if (counted !== this.#allocated) fail(`allocated count ${this.#allocated} but ${counted} bits are set`);
 
-    const ownerOf = this.#ownerOf;
-    const idsByOwner = this.#idsByOwner;
-    if ((ownerOf === undefined) !== (idsByOwner === undefined)) fail("owner maps exist only half");
-    if (ownerOf !== undefined && idsByOwner !== undefined) {
-      let total = 0;
-      let live = 0;
-      for (const [owner, ids] of idsByOwner) {
-        if (typeof owner !== "string" || owner.length === 0) fail(`owner name ${JSON.stringify(owner)} is not a non-empty string`);
-        if (ids.size > 0) live++;
-        total += ids.size;
-        for (const id of ids) {
-          if (ownerOf.get(id) !== owner) fail(`id ${id} is listed under ${owner} but owned by ${String(ownerOf.get(id))}`);
+    const pages = this.#ownerPages;
+    const index = this.#recordIndex;
+    if ((pages === undefined) !== (index === undefined)) fail("owner records exist only half");
+    if (pages !== undefined && index !== undefined) {
+      const records = this.#records;
+      if (records[0] !== undefined) fail("owner record 0 is used");
+      const perRecord = new Array<number>(records.length).fill(0);
+      let owned = 0;
+      for (const [p, e] of pages) {
+        if (!Number.isInteger(p) || p < 0 || p * OWNER_PAGE >= size) fail(`owner page ${p} is outside the range`);
+        for (let i = 0; i < OWNER_PAGE; i++) {
+          const r = typeof e === "number" ? e : e[i]!;
+          if (r === 0) continue;
+          const off = p * OWNER_PAGE + i;
+          if (off >= size) fail(`owner page ${p} names an owner past the end of the range`);
+          if (r < 0 || r >= records.length || records[r] === undefined) fail(`offset ${off} names owner record ${r}, which does not exist`);
+          if (!this.#isSet(off)) fail(`id ${this.#first + off} has an owner but is not allocated`);
+          perRecord[r]!++;
+          owned++;
         }
       }
-      if (live !== this.#liveOwners) fail(`${this.#liveOwners} owners counted but ${live} hold ids`);
-      let owned = 0;
-      for (const o of ownerOf.values()) if (o !== undefined) owned++;
       if (owned !== this.#owned) fail(`${this.#owned} owned ids counted but ${owned} recorded`);
-      if (total !== owned) fail(`${owned} owned ids but ${total} in the per-owner sets`);
       if (owned > MAX_OWNED_IDS) fail(`${owned} ids have an owner, more than MAX_OWNED_IDS`);
-      for (const [id, o] of ownerOf) {
-        if (o === undefined) continue;
-        if (!Number.isInteger(id) || id < this.#first || id > this.#last || Object.is(id, -0)) fail(`owned id ${id} is outside the range`);
-        if (!this.#isSet(id - this.#first)) fail(`id ${id} has an owner but is not allocated`);
+      let live = 0;
+      let inIndex = 0;
+      for (let r = 1; r < records.length; r++) {
+        const rec = records[r];
+        if (rec === undefined) {
+          if (!this.#freeRecords.includes(r)) fail(`owner record ${r} is neither used nor free`);
+          continue;
+        }
+        inIndex++;
+        if (typeof rec.name !== "string" || rec.name.length === 0) fail(`owner name ${JSON.stringify(rec.name)} is not a non-empty string`);
+        if (index.get(rec.name) !== r) fail(`owner ${rec.name} is record ${r} but indexed as ${String(index.get(rec.name))}`);
+        if (rec.count !== perRecord[r]) fail(`owner ${rec.name} counts ${rec.count} ids but the pages give it ${perRecord[r]}`);
+        if (rec.count > 0) live++;
+        else if (rec.ids.size > 0 || rec.runs.length > 0) fail(`owner ${rec.name} holds nothing but keeps ids or runs`);
+        for (const id of rec.ids) {
+          if (!Number.isInteger(id) || id < this.#first || id > this.#last) fail(`owner ${rec.name} lists id ${id}, outside the range`);
+          if (this.#ownerIndexAt(id - this.#first) !== r) fail(`id ${id} is listed under ${rec.name} but owned by record ${this.#ownerIndexAt(id - this.#first)}`);
+        }
+        let covered = 0;
+        for (const [x, y] of rec.runs) {
+          if (x > y || x < this.#first || y > this.#last) fail(`owner ${rec.name} has a bad run [${x}, ${y}]`);
+          for (let id = x; id <= y; id++) if (this.#ownerIndexAt(id - this.#first) === r && !rec.ids.has(id)) covered++;
+        }
+        if (rec.ids.size + covered !== rec.count) fail(`owner ${rec.name}: ${rec.ids.size} ids and ${covered} in runs, but ${rec.count} counted`);
       }
+      for (const r of this.#freeRecords) if (records[r] !== undefined) fail(`owner record ${r} is free and used`);
+      if (index.size !== inIndex) fail(`${index.size} owner names indexed but ${inIndex} records`);
+      if (live !== this.#liveOwners) fail(`${this.#liveOwners} owners counted but ${live} hold ids`);
     }
   }
 
@@ -659,15 +769,15 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
       }
     }
     const owners: [string, IdRun[]][] = [];
-    if (this.#idsByOwner !== undefined) {
-      for (const [owner, set] of this.#idsByOwner) {
-        if (set.size === 0) continue;
-        const runs = new RunBuilder(0);
-        for (const id of sortedIds(set)) runs.add(id, id);
-        owners.push([owner, runs.finish()]);
-      }
-      owners.sort((a, b) => a[1][0]![0] - b[1][0]![0]);
+    const records = this.#records;
+    for (let r = 1; r < records.length; r++) {
+      const rec = records[r];
+      if (rec === undefined || rec.count === 0) continue;
+      const runs = new RunBuilder(0);
+      for (const id of this.#idsOfRecord(rec, r)) runs.add(id, id);
+      owners.push([rec.name, runs.finish()]);
     }
+    owners.sort((a, b) => a[1][0]![0] - b[1][0]![0]);
     return {
       format: ID_ALLOCATOR_SNAPSHOT_FORMAT,
       version: 1,
@@ -685,8 +795,9 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
    *
    * Time and memory are proportional to the snapshot, not to the ids it covers: a run of
    * allocated or released ids costs its two ends, whatever its length (a snapshot claiming all
-   * 2^32 ids allocated restores in constant memory). Owned ids are the exception: owners are kept
-   * per id, up to {@link MAX_OWNED_IDS}.
+   * 2^32 ids allocated restores in constant memory). A run of owned ids costs one entry per 256
+   * ids it covers (an owner page with one owner), up to {@link MAX_OWNED_IDS} owned ids: 2^16
+   * entries at most.
    * @throws AllocatorError `InvalidSnapshot` naming the first problem found.
    */
   static fromJSON(snapshot: unknown): IdAllocator {
@@ -699,8 +810,7 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
       const why = e instanceof Error ? e.message : String(e);
       throw new AllocatorError("InvalidSnapshot", `invalid id-allocator snapshot: could not be read (${why})`, { cause: e });
     }
-    // Owners are kept per id, so a snapshot that names billions of owned ids cannot be restored
-    // (V8 Maps stop at 2^24 entries); say so rather than fail with a RangeError half-way.
+    // The same limit as the live path, refused before any work.
     let owned = 0;
     for (const [, runs] of parsed.owners) for (const [x, y] of runs) owned += y - x + 1;
     if (owned > MAX_OWNED_IDS) {
@@ -718,9 +828,7 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
       }
       for (const [x, y] of parsed.released) a.#fillRun(x - base, y - base, false);
       a.#rebuildSummaries();
-      for (const [owner, runs] of parsed.owners) {
-        for (const [x, y] of runs) for (let id = x; id <= y; id++) a.#setOwner(id, owner);
-      }
+      for (const [owner, runs] of parsed.owners) a.#restoreOwner(owner, runs);
     } catch (e) {
       // Out of memory for a valid but enormous snapshot: still the one documented error type.
       if (!(e instanceof RangeError)) throw e;
@@ -759,8 +867,8 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
   }
 
   /**
-   * Checks, before anything changes, that `count` more ids can get an owner: the owned-id limit,
-   * and room in the V8 collections behind the records (swept of tombstones first if need be).
+   * Checks, before anything changes, that `count` more ids can get an owner (the owned-id limit;
+   * the records then have room: a record per owner, a page entry per 256 ids).
    */
   #roomForOwned(owner: string, count: number): void {
     if (this.#owned + count > MAX_OWNED_IDS) {
@@ -770,11 +878,6 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
         { owner },
       );
     }
-    const ownerOf = this.#ownerOf;
-    const byOwner = this.#idsByOwner;
-    if (ownerOf === undefined || byOwner === undefined) return;
-    if (ownerOf.size + count > MAX_OWNED_IDS) this.#ownerOf = new Map([...ownerOf].filter(([, o]) => o !== undefined));
-    if (byOwner.size >= MAX_OWNED_IDS && !byOwner.has(owner)) this.#idsByOwner = new Map([...byOwner].filter(([, set]) => set.size > 0));
   }
 
   /** Allocates the lowest free offset and returns it, or -1 when the range is exhausted. */
@@ -821,7 +924,6 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
     const m = 1 << b;
     const nw = word | m;
     this.#bits[idx] = nw;
-    this.#ever[idx] = this.#ever[idx]! | m;
     if (nw === -1) {
       const nwf = wf | (1 << wi);
       this.#wordFull[slot] = nwf;
@@ -838,9 +940,11 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
 
   /**
    * Frees offset `off` if it is allocated and returns FREED; otherwise changes nothing and
-   * returns WAS_NEVER_ALLOCATED or WAS_RELEASED. Owners are the caller's business.
+   * returns WAS_NEVER_ALLOCATED or WAS_RELEASED. `markReleased` records the id as released (a
+   * free); without it the history bit keeps the state before the allocation (a rollback). Owners
+   * are the caller's business.
    */
-  #release(off: number): number {
+  #release(off: number, markReleased: boolean): number {
     const c = off >>> CHUNK_SHIFT;
     let chunk = this.#chunks[c];
     if (chunk === undefined) return WAS_NEVER_ALLOCATED;
@@ -861,6 +965,7 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
     const word = this.#bits[idx]!;
     if ((word & m) === 0) return (this.#ever[idx]! & m) !== 0 ? WAS_RELEASED : WAS_NEVER_ALLOCATED;
     this.#bits[idx] = word & ~m;
+    if (markReleased) this.#ever[idx] = this.#ever[idx]! | m;
     if (word === -1) {
       const wf = this.#wordFull[s - 1]!;
       this.#wordFull[s - 1] = wf & ~(1 << wi);
@@ -894,7 +999,6 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
     const m = 1 << (off & 31);
     const nw = this.#bits[idx]! | m;
     this.#bits[idx] = nw;
-    this.#ever[idx] = this.#ever[idx]! | m;
     if (nw === -1) {
       const nwf = this.#wordFull[slot]! | (1 << wi);
       this.#wordFull[slot] = nwf;
@@ -1023,49 +1127,188 @@ export class IdAllocator implements ResourceAllocator<number, IdRequest> {
 
   /** Records `owner` for the newly allocated `id`; #roomForOwned has checked the limits. */
   #setOwner(id: number, owner: string): void {
-    if (this.#ownerOf === undefined || this.#idsByOwner === undefined) {
-      this.#ownerOf = new Map();
-      this.#idsByOwner = new Map();
-    }
-    this.#ownerOf.set(id, owner);
+    const r = this.#intern(owner);
+    const rec = this.#records[r]!;
+    this.#setOwnerIndex(id - this.#first, r);
+    rec.ids.add(id);
+    if (rec.count++ === 0) this.#liveOwners++;
     this.#owned++;
-    let ids = this.#idsByOwner.get(owner);
-    if (ids === undefined) {
-      ids = new Set();
-      this.#idsByOwner.set(owner, ids);
+  }
+
+  /** The record index of `owner`, made (or reused) when it has none. */
+  #intern(owner: string): number {
+    if (this.#recordIndex === undefined) {
+      this.#recordIndex = new Map();
+      this.#ownerPages = new Map();
+      this.#records = [undefined];
+      this.#freeRecords = [];
     }
-    if (ids.size === 0) this.#liveOwners++;
-    ids.add(id);
+    const known = this.#recordIndex.get(owner);
+    if (known !== undefined) return known;
+    const r = this.#freeRecords.pop() ?? this.#records.length;
+    this.#records[r] = { name: owner, count: 0, ids: new Set(), runs: [] };
+    this.#recordIndex.set(owner, r);
+    return r;
+  }
+
+  /** The record index and record of `owner` when it holds ids now. */
+  #recordOf(owner: string): [number, OwnerRecord] | undefined {
+    const r = this.#recordIndex?.get(owner);
+    if (r === undefined) return undefined;
+    const rec = this.#records[r]!;
+    return rec.count === 0 ? undefined : [r, rec];
+  }
+
+  /** The record index owning offset `off`, 0 for none. */
+  #ownerIndexAt(off: number): number {
+    const e = this.#ownerPages?.get(off >>> OWNER_PAGE_SHIFT);
+    if (e === undefined) return 0;
+    return typeof e === "number" ? e : e[off & OWNER_PAGE_MASK]!;
+  }
+
+  #ownerName(off: number): string | undefined {
+    const r = this.#ownerIndexAt(off);
+    return r === 0 ? undefined : this.#records[r]!.name;
+  }
+
+  /** Sets the record index of offset `off` (0: no owner), giving its page storage when it needs it. */
+  #setOwnerIndex(off: number, r: number): void {
+    const pages = this.#ownerPages!;
+    const p = off >>> OWNER_PAGE_SHIFT;
+    let e = pages.get(p);
+    if (e === undefined) {
+      if (r === 0) return;
+      e = new Int32Array(OWNER_PAGE);
+      pages.set(p, e);
+    } else if (typeof e === "number") {
+      if (e === r) return;
+      e = new Int32Array(OWNER_PAGE).fill(e);
+      pages.set(p, e);
+    }
+    e[off & OWNER_PAGE_MASK] = r;
+  }
+
+  /** The ids of record `r` now, ascending: its one-by-one ids and what is left of its runs. */
+  #idsOfRecord(rec: OwnerRecord, r: number): number[] {
+    const single = sortedIds(rec.ids);
+    if (rec.runs.length === 0) return single;
+    // Exactly rec.count ids come out: filled by index, never grown.
+    const out = new Array<number>(rec.count);
+    let n = 0;
+    let k = 0;
+    const first = this.#first;
+    const pages = this.#ownerPages!;
+    for (const [x, y] of rec.runs) {
+      // Page by page: a page that still has one owner is unchanged since the restore, so all of
+      // its part of the run is r's and none of it is among the one-by-one ids.
+      let id = x;
+      while (id <= y) {
+        const off = id - first;
+        const p = off >>> OWNER_PAGE_SHIFT;
+        const stop = Math.min(y, first + p * OWNER_PAGE + OWNER_PAGE_MASK);
+        const e = pages.get(p);
+        if (e === r) {
+          while (k < single.length && single[k]! < id) out[n++] = single[k++]!;
+          for (; id <= stop; id++) out[n++] = id;
+        } else if (typeof e === "object") {
+          for (; id <= stop; id++) {
+            if (e[(id - first) & OWNER_PAGE_MASK] !== r || rec.ids.has(id)) continue;
+            while (k < single.length && single[k]! < id) out[n++] = single[k++]!;
+            out[n++] = id;
+          }
+        }
+        id = stop + 1;
+      }
+    }
+    while (k < single.length) out[n++] = single[k++]!;
+    return out;
+  }
+
+  /** Drops the owner of the freed `id`, if it had one. */
+  #dropOwner(id: number): void {
+    const off = id - this.#first;
+    const r = this.#ownerIndexAt(off);
+    if (r === 0) return;
+    this.#setOwnerIndex(off, 0);
+    this.#owned--;
+    const rec = this.#records[r]!;
+    rec.ids.delete(id);
+    if (--rec.count === 0) this.#retire(rec);
   }
 
   /*
-   * Entries are overwritten with undefined (or left as empty sets) rather than deleted: V8's Map
-   * slows to microseconds per call when one key is deleted and set again over and over (measured:
-   * 1.35 µs for a set/delete pair, 22 ns for a set/overwrite pair), which is exactly what
-   * plugging and unplugging a device does to its ids. The tombstones are swept out once they
-   * outnumber the live entries, so memory stays proportional to what is held.
+   * A record that holds nothing stays indexed, empty, rather than being deleted: V8's Map slows to
+   * microseconds per call when one key is deleted and set again over and over (measured: 1.35 µs
+   * for a set/delete pair, 22 ns for a set/overwrite pair), which is exactly what plugging and
+   * unplugging a device does to its owner name. The empty records are swept out once they
+   * outnumber the live ones, so memory stays proportional to what is held.
    */
-  #dropOwner(id: number, ownerOf: Map<number, string | undefined>): void {
-    const owner = ownerOf.get(id);
-    if (owner === undefined) return;
-    ownerOf.set(id, undefined);
-    this.#owned--;
-    const ids = this.#idsByOwner!.get(owner)!;
-    ids.delete(id);
-    if (ids.size === 0) this.#liveOwners--;
-    this.#sweepOwnerRecords();
+  #retire(rec: OwnerRecord): void {
+    rec.count = 0;
+    rec.ids.clear();
+    rec.runs = [];
+    this.#liveOwners--;
+    const index = this.#recordIndex!;
+    if (index.size > 2 * this.#liveOwners + 64) {
+      const fresh = new Map<string, number>();
+      for (const [name, r] of index) {
+        if (this.#records[r]!.count > 0) fresh.set(name, r);
+        else {
+          this.#records[r] = undefined;
+          this.#freeRecords.push(r);
+        }
+      }
+      this.#recordIndex = fresh;
+    }
   }
 
-  /** Sweeps the tombstones out of the owner records once they outnumber the live entries. */
-  #sweepOwnerRecords(): void {
-    const ownerOf = this.#ownerOf!;
-    if (ownerOf.size > 2 * this.#owned + 1024) {
-      this.#ownerOf = new Map([...ownerOf].filter(([, o]) => o !== undefined));
+  /** Forgets every owner (when none holds an id any more). */
+  #resetOwners(): void {
+    this.#ownerPages = new Map();
+    this.#records = [undefined];
+    this.#recordIndex = new Map();
+    this.#freeRecords = [];
+    this.#owned = 0;
+    this.#liveOwners = 0;
+  }
+
+  /**
+   * Gives `owner` the ids of `runs` while restoring a validated snapshot (runs of different owners
+   * are disjoint): a page a run covers whole gets one number, the others storage.
+   */
+  #restoreOwner(owner: string, runs: readonly IdRun[]): void {
+    const r = this.#intern(owner);
+    const rec = this.#records[r]!;
+    const pages = this.#ownerPages!;
+    const first = this.#first;
+    let count = 0;
+    for (const [x, y] of runs) {
+      count += y - x + 1;
+      let o = x - first;
+      const end = y - first;
+      while (o <= end) {
+        const p = o >>> OWNER_PAGE_SHIFT;
+        // Offsets reach 2^32-1: multiply, since a shift would wrap to a negative int32.
+        const pageEnd = p * OWNER_PAGE + OWNER_PAGE_MASK;
+        if ((o & OWNER_PAGE_MASK) === 0 && pageEnd <= end) {
+          pages.set(p, r);
+          o += OWNER_PAGE;
+          continue;
+        }
+        const stop = Math.min(end, pageEnd);
+        let e = pages.get(p);
+        if (e === undefined) {
+          e = new Int32Array(OWNER_PAGE);
+          pages.set(p, e);
+        }
+        (e as Int32Array).fill(r, o & OWNER_PAGE_MASK, (stop & OWNER_PAGE_MASK) + 1);
+        o = stop + 1;
+      }
     }
-    const byOwner = this.#idsByOwner!;
-    if (byOwner.size > 2 * this.#liveOwners + 64) {
-      this.#idsByOwner = new Map([...byOwner].filter(([, set]) => set.size > 0));
-    }
+    rec.runs = runs.map(([x, y]): IdRun => [x, y]);
+    rec.count = count;
+    this.#owned += count;
+    this.#liveOwners++;
   }
 }
 

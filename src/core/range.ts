@@ -135,7 +135,12 @@ export class RangeInclusive {
     return formatRange(this.start, this.end, kind);
   }
 
-  /** JSON form with hex strings, so u64 values survive `JSON.stringify`. */
+  /**
+   * JSON form with hex strings, so u64 values survive `JSON.stringify`.
+   * @property start The first value, as canonical lowercase hex (`"0x1000"`).
+   * @property end The last value, inclusive, in the same form: `[0x1000, 0x1fff]` is
+   * `{ start: "0x1000", end: "0x1fff" }`.
+   */
   toJSON(): { start: string; end: string } {
     return { start: hex(this.start), end: hex(this.end) };
   }

@@ -12,6 +12,7 @@ export type ResourceKind = "pio" | "mmio" | "legacyIrq" | "msi" | "instanceId";
 
 /** Something an allocator has handed out. */
 export interface Resource {
+  /** Which kind of resource this is; the discriminant of {@link AnyResource}. */
   readonly kind: ResourceKind;
 }
 
@@ -21,7 +22,11 @@ export interface ResourceSize {
   readonly owner?: string;
 }
 
-/** Allocates resources of type `R` described by requests of type `S`, and takes them back. */
+/**
+ * Allocates resources of type `R` described by requests of type `S`, and takes them back.
+ * @typeParam R what the allocator hands out (an id, a range).
+ * @typeParam S the request type `allocate` takes.
+ */
 export interface ResourceAllocator<R, S extends ResourceSize> {
   /** Hands out a resource; throws an `AllocatorError` and changes nothing when it cannot. */
   allocate(request: S): R;
@@ -31,31 +36,43 @@ export interface ResourceAllocator<R, S extends ResourceSize> {
 
 /** A range of port-I/O space. */
 export interface PioRangeResource extends Resource {
+  /** Discriminant of {@link AnyResource}: `"pio"` for a port range. */
   readonly kind: "pio";
+  /** The ports held, inclusive at both ends (port I/O space is 0 to 0xffff on x86). */
   readonly range: RangeInclusive;
 }
 
 /** A range of memory-mapped I/O space. */
 export interface MmioRangeResource extends Resource {
+  /** Discriminant of {@link AnyResource}: `"mmio"` for a memory-mapped range. */
   readonly kind: "mmio";
+  /**
+   * The guest-physical addresses held, inclusive at both ends; `range.size` is the length in bytes.
+   */
   readonly range: RangeInclusive;
 }
 
 /** A legacy (pin-based) interrupt line. */
 export interface LegacyIrqResource extends Resource {
+  /** Discriminant of {@link AnyResource}: `"legacyIrq"` for a pin-based line. */
   readonly kind: "legacyIrq";
+  /** The interrupt line number, as the interrupt controller numbers its inputs. */
   readonly irq: number;
 }
 
 /** A message-signalled interrupt routed to a GSI. */
 export interface MsiResource extends Resource {
+  /** Discriminant of {@link AnyResource}: `"msi"` for a message-signalled interrupt. */
   readonly kind: "msi";
+  /** The global system interrupt the message is routed to. */
   readonly gsi: number;
 }
 
 /** The instance id of a device. */
 export interface InstanceIdResource extends Resource {
+  /** Discriminant of {@link AnyResource}: `"instanceId"` for a device instance id. */
   readonly kind: "instanceId";
+  /** The id, a u32 unique among the devices of the allocator that handed it out. */
   readonly id: number;
 }
 
@@ -69,7 +86,9 @@ export type AnyResource =
 
 /** An inclusive window a placement must stay inside (a 32-bit BAR below 4 GiB, say). */
 export interface AddressWindow {
+  /** Lowest address the placement may use, inclusive; a bigint or safe integer u64. */
   readonly min: U64Input;
+  /** Highest address the placement may use, inclusive (the range's last byte must not pass it). */
   readonly max: U64Input;
 }
 
@@ -91,7 +110,13 @@ export interface IdRequest extends ResourceSize {
   readonly fixed?: U32Input;
 }
 
-/** Where an address allocator places a range. */
+/**
+ * Where an address allocator places a range.
+ * @property kind Which placement: the lowest fit (`FirstMatch`), the highest fit (`LastMatch`) or
+ * one exact address (`ExactMatch`).
+ * @property address For `ExactMatch`: the first address of the range, a u64 that must be aligned
+ * and free for the whole size.
+ */
 export type AllocPolicy =
   | { readonly kind: "FirstMatch" }
   | { readonly kind: "LastMatch" }

@@ -38,16 +38,28 @@ import { offsetBigint, piecesFit, readPieces, writePieces } from "./width-adapte
 /** Which address space a bus serves, as printed in messages: `[io 0x3f8-0x3ff]`, `[mem ...]`. */
 export type BusKind = "io" | "mem";
 
-/** One mapping: `device` answers every address in `range`. */
+/**
+ * One mapping: `device` answers every address in `range`.
+ * @typeParam D what is mapped, as in {@link Bus}.
+ */
 export interface BusMapping<D = Device> {
+  /**
+   * The addresses the device answers, inclusive at both ends (ports on an `"io"` bus,
+   * guest-physical addresses on a `"mem"` bus).
+   */
   readonly range: RangeInclusive;
+  /** The device accesses in `range` are dispatched to, with offsets relative to `range.start`. */
   readonly device: D;
   /** Who holds the mapping; conflict messages name it. */
   readonly owner: string;
 }
 
-/** A mapping found by {@link Bus.lookup}, with the address's distance from the range start. */
+/**
+ * A mapping found by {@link Bus.lookup}, with the address's distance from the range start.
+ * @typeParam D what is mapped, as in {@link Bus}.
+ */
 export interface BusLookupResult<D = Device> extends BusMapping<D> {
+  /** The looked-up address minus `range.start`: the offset the device would be called with. */
   readonly offset: bigint;
 }
 
@@ -66,13 +78,16 @@ export type UnmappedReason = "unmapped" | "past-end" | "straddle" | "empty" | "u
 
 /** An access served as unmapped, as reported to {@link Bus.onUnmapped}. */
 export interface UnmappedAccess {
+  /** Whether the guest read or wrote. */
   readonly kind: "read" | "write";
+  /** The first address of the access, a u64 (port or guest-physical address, as the bus serves). */
   readonly address: bigint;
   /**
    * The bytes of the access. For a read, already filled with 0xff; the hook may overwrite it and
    * the read returns what it holds. For a width access (`read32`...), a buffer of that width.
    */
   readonly data: Uint8Array;
+  /** Why the access was served as unmapped. */
   readonly reason: UnmappedReason;
   /** For every reason but `"unmapped"` and `"empty"`: the owner of the mapping the access starts in. */
   readonly owner?: string;
@@ -83,7 +98,9 @@ export type UnmappedHook = (access: UnmappedAccess) => void;
 
 /** A device's exception caught by the bus, as reported to {@link Bus.onDeviceError}. */
 export interface DeviceErrorReport {
+  /** Whether the guest read or wrote. */
   readonly kind: "read" | "write";
+  /** The first address of the access, a u64 (port or guest-physical address, as the bus serves). */
   readonly address: bigint;
   /** Bytes of the access. */
   readonly length: number;
@@ -104,7 +121,15 @@ export type { BusChange, BusChangeListener };
 
 /** Options of a {@link Bus}. */
 export interface BusOptions {
+  /**
+   * Initial value of {@link Bus.onUnmapped}, called for every access served as unmapped; absent
+   * means no hook.
+   */
   readonly onUnmapped?: UnmappedHook;
+  /**
+   * Initial value of {@link Bus.onDeviceError}; when absent, a device's exception reaches the
+   * caller of the access.
+   */
   readonly onDeviceError?: DeviceErrorHook;
 }
 

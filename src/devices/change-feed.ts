@@ -6,13 +6,25 @@ import { AllocatorError } from "../core/errors.js";
 import type { BusMapping } from "./bus.js";
 import type { Device } from "./device.js";
 
-/** One change of a bus's map, delivered to {@link Bus.subscribe} listeners after it happened. */
+/**
+ * One change of a bus's map, delivered to {@link Bus.subscribe} listeners after it happened.
+ * @typeParam D what the bus maps, as in {@link Bus}.
+ * @property type What happened: a mapping `"added"` (`insert`), `"removed"` (`remove`) or
+ * `"moved"` (`move`, one atomic step).
+ * @property mapping The mapping as it is after the change; for `"removed"`, the mapping as it was
+ * until it went away.
+ * @property from For `"moved"`: the mapping as it was before the move (the same device and owner,
+ * the old range).
+ */
 export type BusChange<D = Device> =
   | { readonly type: "added"; readonly mapping: BusMapping<D> }
   | { readonly type: "removed"; readonly mapping: BusMapping<D> }
   | { readonly type: "moved"; readonly from: BusMapping<D>; readonly mapping: BusMapping<D> };
 
-/** A listener of {@link Bus.subscribe}. */
+/**
+ * A listener of {@link Bus.subscribe}.
+ * @typeParam D what the bus maps, as in {@link Bus}.
+ */
 export type BusChangeListener<D = Device> = (change: BusChange<D>) => void;
 
 /**

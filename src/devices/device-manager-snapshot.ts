@@ -13,34 +13,69 @@ export const DEVICE_MANAGER_SNAPSHOT_FORMAT = "vm-allocator/device-manager";
 
 /** An id a device holds, in a snapshot. */
 export interface IdSlotJSON {
+  /** The id: the instance id, the legacy interrupt line or the MSI GSI, a u32. */
   readonly value: number;
+  /** True when the request (or the VMM) fixed the value, rather than the allocator choosing it. */
   readonly fixed: boolean;
+  /**
+   * True when the line is shared with other devices that also share it (legacy lines only; false
+   * otherwise).
+   */
   readonly shared: boolean;
+  /** How the id is held, and so whether unplugging frees it through the allocator callback. */
   readonly heldBy: HeldBy;
 }
 
 /** A range a device holds, in a snapshot; u64 values as canonical `"0x..."` strings. */
 export interface RangeSlotJSON {
+  /** First port or address of the range, as canonical lowercase hex. */
   readonly start: string;
+  /** Last port or address of the range, inclusive, as canonical lowercase hex. */
   readonly end: string;
+  /** True when the request (or the VMM) fixed the place, rather than the allocator choosing it. */
   readonly fixed: boolean;
+  /**
+   * How the range is held, and so whether unplugging or a move goes through the allocator callback.
+   */
   readonly heldBy: HeldBy;
   /** The alignment it was requested with (moves keep it), if any. */
   readonly alignment?: string;
-  /** The window it was requested with (moves keep it), if any. */
+  /**
+   * The window it was requested with (moves keep it), if any.
+   * @property min Lowest address the range may start at, inclusive, as canonical lowercase hex.
+   * @property max Highest address the range may end at, inclusive, as canonical lowercase hex.
+   */
   readonly window?: { readonly min: string; readonly max: string };
+  /**
+   * MMIO only: true when the range was asked for in 64-bit MMIO space (above RAM), which a move
+   * must keep; false for PIO.
+   */
   readonly mmio64: boolean;
 }
 
 /** One device of a {@link DeviceManagerSnapshot}. */
 export interface DeviceJSON {
+  /** The device's name (`device.name`, or `device`), as in messages. */
   readonly name: string;
+  /**
+   * `${name}@${instanceId}`: the owner of everything the device holds, in the allocator and on the
+   * buses.
+   */
   readonly owner: string;
+  /**
+   * Which method registered the device: `simpleRegisterDevice` (`"simple"`) or `fullRegisterDevice`
+   * (`"full"`).
+   */
   readonly registration: "simple" | "full";
+  /** The device's instance id and how it is held. */
   readonly instanceId: IdSlotJSON;
+  /** The legacy interrupt lines held, in the order they were requested. */
   readonly irqs: readonly IdSlotJSON[];
+  /** The MSI GSIs held, in the order they were requested. */
   readonly msi: readonly IdSlotJSON[];
+  /** The port ranges held, in the order they were requested. */
   readonly pio: readonly RangeSlotJSON[];
+  /** The MMIO ranges held, in the order they were requested. */
   readonly mmio: readonly RangeSlotJSON[];
 }
 
@@ -50,8 +85,14 @@ export interface DeviceJSON {
  * `HeldBy`). The device objects themselves are not in it: a restore attaches them again.
  */
 export interface DeviceManagerSnapshot {
+  /**
+   * Always `"vm-allocator/device-manager"` ({@link DEVICE_MANAGER_SNAPSHOT_FORMAT}); restoring
+   * refuses any other value.
+   */
   readonly format: typeof DEVICE_MANAGER_SNAPSHOT_FORMAT;
+  /** The snapshot format version, 1; restoring refuses any other. */
   readonly version: 1;
+  /** Every live device, by ascending instance id. */
   readonly devices: readonly DeviceJSON[];
 }
 

@@ -28,7 +28,8 @@
  *
  * **Atomicity.** Every method is synchronous, so it is atomic with respect to the event loop. A
  * mutating method that fails has changed nothing: a registration undoes everything it did, in
- * reverse order, whatever a callback throws. An `AllocatorError` from a step of a registration is
+ * reverse order, whatever a callback throws, freeing what it took with `undo: true` so that the
+ * allocator forgets it was ever handed out (its snapshot is byte-identical to before). An `AllocatorError` from a step of a registration is
  * re-issued with the same code, naming the device and the request
  * (`virtio-blk@3: requests[1] (mmio, 0x1000 bytes): ...`, with `device` and `requestIndex`
  * fields and the original as `cause`); anything else a callback throws reaches the caller
@@ -47,6 +48,7 @@ import type {
   HoldingsFunc,
   IdAllocateFunc,
   MmioPool,
+  OutsideFunc,
   Placement,
 } from "../system/allocation-callbacks.js";
 import { Bus } from "./bus.js";
@@ -102,8 +104,21 @@ type Undo = () => void;
 type IdKind = "instanceId" | "irq" | "msi";
 type Kind = IdKind | "pio" | "mmio";
 
+/** Options of a {@link DeviceManager}: the constructor's second argument, {@link DeviceManager.fromSystemAllocator}'s and {@link DeviceManager.fromJSON}'s. */
+export interface DeviceManagerOptions {
+  /**
+   * Other device managers register devices on the same allocator (one per worker on a
+   * `SharedSystemAllocator`). `checkConsistency()` and `fromJSON` then take what the allocator
+   * holds under a `name@id` owner this manager does not know for another manager's live device
+   * while that owner holds its own instance id `id`, rather than for a leak; anything else held
+   * under an unknown `name@id` owner is still a leak. Default false: one manager per allocator,
+   * and every unknown `name@id` holding is a leak.
+   */
+  readonly otherManagers?: boolean;
+}
+
 /** Options of {@link DeviceManager.fromJSON}. */
-export interface DeviceManagerRestoreOptions {
+export interface DeviceManagerRestoreOptions extends DeviceManagerOptions {
   /** The callbacks of the restored manager (as for the constructor); or give `systemAllocator`. */
   readonly callbacks?: AllocationCallbacks;
   /** A system allocator (restored from the same VM snapshot) to take the callbacks from. */
@@ -116,6 +131,17 @@ export interface DeviceManagerRestoreOptions {
   readonly devices:
     | ReadonlyMap<number, Device>
     | ((entry: { readonly instanceId: number; readonly name: string; readonly owner: string }) => Device | undefined);
+}
+
+/** Validates {@link DeviceManagerOptions}; returns `otherManagers`. */
+function readManagerOptions(options: unknown, label: string): boolean {
+  if (typeof options !== "object" || options === null) throw new AllocatorError("InvalidArgument", `${label} must be an object`);
+  for (const k of Object.keys(options)) {
+    if (k !== "otherManagers") throw new AllocatorError("InvalidArgument", `${label} has unknown field ${JSON.stringify(k)}`);
+  }
+  const other = (options as { otherManagers?: unknown }).otherManagers;
+  if (other !== undefined && typeof other !== "boolean") throw new AllocatorError("InvalidArgument", `${label}.otherManagers must be a boolean`);
+  return other === true;
 }
 
 const KIND_LABEL: Readonly<Record<Kind, string>> = { instanceId: "instance id", irq: "IRQ", msi: "MSI", pio: "PIO", mmio: "MMIO" };
@@ -225,6 +251,8 @@ export class DeviceManager {
   readonly #pio: AddrAllocateFunc | undefined;
   readonly #mmio: AddrAllocateFunc | undefined;
   readonly #holdings: HoldingsFunc | undefined;
+  readonly #outside: OutsideFunc | undefined;
+  readonly #otherManagers: boolean;
   readonly #devices = new IdTable<DeviceRecord>();
   /** Which devices hold each legacy line, and each MSI GSI. */
   readonly #lines = new LineTable();
@@ -235,32 +263,39 @@ export class DeviceManager {
   /**
    * @param callbacks allocation callbacks, each optional. They are called as plain functions
    *   (pass bound functions) and are read once, here.
-   * @throws AllocatorError `InvalidArgument` when a callback is present but not a function.
+   * @param options see {@link DeviceManagerOptions}.
+   * @throws AllocatorError `InvalidArgument` when a callback is present but not a function, or
+   *   `options` is not an object of known fields.
    */
-  constructor(callbacks: AllocationCallbacks = {}) {
+  constructor(callbacks: AllocationCallbacks = {}, options: DeviceManagerOptions = {}) {
     if (typeof callbacks !== "object" || callbacks === null) throw new AllocatorError("InvalidArgument", "callbacks must be an object");
+    this.#otherManagers = readManagerOptions(options, "options");
     for (const k of Object.keys(callbacks)) {
-      if (!["deviceId", "irq", "pio", "mmio", "holdings"].includes(k)) throw new AllocatorError("InvalidArgument", `callbacks has unknown field ${JSON.stringify(k)}`);
+      if (!["deviceId", "irq", "pio", "mmio", "holdings", "outside"].includes(k)) throw new AllocatorError("InvalidArgument", `callbacks has unknown field ${JSON.stringify(k)}`);
     }
     checkCallback(callbacks.deviceId, "callbacks.deviceId");
     checkCallback(callbacks.irq, "callbacks.irq");
     checkCallback(callbacks.pio, "callbacks.pio");
     checkCallback(callbacks.mmio, "callbacks.mmio");
     checkCallback(callbacks.holdings, "callbacks.holdings");
+    checkCallback(callbacks.outside, "callbacks.outside");
     this.#deviceId = callbacks.deviceId;
     this.#irq = callbacks.irq;
     this.#pio = callbacks.pio;
     this.#mmio = callbacks.mmio;
     this.#holdings = callbacks.holdings;
+    this.#outside = callbacks.outside;
   }
 
   /**
    * A manager using the callbacks of a system allocator (any object of the
-   * {@link SystemAllocator} shape), its `holdingsCallback` included when it has one.
+   * {@link SystemAllocator} shape), its `holdingsCallback` and `outsideCallback` included when it
+   * has them.
+   * @param options see {@link DeviceManagerOptions}.
    * @throws AllocatorError `InvalidArgument` when `sys` lacks one of the four methods.
    */
-  static fromSystemAllocator(sys: SystemAllocator): DeviceManager {
-    return new DeviceManager(callbacksOf(sys));
+  static fromSystemAllocator(sys: SystemAllocator, options: DeviceManagerOptions = {}): DeviceManager {
+    return new DeviceManager(callbacksOf(sys), options);
   }
 
   /** Number of registered devices. */
@@ -393,12 +428,26 @@ export class DeviceManager {
    * The device is removed before the first callback runs, so callbacks see it gone. Should a
    * callback refuse to free, the remaining frees still happen and the device stays unregistered;
    * the call then throws `InvalidState` (cause: the callback's error) to report the leak.
+   *
+   * `options.undo` rolls back a registration instead (a caller undoing a larger operation that
+   * failed, like a PCI plug of several functions): everything is freed with `undo: true`, so the
+   * allocator forgets it was ever handed out. Only for the device registered last by the same
+   * synchronous operation, with nothing in between that touched what it holds.
    * @returns what the device held.
-   * @throws AllocatorError `NotFound` for an unknown id, `InvalidState` when re-entered or when a
-   *   free failed as described.
+   * @throws AllocatorError `NotFound` for an unknown id, `InvalidArgument` for bad options,
+   *   `InvalidState` when re-entered or when a free failed as described.
    */
-  fullUnregisterDevice(instanceId: U32Input): DeviceResources {
+  fullUnregisterDevice(instanceId: U32Input, options?: { readonly undo?: boolean }): DeviceResources {
     this.#assertIdle("fullUnregisterDevice");
+    let undo = false;
+    if (options !== undefined) {
+      if (typeof options !== "object" || options === null) throw new AllocatorError("InvalidArgument", "options must be an object { undo? }");
+      for (const k of Object.keys(options)) if (k !== "undo") throw new AllocatorError("InvalidArgument", `options has unknown field ${JSON.stringify(k)}`);
+      if (options.undo !== undefined && typeof options.undo !== "boolean") throw new AllocatorError("InvalidArgument", `options.undo must be a boolean, got ${describeValue(options.undo)}`);
+      undo = options.undo === true;
+    }
+    // Plain data, and only when asked, so that callbacks written before `undo` see what they knew.
+    const extra: { undo?: true } = undo ? { undo: true } : {};
     const record = this.#record(instanceId);
     const failures: { what: string; error: unknown }[] = [];
     this.#busy = `fullUnregisterDevice(${record.owner})`;
@@ -414,22 +463,22 @@ export class DeviceManager {
       const { owner } = record;
       for (let i = record.mmio.length - 1; i >= 0; i--) {
         const slot = record.mmio[i]!;
-        if (slot.heldBy === "allocator") attempt(slot.range.toString("mem"), () => this.#mmio!({ action: "free", owner, range: slot.range }));
+        if (slot.heldBy === "allocator") attempt(slot.range.toString("mem"), () => this.#mmio!({ action: "free", owner, range: slot.range, ...extra }));
       }
       for (let i = record.pio.length - 1; i >= 0; i--) {
         const slot = record.pio[i]!;
-        if (slot.heldBy === "allocator") attempt(slot.range.toString("io"), () => this.#pio!({ action: "free", owner, range: slot.range }));
+        if (slot.heldBy === "allocator") attempt(slot.range.toString("io"), () => this.#pio!({ action: "free", owner, range: slot.range, ...extra }));
       }
       for (let i = record.msi.length - 1; i >= 0; i--) {
         const m = record.msi[i]!;
-        if (m.heldBy === "allocator") attempt(`MSI GSI ${m.value}`, () => this.#irq!({ action: "free", owner, id: m.value, pool: "msi" }));
+        if (m.heldBy === "allocator") attempt(`MSI GSI ${m.value}`, () => this.#irq!({ action: "free", owner, id: m.value, pool: "msi", ...extra }));
       }
       for (let i = record.irqs.length - 1; i >= 0; i--) {
         const q = record.irqs[i]!;
-        if (q.heldBy === "allocator") attempt(`[irq ${q.value}]`, () => this.#irq!({ action: "free", owner, id: q.value, pool: "legacy" }));
+        if (q.heldBy === "allocator") attempt(`[irq ${q.value}]`, () => this.#irq!({ action: "free", owner, id: q.value, pool: "legacy", ...extra }));
       }
       const id = record.instanceId;
-      if (id.heldBy === "allocator") attempt(`instance id ${id.value}`, () => this.#deviceId!({ action: "free", owner, id: id.value }));
+      if (id.heldBy === "allocator") attempt(`instance id ${id.value}`, () => this.#deviceId!({ action: "free", owner, id: id.value, ...extra }));
     } finally {
       this.#busy = undefined;
     }
@@ -682,11 +731,13 @@ export class DeviceManager {
    * both buses are valid; every mapping belongs to a registered device (same device object and
    * owner) and equals one of its recorded ranges, and every recorded range is mapped; no legacy
    * line is held by two devices that do not both share it, and no MSI GSI by two; every resource of
-   * a kind that has a callback is held by the allocator or was reported outside its pools; and,
+   * a kind that has a callback is held by the allocator or was reported outside its pools, and
+   * (with an `outside` callback) what is recorded as outside really lies outside every pool; and,
    * when the manager has a `holdings` callback (and no mutation is in progress), the allocator
    * holds under each device's owner exactly what the device's record says, and holds nothing
-   * under a `name@id` owner that is not a registered device. (So give each allocator one device
-   * manager: a second manager's devices would look leaked to the first.)
+   * under a `name@id` owner that is not a registered device (with the `otherManagers` option:
+   * unless that owner still holds its instance id `id`, a live device of another manager on the
+   * same allocator, which that manager checks).
    * @throws AllocatorError `InvalidState` describing the first disagreement.
    */
   checkConsistency(): void {
@@ -764,6 +815,10 @@ export class DeviceManager {
       for (const s of r.pio) expect(s.heldBy, this.#pio, s.range.toString("io"));
       for (const s of r.mmio) expect(s.heldBy, this.#mmio, s.range.toString("mem"));
     }
+    // A value recorded as outside every pool is held by no one: the allocator must agree that it
+    // could not hold it, or it would hand it to someone else.
+    const outside = this.#outsideProblem([...byOwner.values()]);
+    if (outside !== undefined) broken(outside.what, outside.device);
     // During a mutation the allocator already holds part of the device being registered (or
     // still holds the one being unplugged): only the manager's own state is checked then.
     if (this.#holdings !== undefined && this.#busy === undefined) {
@@ -786,7 +841,8 @@ export class DeviceManager {
    * devices: every device comes back at exactly its places, with its instance id, and routing
    * works at once. Nothing is allocated: the allocator behind the callbacks is expected to hold
    * what the snapshot says (restore it from the same VM snapshot first), and with a `holdings`
-   * callback that is checked, both ways. Unplugging a restored device frees exactly what it
+   * callback that is checked, both ways; with an `outside` callback, so is every resource the
+   * snapshot records as outside every pool (held by no one). Unplugging a restored device frees exactly what it
    * would have freed had there been no snapshot.
    *
    * ```ts
@@ -795,7 +851,7 @@ export class DeviceManager {
    * ```
    * @throws AllocatorError `InvalidSnapshot` naming what is wrong (malformed, devices that
    *   collide, a resource held by the allocator without a callback for it, disagreement with the
-   *   allocator, a missing or misnamed device object); never a half-built manager, and nothing is
+   *   allocator, an "outside" resource that lies in a pool, a missing or misnamed device object); never a half-built manager, and nothing is
    *   held or freed.
    */
   static fromJSON(snapshot: unknown, options: DeviceManagerRestoreOptions): DeviceManager {
@@ -815,7 +871,12 @@ export class DeviceManager {
     if (options.callbacks !== undefined && options.systemAllocator !== undefined) {
       throw new AllocatorError("InvalidArgument", "options takes callbacks or systemAllocator, not both");
     }
-    const dm = new DeviceManager(options.systemAllocator !== undefined ? callbacksOf(options.systemAllocator) : (options.callbacks ?? {}));
+    for (const k of Object.keys(options)) {
+      if (!["callbacks", "systemAllocator", "devices", "otherManagers"].includes(k)) throw new AllocatorError("InvalidArgument", `options has unknown field ${JSON.stringify(k)}`);
+    }
+    const dm = new DeviceManager(options.systemAllocator !== undefined ? callbacksOf(options.systemAllocator) : (options.callbacks ?? {}), {
+      otherManagers: readManagerOptions({ otherManagers: options.otherManagers }, "options"),
+    });
     const resolve = options.devices;
     if (!(resolve instanceof Map) && typeof resolve !== "function") throw new AllocatorError("InvalidArgument", "options.devices must be a Map or a function");
     const parsed = parseDeviceManagerSnapshot(snapshot);
@@ -867,11 +928,37 @@ export class DeviceManager {
       }
       dm.#devices.set(id, record);
     }
+    const outside = dm.#outsideProblem(parsed);
+    if (outside !== undefined) throw invalidSnapshot(`it disagrees with the allocator: ${outside.what}`, outside.device);
     if (dm.#holdings !== undefined) {
       const problem = dm.#disagreement(parsed, dm.#holdings);
       if (problem !== undefined) throw invalidSnapshot(`it disagrees with the allocator: ${problem.what}`, problem.device);
     }
     return dm;
+  }
+
+  /**
+   * With an `outside` callback, the first resource recorded as held outside every pool that the
+   * allocator says lies in one of its pools (a corrupted snapshot could otherwise map an in-pool
+   * range without holding it); undefined when there is none or no callback to ask.
+   */
+  #outsideProblem(records: readonly Omit<DeviceRecord, "device">[]): { what: string; device: string } | undefined {
+    const probe = this.#outside;
+    if (probe === undefined) return undefined;
+    const inPool = (query: Parameters<OutsideFunc>[0]): boolean => {
+      const answer: unknown = probe(query);
+      if (typeof answer !== "boolean") throw new AllocatorError("InvalidState", `the outside callback returned ${describeValue(answer)}, not a boolean`);
+      return !answer;
+    };
+    for (const r of records) {
+      const found = (what: string) => ({ what: `${r.owner} records ${what} as outside every pool, but it lies in the allocator's pools (it would have to be held)`, device: r.owner });
+      if (r.instanceId.heldBy === "outside" && inPool({ kind: "instanceId", id: r.instanceId.value })) return found(`instance id ${r.instanceId.value}`);
+      for (const q of r.irqs) if (q.heldBy === "outside" && inPool({ kind: "irq", id: q.value })) return found(`[irq ${q.value}]`);
+      for (const m of r.msi) if (m.heldBy === "outside" && inPool({ kind: "msi", id: m.value })) return found(`MSI GSI ${m.value}`);
+      for (const x of r.pio) if (x.heldBy === "outside" && inPool({ kind: "pio", range: x.range })) return found(x.range.toString("io"));
+      for (const x of r.mmio) if (x.heldBy === "outside" && inPool({ kind: "mmio", range: x.range })) return found(x.range.toString("mem"));
+    }
+    return undefined;
   }
 
   /** Compares the records with the allocator's holdings; the first difference, or undefined. */
@@ -886,8 +973,18 @@ export class DeviceManager {
       if (extra.length > 0) return { what: `the allocator holds ${extra.join(", ")} for ${r.owner}, which its record does not list`, device: r.owner };
       if (want.length !== have.length) return { what: `the allocator holds something twice for ${r.owner}`, device: r.owner };
     }
-    for (const h of holdings()) {
-      if (DEVICE_OWNER.test(h.owner) && !live.has(h.owner)) {
+    // With other managers on the allocator (each in its worker), a `name@id` owner this manager
+    // does not know is another manager's live device when it still holds its own instance id
+    // `id`; anything else held under such an owner outlived its device: a leak.
+    const all = holdings();
+    const alive = new Set<string>();
+    if (this.#otherManagers) {
+      for (const h of all) {
+        if (h.kind === "instanceId" && !live.has(h.owner) && h.owner.endsWith(`@${h.id}`)) alive.add(h.owner);
+      }
+    }
+    for (const h of all) {
+      if (DEVICE_OWNER.test(h.owner) && !live.has(h.owner) && !alive.has(h.owner)) {
         return { what: `the allocator holds ${holdingKey(h)} for ${h.owner}, which is not a registered device (leaked)`, device: h.owner };
       }
     }
@@ -1035,7 +1132,7 @@ export class DeviceManager {
         : { action: "allocate" as const, owner: name, fixed, allowReserved: true, appendIdToOwner: true };
     const got = this.#callId(cb, "instanceId", params, name);
     if (got === null) return { value: fixed!, fixed: true, shared: false, heldBy: "outside" };
-    undo.push(() => cb({ action: "free", owner: `${name}@${got}`, id: got }));
+    undo.push(() => cb({ action: "free", owner: `${name}@${got}`, id: got, undo: true }));
     // A VMM mixing simple and full registration can hand out an id the callback also has.
     this.#assertIdFree(got, name);
     return { value: got, fixed: fixed !== undefined, shared: false, heldBy: "allocator" };
@@ -1063,7 +1160,7 @@ export class DeviceManager {
       const got = this.#callId(cb, "irq", params, owner);
       if (got === null) slot = { value: fixed!, fixed: true, shared, heldBy: "outside" };
       else {
-        undo.push(() => cb({ action: "free", owner, id: got, pool: "legacy" }));
+        undo.push(() => cb({ action: "free", owner, id: got, pool: "legacy", undo: true }));
         slot = { value: got, fixed: fixed !== undefined, shared, heldBy: "allocator" };
         const c = this.#lines.conflict(got, owner, shared);
         if (c !== undefined) throw new AllocatorError("InvalidState", `the IRQ allocator handed [irq ${got}] to ${owner}, but it is ${c.why}`, { owner: c.holder });
@@ -1088,7 +1185,7 @@ export class DeviceManager {
       const got = this.#callId(cb, "msi", { action: "allocate", owner, pool: "msi", ...(fixed === undefined ? {} : { fixed, allowReserved: true }) }, owner);
       if (got === null) slot = { value: fixed!, fixed: true, shared: false, heldBy: "outside" };
       else {
-        undo.push(() => cb({ action: "free", owner, id: got, pool: "msi" }));
+        undo.push(() => cb({ action: "free", owner, id: got, pool: "msi", undo: true }));
         slot = { value: got, fixed: fixed !== undefined, shared: false, heldBy: "allocator" };
         const c = this.#gsis.conflict(got, owner, false);
         if (c !== undefined) throw new AllocatorError("InvalidState", `the IRQ allocator handed MSI GSI ${got} to ${owner}, but it is ${c.why}`, { owner: c.holder });
@@ -1141,7 +1238,7 @@ export class DeviceManager {
       throw new AllocatorError("InvalidState", `the ${label} allocator returned ${describeValue(got)} for ${params.owner}, not a RangeInclusive`);
     }
     const { owner } = params;
-    undo.push(() => cb({ action: "free", owner, range: got }));
+    undo.push(() => cb({ action: "free", owner, range: got, undo: true }));
     const { size, alignment, window, fixed } = params;
     const ok =
       got.len() === size &&
@@ -1236,16 +1333,21 @@ function callbacksOf(sys: SystemAllocator): AllocationCallbacks {
   if (sys.holdingsCallback !== undefined && typeof sys.holdingsCallback !== "function") {
     throw new AllocatorError("InvalidArgument", "sys.holdingsCallback must be a function");
   }
+  if (sys.outsideCallback !== undefined && typeof sys.outsideCallback !== "function") {
+    throw new AllocatorError("InvalidArgument", "sys.outsideCallback must be a function");
+  }
   const callbacks: { -readonly [K in keyof AllocationCallbacks]: AllocationCallbacks[K] } = {};
   const deviceId = sys.deviceIdCallback();
   const irq = sys.irqCallback();
   const pio = sys.pioAddressCallback();
   const mmio = sys.mmioAddressCallback();
   const holdings = sys.holdingsCallback?.();
+  const outside = sys.outsideCallback?.();
   if (deviceId !== undefined) callbacks.deviceId = deviceId;
   if (irq !== undefined) callbacks.irq = irq;
   if (pio !== undefined) callbacks.pio = pio;
   if (mmio !== undefined) callbacks.mmio = mmio;
   if (holdings !== undefined) callbacks.holdings = holdings;
+  if (outside !== undefined) callbacks.outside = outside;
   return callbacks;
 }

@@ -19,6 +19,7 @@ export type HeldBy = "allocator" | "outside" | "unmanaged";
 
 /** A legacy IRQ a device holds. */
 export interface HeldIrq {
+  /** The interrupt line number (the interrupt controller's input). */
   readonly irq: number;
   /** True when the allocator holds it for this device (the manager frees it on unplug). */
   readonly allocated: boolean;
@@ -30,6 +31,7 @@ export interface HeldIrq {
 
 /** An MSI GSI a device holds. */
 export interface HeldMsi {
+  /** The global system interrupt the device's messages are routed to. */
   readonly gsi: number;
   /** True when the allocator holds it for this device (the manager frees it on unplug). */
   readonly allocated: boolean;
@@ -39,6 +41,10 @@ export interface HeldMsi {
 
 /** A PIO or MMIO range a device holds and is mapped at. */
 export interface HeldRange {
+  /**
+   * The ports (PIO) or guest-physical addresses (MMIO) held, inclusive at both ends; the device is
+   * mapped on the bus at exactly this range.
+   */
   readonly range: RangeInclusive;
   /** True when the allocator holds it for this device (the manager frees it on unplug). */
   readonly allocated: boolean;
@@ -48,6 +54,10 @@ export interface HeldRange {
 
 /** What a registered device holds: a copy, taken when it was asked for. */
 export interface DeviceResources {
+  /**
+   * The device's instance id, a u32; also the `@id` suffix of `owner` and the key every
+   * `DeviceManager` method takes.
+   */
   readonly instanceId: number;
   /** True when the allocator holds the instance id for this device. */
   readonly instanceIdAllocated: boolean;
@@ -57,12 +67,17 @@ export interface DeviceResources {
   readonly name: string;
   /** `${name}@${instanceId}`: the owner of everything the device holds, in the allocator and on the buses. */
   readonly owner: string;
+  /** The device object registered (the same object, not a copy), which the buses dispatch to. */
   readonly device: Device;
   /** Which method registered the device (a restored device keeps the original one). */
   readonly registration: "simple" | "full";
+  /** The legacy interrupt lines held, in the order they were requested. */
   readonly irqs: readonly HeldIrq[];
+  /** The MSI GSIs held, in the order they were requested. */
   readonly msi: readonly HeldMsi[];
+  /** The port ranges held (and mapped on the PIO bus), in the order they were requested. */
   readonly pio: readonly HeldRange[];
+  /** The MMIO ranges held (and mapped on the MMIO bus), in the order they were requested. */
   readonly mmio: readonly HeldRange[];
 }
 

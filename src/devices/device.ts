@@ -83,12 +83,15 @@ export function isDevice(device: unknown): device is Device {
 
 /** An inclusive address window a placement must stay inside. */
 export interface RequestWindow {
+  /** Lowest address (or port) the range may start at, inclusive; a bigint or safe integer u64. */
   readonly min: U64Input;
+  /** Highest address (or port) the range's last byte may be at, inclusive; not below `min`. */
   readonly max: U64Input;
 }
 
 /** A range of port-I/O space. */
 export interface PioRequest {
+  /** `"pio"`: ports, held through the `pio` callback and mapped on the PIO bus. */
   readonly kind: "pio";
   /** Number of ports, at least 1. */
   readonly size: U64Input;
@@ -104,6 +107,7 @@ export interface PioRequest {
 
 /** A range of memory-mapped I/O space. */
 export interface MmioRequest {
+  /** `"mmio"`: guest-physical addresses, held through the `mmio` callback, mapped on the MMIO bus. */
   readonly kind: "mmio";
   /** Number of bytes, at least 1. */
   readonly size: U64Input;
@@ -128,6 +132,7 @@ export interface MmioRequest {
 
 /** One legacy (pin-based) interrupt line. */
 export interface IrqRequest {
+  /** `"irq"`: one legacy line, held through the `irq` callback (legacy pool). */
   readonly kind: "irq";
   /** Firmware-assigned line: held exactly (through the irq callback when there is one). */
   readonly fixed?: U32Input;
@@ -141,6 +146,7 @@ export interface IrqRequest {
 
 /** `count` message-signalled interrupts (GSIs). */
 export interface MsiRequest {
+  /** `"msi"`: GSIs, held through the `irq` callback with `pool: "msi"`. */
   readonly kind: "msi";
   /** Number of vectors, from 1 to {@link MAX_MSI_VECTORS}. */
   readonly count: U32Input;
@@ -150,6 +156,7 @@ export interface MsiRequest {
 
 /** The device's instance id. One is always assigned, whether requested or not. */
 export interface InstanceIdRequest {
+  /** `"instanceId"`: the id the device is known by, held through the `deviceId` callback. */
   readonly kind: "instanceId";
   /** Use exactly this id instead of asking the device-id allocator. */
   readonly fixed?: U32Input;
@@ -163,24 +170,48 @@ export const MAX_MSI_VECTORS = 2048;
 
 /** A validated address request; every number is an exact bigint. */
 export interface NormalizedAddressRequest {
+  /** Which request this was: a port range or an MMIO range. */
   readonly kind: "pio" | "mmio";
   /** Position in the caller's list, for messages. */
   readonly index: number;
+  /** Number of ports or bytes, at least 1. */
   readonly size: bigint;
+  /**
+   * The power-of-two alignment asked for, or `undefined` when none was (placement then aligns to
+   * 1).
+   */
   readonly alignment: bigint | undefined;
+  /**
+   * The firmware-assigned base, checked to be aligned, inside `window` and to end by 2^64-1;
+   * `undefined` when the allocator places the range.
+   */
   readonly fixed: bigint | undefined;
+  /**
+   * The window asked for, checked to have `min <= max`; `undefined` when none was.
+   * @property min Lowest address the range may start at, inclusive.
+   * @property max Highest address the range's last byte may be at, inclusive.
+   */
   readonly window: { readonly min: bigint; readonly max: bigint } | undefined;
+  /**
+   * True when the range goes to 64-bit MMIO space (`mmio64: true` or `pool: "mmio64"`); always
+   * false for PIO.
+   */
   readonly mmio64: boolean;
+  /** True when a full 64-bit space may fall back to 32-bit space; only ever true with `mmio64`. */
   readonly allowFallback: boolean;
   /** The pool named by `pool` (or `"mmio64"` for `mmio64: true`); undefined for the default. */
   readonly pool: MmioPool | undefined;
+  /** Lowest (`"first"`, the default when none was given) or highest (`"last"`) fitting address. */
   readonly placement: Placement;
 }
 
 /** A validated IRQ or instance-id request. */
 export interface NormalizedIdRequest {
+  /** Which request this was: a legacy interrupt line or the instance id. */
   readonly kind: "irq" | "instanceId";
+  /** Position in the caller's list, for messages. */
   readonly index: number;
+  /** The firmware-assigned line or id, a u32; `undefined` when the allocator picks one. */
   readonly fixed: number | undefined;
   /** IRQs only: the line may be shared. */
   readonly shared: boolean;
@@ -188,9 +219,16 @@ export interface NormalizedIdRequest {
 
 /** A validated MSI request. */
 export interface NormalizedMsiRequest {
+  /** `"msi"`, as in {@link MsiRequest}. */
   readonly kind: "msi";
+  /** Position in the caller's list, for messages. */
   readonly index: number;
+  /** Number of vectors, from 1 to {@link MAX_MSI_VECTORS}. */
   readonly count: number;
+  /**
+   * The firmware-assigned GSIs, exactly `count` distinct u32 values, recorded as is; `undefined`
+   * when the allocator picks them.
+   */
   readonly fixed: readonly number[] | undefined;
 }
 

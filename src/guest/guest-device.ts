@@ -12,13 +12,22 @@ export type GuestDeviceKind = "virtio-mmio" | "serial" | "rtc" | "vmgenid" | "vm
 
 /** A guest-physical range, `start..=end`. */
 export interface GuestRange {
+  /** First guest-physical address of the range. */
   readonly start: bigint;
+  /** Last guest-physical address of the range, inclusive (`end - start + 1` bytes). */
   readonly end: bigint;
 }
 
 /** A planned device as the guest sees it. */
 export interface GuestDevice {
+  /**
+   * The device's name in the plan (`virtio-blk0`, `serial0`), which names its node and messages.
+   */
   readonly name: string;
+  /**
+   * What the device is to the guest, which decides how the command line and device tree describe
+   * it.
+   */
   readonly kind: GuestDeviceKind;
   /**
    * Its memory-mapped ranges, register block first; a virtio-mmio device's further ranges are
@@ -31,6 +40,9 @@ export interface GuestDevice {
 
 /** The machine a plan is for. */
 export interface GuestMachine {
+  /**
+   * The preset the plan was made for, which gives the architecture, interrupt controller and board.
+   */
   readonly preset: LayoutName;
   /** The preset's parameters, as the plan used them; defaults where left out. */
   readonly parameters?: LayoutParameters;

@@ -33,6 +33,10 @@ export interface PciAddress {
 /**
  * What the public API accepts as an address: a {@link PciAddress} (the segment may be left out,
  * meaning 0) or its text form, `"0000:00:1f.3"` or `"00:1f.3"`.
+  * @property segment Segment (domain), 0 to 0xffff; 0 when left out.
+  * @property bus Bus, 0 to 255.
+  * @property device Device (slot), 0 to 31.
+  * @property function Function, 0 to 7.
  */
 export type PciAddressInput = string | { readonly segment?: number; readonly bus: number; readonly device: number; readonly function: number };
 

@@ -36,10 +36,13 @@ export interface PciBarConflict {
   readonly function: string;
   /** The device-manager name of the BAR (`virtio-blk 0000:00:03.0 BAR 0`). */
   readonly owner: string;
+  /** The BAR's register number, 0-5. */
   readonly bar: number;
+  /** The BAR's kind, which decided the pool its place was asked from. */
   readonly kind: "io" | "mem32" | "mem64";
   /** The base the guest wrote. */
   readonly base: bigint;
+  /** The BAR's size: ports for `io`, bytes otherwise. */
   readonly size: bigint;
   /** Why: the device manager's or the allocator's error (an `Overlap` names the other holder). */
   readonly error: AllocatorError;
@@ -134,11 +137,12 @@ export class PciBarMapper {
    * Unmaps a BAR and gives its allocation back (unplug), then retries the pending BARs.
    * @throws AllocatorError `InvalidState` when the allocator refused the free (the BAR is gone anyway).
    */
-  remove(region: PciBarRegion): void {
+  remove(region: PciBarRegion, undo = false): void {
     region.routed = false;
     this.#pending.delete(region);
     this.#regions.delete(region);
-    this.#dm.fullUnregisterDevice(region.instanceId);
+    // `undo`: rolling back the place() of a plug that failed, so the allocator forgets the BAR.
+    this.#dm.fullUnregisterDevice(region.instanceId, undo ? { undo: true } : undefined);
   }
 
   /** Brings one BAR in line with its register and decode bit, then retries the pending ones. */

@@ -38,6 +38,7 @@ interface MsixWindows {
 export class PciBarRegion implements Device {
   /** Device-manager name: `virtio-blk 0000:00:03.0 BAR 4`. */
   readonly name: string;
+  /** The BAR this region serves, as the device declared it. */
   readonly bar: PciBar;
   /** The function's address, for messages and hooks. */
   readonly functionName: string;

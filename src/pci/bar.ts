@@ -28,6 +28,7 @@ export const PCI_BAR_COUNT = 6;
 /** What a device declares about one BAR. */
 export type PciBarSpec =
   | {
+      /** `io`: a port-I/O BAR (one register, 16 address bits decoded). */
       readonly kind: "io";
       /** Register number 0-5; defaults to the next free one. */
       readonly index?: number;
@@ -37,17 +38,32 @@ export type PciBarSpec =
   | {
       /** `mem32` takes one register, `mem64` two (this one and the next). */
       readonly kind: "mem32" | "mem64";
+      /**
+       * Register number 0-5 (at most 4 for `mem64`, which also takes the next one); defaults to the
+       * next free one.
+       */
       readonly index?: number;
       /** Bytes: a power of two, at least 16; at most 2 GiB for `mem32`, 2^63 for `mem64`. */
       readonly size: U64Input;
+      /**
+       * True for prefetchable memory (no read side effects): a 64-bit prefetchable BAR goes to
+       * 64-bit MMIO, falling back to 32-bit space. Defaults to false.
+       */
       readonly prefetchable?: boolean;
     };
 
 /** A validated BAR. */
 export interface PciBar {
+  /** The register number, 0-5 (a `mem64` BAR also takes `index + 1`). */
   readonly index: number;
+  /** The BAR's kind, which sets the register's flag bits and its pool. */
   readonly kind: "io" | "mem32" | "mem64";
+  /**
+   * The size: ports for `io`, bytes otherwise; a power of two, and the BAR is placed at a multiple
+   * of it.
+   */
   readonly size: bigint;
+  /** True for a prefetchable memory BAR; always false for `io`. */
   readonly prefetchable: boolean;
 }
 
@@ -144,7 +160,12 @@ export function barIsSizing(bar: PciBar, low: number, high: number): boolean {
 
 /** The inclusive port window I/O BARs are allocated in (and may be moved in). */
 export interface PciIoWindow {
+  /** Lowest port an I/O BAR may start at, inclusive. */
   readonly min: U64Input;
+  /**
+   * Highest port an I/O BAR's last port may be at, inclusive (at most 0xffff: I/O BARs decode 16
+   * bits).
+   */
   readonly max: U64Input;
 }
 

@@ -27,6 +27,10 @@ const ADDRESS_BITS = 0x80ff_fffc;
  */
 export class PciConfigMechanism1 implements Device {
   readonly name: string;
+  /**
+   * The first of the 8 ports: the address register (CONFIG_ADDRESS, 0xcf8 by default); the data
+   * register (CONFIG_DATA) is at `port + 4`.
+   */
   readonly port: number;
   #target: PciConfigTarget;
   #address = 0;

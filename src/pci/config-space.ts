@@ -17,40 +17,86 @@ export const PCI_CONFIG_SPACE_SIZE = 0x1000;
 /** Bytes reachable through configuration mechanism #1. */
 export const PCI_LEGACY_CONFIG_SPACE_SIZE = 0x100;
 
-/** Register offsets of the type-0 header. Frozen, like the bit tables below: the emulation reads them. */
+/**
+ * Register offsets of the type-0 header. Frozen, like the bit tables below: the emulation reads
+ * them.
+ * @enum
+ */
 export const PciConfigRegister = Object.freeze({
+  /** Vendor ID, 16 bits at 0x00 (read-only; 0xffff reads mean "no function"). */
   VendorId: 0x00,
+  /** Device ID, 16 bits at 0x02 (read-only). */
   DeviceId: 0x02,
+  /** Command register, 16 bits at 0x04; the bits are {@link PciCommand}. */
   Command: 0x04,
+  /**
+   * Status register, 16 bits at 0x06; the bits are {@link PciStatus}, error bits cleared by writing
+   * one.
+   */
   Status: 0x06,
+  /** Revision ID, 8 bits at 0x08 (read-only). */
   Revision: 0x08,
+  /** Class code, 24 bits at 0x09-0x0b: programming interface, subclass, base class (read-only). */
   ClassCode: 0x09,
+  /** Cache line size, 8 bits at 0x0c, in dwords; writable, with no effect on the model. */
   CacheLineSize: 0x0c,
+  /** Latency timer, 8 bits at 0x0d; reads zero here (it means nothing on PCI Express). */
   LatencyTimer: 0x0d,
+  /**
+   * Header type, 8 bits at 0x0e: 0 for a type-0 (endpoint) header, bit 7 for a multi-function
+   * device.
+   */
   HeaderType: 0x0e,
+  /** BIST (built-in self test), 8 bits at 0x0f; reads zero here (no self test). */
   Bist: 0x0f,
+  /** The first of the six 32-bit base address registers, 0x10-0x27 (BAR n at `Bar0 + 4 * n`). */
   Bar0: 0x10,
+  /** Subsystem vendor ID, 16 bits at 0x2c (read-only). */
   SubsystemVendorId: 0x2c,
+  /** Subsystem ID, 16 bits at 0x2e (read-only). */
   SubsystemId: 0x2e,
+  /** Expansion ROM base address, 32 bits at 0x30; reads zero here (the model has no option ROMs). */
   ExpansionRom: 0x30,
+  /** Capabilities pointer, 8 bits at 0x34: offset of the first capability, 0 when there is none. */
   CapabilitiesPointer: 0x34,
+  /**
+   * Interrupt line, 8 bits at 0x3c: scratch for firmware and the OS, set at plug to the low byte of
+   * the function's INTx GSI; writing it has no effect on routing.
+   */
   InterruptLine: 0x3c,
+  /** Interrupt pin, 8 bits at 0x3d (read-only): 0 for none, 1-4 for INTA-INTD. */
   InterruptPin: 0x3d,
 } as const);
 
-/** Command register bits. */
+/**
+ * Command register bits.
+ * @enum
+ */
 export const PciCommand = Object.freeze({
+  /** Bit 0: the function decodes its I/O BARs. */
   IoSpace: 0x1,
+  /** Bit 1: the function decodes its memory BARs. */
   MemorySpace: 0x2,
+  /** Bit 2: the function may master the bus (DMA and MSI writes). */
   BusMaster: 0x4,
+  /** Bit 6: parity error response. */
   ParityErrorResponse: 0x40,
+  /** Bit 8: SERR# enable. */
   Serr: 0x100,
+  /** Bit 10: the function must not assert INTx. */
   InterruptDisable: 0x400,
 } as const);
 
-/** Status register bits. */
+/**
+ * Status register bits.
+ * @enum
+ */
 export const PciStatus = Object.freeze({
+  /**
+   * Bit 3: an INTx interrupt is pending (read-only, reported even while `InterruptDisable` is set).
+   */
   Interrupt: 0x8,
+  /** Bit 4: the capabilities pointer (0x34) heads a capability list (read-only). */
   CapabilitiesList: 0x10,
 } as const);
 
@@ -77,12 +123,17 @@ export interface PciConfigHandler {
 
 /** The identity a function's header shows. */
 export interface PciHeaderIds {
+  /** Vendor ID, 16 bits (0x8086 for Intel, 0x1af4 for virtio). */
   readonly vendorId: number;
+  /** Device ID, 16 bits. */
   readonly deviceId: number;
   /** 24-bit class code: base class, subclass, programming interface (`0x010802` for NVMe). */
   readonly classCode: number;
+  /** Revision ID, 8 bits. */
   readonly revision: number;
+  /** Subsystem vendor ID, 16 bits. */
   readonly subsystemVendorId: number;
+  /** Subsystem ID, 16 bits. */
   readonly subsystemId: number;
   /** 0 for none, 1-4 for INTA-INTD. */
   readonly interruptPin: number;

@@ -35,10 +35,18 @@ export interface PciEcamOptions {
 /** The ECAM device: one MMIO range, registered with the device manager at its fixed base. */
 export class PciEcam implements Device {
   readonly name: string;
+  /** Guest-physical address of the window, a multiple of 1 MiB; it holds `firstBus`. */
   readonly base: bigint;
+  /**
+   * Bytes of the window: 1 MiB (4 KiB per function, 256 functions) per bus from `firstBus` to
+   * `lastBus`.
+   */
   readonly size: bigint;
+  /** The segment (PCI domain) the window serves, 0 to 0xffff. */
   readonly segment: number;
+  /** The bus at the window's base, 0 to 255. */
   readonly firstBus: number;
+  /** The last bus the window decodes, inclusive, from `firstBus` to 255. */
   readonly lastBus: number;
   #target: PciConfigTarget;
   readonly #ridBase: number;

@@ -26,7 +26,11 @@ const ENABLE = 0x1;
 const IS_64_BIT = 0x80;
 const PER_VECTOR_MASK = 0x100;
 
-/** Checks an MSI spec. @throws AllocatorError `InvalidArgument`. */
+/**
+ * Checks an MSI spec. @throws AllocatorError `InvalidArgument`.
+ * @property vectors Vectors the function can use: 1, 2, 4, 8, 16 or 32.
+ * @property perVectorMask Per-vector mask and pending bits; false when the spec left it out.
+ */
 export function normalizeMsiSpec(spec: unknown): { readonly vectors: number; readonly perVectorMask: boolean } {
   if (typeof spec !== "object" || spec === null) throw new AllocatorError("InvalidArgument", "msi must be an object { vectors, perVectorMask? }");
   const s = spec as Record<string, unknown>;
@@ -40,8 +44,19 @@ export function normalizeMsiSpec(spec: unknown): { readonly vectors: number; rea
 
 /** The MSI capability of one function. */
 export class PciMsiCapability {
+  /**
+   * Offset of the capability in the function's configuration space (dword aligned, at or above
+   * 0x40).
+   */
   readonly offset: number;
+  /**
+   * Vectors the function can use (Multiple Message Capable): 1, 2, 4, 8, 16 or 32; the guest
+   * enables a power of two of them.
+   */
   readonly vectors: number;
+  /**
+   * True when the capability has per-vector mask and pending bits (0x18 bytes rather than 0x0e).
+   */
   readonly perVectorMask: boolean;
   readonly #config: PciConfigSpace;
   readonly #source: PciVectorSource;

@@ -38,10 +38,20 @@ export interface PciMsixSpec {
 
 /** A validated MSI-X spec. */
 export interface NormalizedMsixSpec {
+  /** Table entries: 1 to 2048. */
   readonly vectors: number;
+  /** The BAR holding the table, 0-5: a memory BAR of the device. */
   readonly tableBar: number;
+  /**
+   * Where the table starts in that BAR, in bytes: a multiple of 8 (0 when the spec left it out).
+   */
   readonly tableOffset: number;
+  /** The BAR holding the PBA, 0-5 (`tableBar` when the spec left it out). */
   readonly pbaBar: number;
+  /**
+   * Where the PBA starts in that BAR, in bytes: a multiple of 8 (right after the table when it
+   * shares its BAR and the spec left it out, else 0).
+   */
   readonly pbaOffset: number;
 }
 
@@ -89,7 +99,12 @@ export function normalizeMsixSpec(spec: unknown): NormalizedMsixSpec {
 
 /** The MSI-X capability, table and PBA of one function. */
 export class PciMsixCapability {
+  /**
+   * Offset of the capability in the function's configuration space (dword aligned, at or above
+   * 0x40).
+   */
   readonly offset: number;
+  /** The validated spec: vector count and where the table and the PBA lie. */
   readonly spec: NormalizedMsixSpec;
   readonly #config: PciConfigSpace;
   readonly #source: PciVectorSource;

@@ -46,17 +46,28 @@ export interface PciCapabilitySpec {
 export interface PciDevice extends PciConfigHandler, PciBarHandler {
   /** Short name for owners and messages (`virtio-blk`). */
   readonly name: string;
+  /** Vendor ID, 0 to 0xfffe (0xffff is what an absent function reads, so it is refused). */
   readonly vendorId: number;
+  /** Device ID, 0 to 0xffff. */
   readonly deviceId: number;
   /** 24-bit class code (`0x010802` NVMe, `0x020000` Ethernet, `0x060000` host bridge). */
   readonly classCode: number;
+  /** Revision ID, 0 to 0xff; defaults to 0. */
   readonly revision?: number;
+  /** Subsystem vendor ID, 0 to 0xffff; defaults to 0. */
   readonly subsystemVendorId?: number;
+  /** Subsystem ID, 0 to 0xffff; defaults to 0. */
   readonly subsystemId?: number;
   /** 0 (no INTx, the default) or 1-4 for INTA-INTD. */
   readonly interruptPin?: number;
+  /**
+   * The BARs, at most six registers' worth; each is allocated from its pool when the function is
+   * plugged. None by default.
+   */
   readonly bars?: readonly PciBarSpec[];
+  /** An MSI capability; none by default. */
   readonly msi?: PciMsiSpec;
+  /** An MSI-X capability, its table and PBA inside memory BARs of `bars`; none by default. */
   readonly msix?: PciMsixSpec;
   /** Capabilities whose bodies the device's config handler implements, linked after MSI-X and MSI. */
   readonly capabilities?: readonly PciCapabilitySpec[];
@@ -64,9 +75,13 @@ export interface PciDevice extends PciConfigHandler, PciBarHandler {
 
 /** What one BAR looks like now. */
 export interface PciBarInfo {
+  /** The register number, 0-5. */
   readonly index: number;
+  /** The BAR's kind, as declared. */
   readonly kind: "io" | "mem32" | "mem64";
+  /** The size: ports for `io`, bytes otherwise; a power of two. */
   readonly size: bigint;
+  /** True for a prefetchable memory BAR. */
   readonly prefetchable: boolean;
   /** The place the BAR holds in the allocator and on the bus. */
   readonly range: RangeInclusive;
@@ -82,12 +97,23 @@ export interface PciBarInfo {
 
 /** A validated {@link PciDevice} declaration. */
 export interface NormalizedPciDevice {
+  /** The device's `name`. */
   readonly name: string;
+  /** The BARs in register order. */
   readonly bars: readonly PciBar[];
+  /** 0 (no INTx) or 1-4 for INTA-INTD. */
   readonly interruptPin: number;
+  /**
+   * The MSI spec, or `undefined` without MSI.
+   * @property vectors Vectors the function can use: 1, 2, 4, 8, 16 or 32.
+   * @property perVectorMask Per-vector mask and pending bits.
+   */
   readonly msi: { readonly vectors: number; readonly perVectorMask: boolean } | undefined;
+  /** The MSI-X spec, or `undefined` without MSI-X. */
   readonly msix: NormalizedMsixSpec | undefined;
+  /** The device's own capabilities, in declaration order (none: an empty list). */
   readonly capabilities: readonly PciCapabilitySpec[];
+  /** The header ids with defaults filled in (revision and subsystem ids 0). */
   readonly ids: Omit<PciHeaderIds, "interruptPin">;
 }
 
@@ -160,8 +186,11 @@ export function normalizePciDevice(device: unknown): NormalizedPciDevice {
 
 /** What a function needs from its host. */
 export interface PciFunctionContext {
+  /** Places, moves and re-places the function's BARs through the device manager. */
   readonly mapper: PciBarMapper;
+  /** Holds and gives back the GSIs of the function's MSI and MSI-X vectors. */
   readonly vectors: PciVectorSource;
+  /** The host's INTx lines, wired-OR over the functions that assert them. */
   readonly lines: IntxLines;
   /** Signals an MSI or MSI-X message the function raised. */
   readonly deliver: (message: PciMsiMessage) => void;
@@ -176,15 +205,22 @@ const barRegister = (index: number): number => PciConfigRegister.Bar0 + 4 * inde
  * It is also the device-manager device that holds the function's INTx line (it maps no range).
  */
 export class PciFunction implements Device {
+  /** The function's segment, bus, device and function numbers. */
   readonly address: PciAddress;
   /** `0000:00:03.0`. */
   readonly bdf: string;
+  /**
+   * The declaration the function was plugged with (the same object), whose handlers serve its BARs
+   * and registers.
+   */
   readonly device: PciDevice;
   /** Device-manager name: `virtio-blk 0000:00:03.0`. */
   readonly name: string;
   /** The GSI the function's INTx pin raises, or undefined without a pin. */
   readonly intxLine: number | undefined;
+  /** The MSI capability, or `undefined` when the device declared none. */
   readonly msi: PciMsiCapability | undefined;
+  /** The MSI-X capability, or `undefined` when the device declared none. */
   readonly msix: PciMsixCapability | undefined;
   /** Offsets of the device's own capabilities, in declaration order. */
   readonly capabilityOffsets: readonly number[];

@@ -23,7 +23,9 @@ export const PCI_ROOT_COMPLEX_SNAPSHOT_VERSION = 1;
 export interface PciBarSnapshot {
   /** Register number, 0-5. */
   readonly index: number;
+  /** I/O, 32-bit or 64-bit memory. */
   readonly kind: "io" | "mem32" | "mem64";
+  /** The prefetchable flag of a memory BAR. */
   readonly prefetchable: boolean;
   /** Bytes (ports for an I/O BAR). */
   readonly size: string;
@@ -59,40 +61,93 @@ export interface PciFunctionSnapshot {
   readonly intxAsserted: boolean;
   /** The INTx GSI, or null without a pin. */
   readonly intxLine: number | null;
+  /** The BARs, in register order. */
   readonly bars: readonly PciBarSnapshot[];
-  /** MSI: enabled, and the GSI of each vector (-1 when none is held); null without MSI. */
-  readonly msi: { readonly enabled: boolean; readonly gsis: readonly number[] } | null;
-  /**
-   * MSI-X: enabled, function-masked, each vector holding a GSI as [vector, gsi], each table entry
-   * the guest changed from its reset state (zeros, masked) as [vector, address low, address high,
-   * data, control], and the vectors with their pending bit set; null without MSI-X.
-   */
-  readonly msix: {
-    readonly enabled: boolean;
-    readonly functionMasked: boolean;
-    readonly held: readonly (readonly [number, number])[];
-    readonly table: readonly (readonly [number, number, number, number, number])[];
-    readonly pending: readonly number[];
-  } | null;
+  /** MSI, or null without it. */
+  readonly msi: PciMsiSnapshot | null;
+  /** MSI-X, or null without it. */
+  readonly msix: PciMsixSnapshot | null;
+}
+
+/** The MSI state of a function in a snapshot. */
+export interface PciMsiSnapshot {
+  /** True while the guest has MSI enabled. */
+  readonly enabled: boolean;
+  /** The GSI of each enabled vector (-1 when the pool refused one). */
+  readonly gsis: readonly number[];
+}
+
+/** The MSI-X state of a function in a snapshot. */
+export interface PciMsixSnapshot {
+  /** True while the guest has MSI-X enabled. */
+  readonly enabled: boolean;
+  /** True while the guest masks the whole function. */
+  readonly functionMasked: boolean;
+  /** Each vector holding a GSI, as [vector, gsi], by vector. */
+  readonly held: readonly (readonly [number, number])[];
+  /** Each table entry the guest changed from its reset state (zeros, masked), as [vector, address low, address high, data, control]. */
+  readonly table: readonly (readonly [number, number, number, number, number])[];
+  /** The vectors whose pending bit is set. */
+  readonly pending: readonly number[];
+}
+
+/** Configuration mechanism #1 in a snapshot. */
+export interface PciConfigMechanismSnapshot {
+  /** The address register's port (0xcf8). */
+  readonly port: number;
+  /** Its device-manager name. */
+  readonly name: string;
+  /** Its device-manager instance id. */
+  readonly instanceId: number;
+}
+
+/** One ECAM window in a snapshot. */
+export interface PciEcamSnapshot {
+  /** First byte of the window, `"0x..."`. */
+  readonly base: string;
+  /** The segment it serves. */
+  readonly segment: number;
+  /** The bus at the window's base. */
+  readonly firstBus: number;
+  /** The last bus. */
+  readonly lastBus: number;
+  /** Its device-manager name. */
+  readonly name: string;
+  /** Its device-manager instance id. */
+  readonly instanceId: number;
 }
 
 /** How a root complex was built: what a restore must build again. */
 export interface PciHostSnapshot {
-  /** The port window of I/O BARs. */
-  readonly ioWindow: { readonly min: string; readonly max: string };
+  /** The port window of I/O BARs, inclusive, `"0x..."` strings. */
+  readonly ioWindow: {
+    /** First port. */
+    readonly min: string;
+    /** Last port. */
+    readonly max: string;
+  };
   /** Configuration mechanism #1, or null without it. */
-  readonly configMechanism: { readonly port: number; readonly name: string; readonly instanceId: number } | null;
+  readonly configMechanism: PciConfigMechanismSnapshot | null;
   /** The ECAM windows. */
-  readonly ecams: readonly { readonly base: string; readonly segment: number; readonly firstBus: number; readonly lastBus: number; readonly name: string; readonly instanceId: number }[];
+  readonly ecams: readonly PciEcamSnapshot[];
   /** The INTx rule by name and lines (its function cannot be saved: a restore is given the same rule). */
-  readonly intxRouting: { readonly name: string; readonly lines: readonly number[] };
+  readonly intxRouting: {
+    /** The rule's name (`q35`). */
+    readonly name: string;
+    /** The GSI of each PIRQ line. */
+    readonly lines: readonly number[];
+  };
 }
 
 /** The JSON form of a root complex. */
 export interface PciRootComplexSnapshot {
+  /** {@link PCI_ROOT_COMPLEX_SNAPSHOT_FORMAT}. */
   readonly format: typeof PCI_ROOT_COMPLEX_SNAPSHOT_FORMAT;
+  /** {@link PCI_ROOT_COMPLEX_SNAPSHOT_VERSION}. */
   readonly version: typeof PCI_ROOT_COMPLEX_SNAPSHOT_VERSION;
+  /** How the root complex was built. */
   readonly host: PciHostSnapshot;
+  /** The slot allocator's snapshot. */
   readonly slots: PciSlotAllocatorSnapshot;
   /** Configuration mechanism #1's address register (what the guest last wrote to 0xcf8), or null without the mechanism. */
   readonly configAddress: number | null;
@@ -116,8 +171,13 @@ export interface PciRootComplexState {
   readonly barEvictions: number;
   /** MSI GSIs held over all functions. */
   readonly heldVectors: number;
-  /** Configuration mechanism #1 and its address register, when registered. */
-  readonly configMechanism: { readonly address: number } | undefined;
+  /** Configuration mechanism #1, when registered. */
+  readonly configMechanism:
+    | {
+        /** Its address register, as the guest last wrote it. */
+        readonly address: number;
+      }
+    | undefined;
   /** Every plugged function, in address order. */
   functions(): PciFunction[];
   /** How the root complex was built. */

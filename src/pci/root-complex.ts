@@ -50,7 +50,10 @@ export interface PciRootComplexOptions {
   readonly intxRouting?: PciIntxRouting;
   /** Ports I/O BARs are allocated and may be moved in; defaults to 0xc000-0xffff (SeaBIOS's). */
   readonly ioWindow?: PciIoWindow;
-  /** Register configuration mechanism #1 (default true; `{ port }` to move it). */
+  /**
+   * Register configuration mechanism #1 (default true; `{ port }` to move it).
+   * @property port The port of the address register; defaults to 0xcf8.
+   */
   readonly configMechanism?: boolean | { readonly port?: number };
   /** ECAM windows to register (the q35 preset's is `{ base: 0xb000_0000 }`); none by default. */
   readonly ecam?: PciEcamOptions | readonly PciEcamOptions[];
@@ -68,7 +71,9 @@ export interface PciRootComplexOptions {
 export interface PciPlugOptions {
   /** Exactly this address; otherwise function 0 of the lowest free slot of `segment`/`bus`. */
   readonly address?: PciAddressInput;
+  /** The segment to pick a slot in, 0 to 0xffff; defaults to 0. Not with `address`. */
   readonly segment?: number;
+  /** The bus to pick a slot in, 0 to 255; defaults to 0. Not with `address`. */
   readonly bus?: number;
 }
 
@@ -90,6 +95,14 @@ export interface RestoreParts {
 
 /** Set by {@link PciRootComplex.fromJSON} for the one constructor call it makes. */
 let restoring: RestoreParts | undefined;
+
+/** What {@link PciRootComplex.fromJSON} returns. */
+export interface PciRootComplexRestored {
+  /** The restored root complex. */
+  readonly rootComplex: PciRootComplex;
+  /** The restored device manager it lives on, with the PCI layer's devices and the VMM's attached. */
+  readonly deviceManager: DeviceManager;
+}
 
 /** Options of {@link PciRootComplex.fromJSON}. */
 export interface PciRootComplexRestoreOptions {
@@ -127,9 +140,14 @@ export interface PciRootComplexRestoreOptions {
  * ```
  */
 export class PciRootComplex implements PciConfigTarget {
+  /**
+   * The device manager the complex holds BARs, INTx lines and its configuration devices through
+   * (from the options).
+   */
   readonly deviceManager: DeviceManager;
   /** The slot allocator; reserve addresses here for functions plugged later by other code. */
   readonly slots: PciSlotAllocator;
+  /** The chipset's INTx wiring the functions' pins are routed by. */
   readonly intxRouting: PciIntxRouting;
   /** The 0xcf8/0xcfc device, when registered. */
   readonly configMechanism: PciConfigMechanism1 | undefined;
@@ -311,7 +329,12 @@ export class PciRootComplex implements PciConfigTarget {
     return out;
   }
 
-  /** The BARs waiting for their collision to go away. */
+  /**
+   * The BARs waiting for their collision to go away.
+   * @property function The function whose BAR waits.
+   * @property bar The BAR's register number, 0-5.
+   * @property base The base the guest wrote, which the BAR is mapped at once nothing else holds it.
+   */
   pendingBars(): { readonly function: PciFunction; readonly bar: number; readonly base: bigint }[] {
     const out: { function: PciFunction; bar: number; base: bigint }[] = [];
     for (const fn of this.functions()) for (const r of fn.regions) if (r.pending !== undefined) out.push({ function: fn, bar: r.bar.index, base: r.pending });
@@ -435,7 +458,7 @@ export class PciRootComplex implements PciConfigTarget {
    *   elsewhere, a GSI the allocator does not hold for its vector, what `DeviceManager.fromJSON`
    *   refuses. Nothing is half-built, held or freed.
    */
-  static fromJSON(snapshot: unknown, options: PciRootComplexRestoreOptions): { rootComplex: PciRootComplex; deviceManager: DeviceManager } {
+  static fromJSON(snapshot: unknown, options: PciRootComplexRestoreOptions): PciRootComplexRestored {
     try {
       return restoreRootComplex(snapshot, options);
     } catch (error) {
@@ -520,10 +543,11 @@ export class PciRootComplex implements PciConfigTarget {
           const why = error.cause instanceof AllocatorError ? error.cause : error;
           throw new AllocatorError(error.code, `${fn.name} INT${"ABCD"[spec.interruptPin - 1]} (${this.intxRouting.name} line ${line}): ${why.message}`, { cause: error, owner: error.owner });
         }
-        undo.push(() => this.deviceManager.fullUnregisterDevice(fn.instanceId));
+        // Undone with `undo`, so that a failed plug leaves the allocator's snapshot as it was.
+        undo.push(() => this.deviceManager.fullUnregisterDevice(fn.instanceId, { undo: true }));
         for (const r of fn.regions) {
           this.#mapper.place(r);
-          undo.push(() => this.#mapper.remove(r));
+          undo.push(() => this.#mapper.remove(r, true));
         }
         fn.programBars();
         plugged.push(fn);

@@ -29,6 +29,7 @@ import {
 export interface PciBusSpec {
   /** Defaults to 0. */
   readonly segment?: number;
+  /** Bus number, 0 to 255. */
   readonly bus: number;
   /** Lowest device slot {@link PciSlotAllocator.allocate} hands out; defaults to 0. */
   readonly firstDevice?: number;
@@ -38,7 +39,9 @@ export interface PciBusSpec {
 
 /** One held function. */
 export interface PciSlotHolding {
+  /** The function held (segment, bus, device, function). */
   readonly address: PciAddress;
+  /** Who holds it (a root complex uses the device's `name`, `virtio-blk`). */
   readonly owner: string;
 }
 
@@ -47,11 +50,27 @@ export const PCI_SLOT_ALLOCATOR_SNAPSHOT_FORMAT = "vm-allocator/pci-slots";
 
 /** The JSON form of a {@link PciSlotAllocator}. */
 export interface PciSlotAllocatorSnapshot {
+  /**
+   * Always `"vm-allocator/pci-slots"` ({@link PCI_SLOT_ALLOCATOR_SNAPSHOT_FORMAT}); restoring
+   * refuses any other value.
+   */
   readonly format: typeof PCI_SLOT_ALLOCATOR_SNAPSHOT_FORMAT;
+  /** The snapshot format version, 1; restoring refuses any other. */
   readonly version: 1;
-  /** Every bus, in (segment, bus) order, with its automatic slot range. */
+  /**
+   * Every bus, in (segment, bus) order, with its automatic slot range.
+   * @property segment Segment (domain), 0 to 0xffff.
+   * @property bus Bus number, 0 to 255.
+   * @property firstDevice Lowest device slot handed out automatically, 0 to 31.
+   * @property lastDevice Highest device slot handed out automatically, inclusive, from
+   * `firstDevice` to 31.
+   */
   readonly buses: readonly { readonly segment: number; readonly bus: number; readonly firstDevice: number; readonly lastDevice: number }[];
-  /** Every held function, in address order, as `"ssss:bb:dd.f"`. */
+  /**
+   * Every held function, in address order, as `"ssss:bb:dd.f"`.
+   * @property address The function, as `"ssss:bb:dd.f"` (`"0000:00:1f.3"`).
+   * @property owner Who holds it.
+   */
   readonly held: readonly { readonly address: string; readonly owner: string }[];
 }
 

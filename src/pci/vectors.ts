@@ -24,6 +24,7 @@ export interface PciMsiMessage {
   readonly data: number;
   /** The vector's number in its capability. */
   readonly vector: number;
+  /** Which capability the vector belongs to: MSI or MSI-X. */
   readonly capability: "msi" | "msix";
   /** Who sent it: the owner string of the function's vectors. */
   readonly owner: string;
@@ -31,10 +32,22 @@ export interface PciMsiMessage {
 
 /** A GSI that could not be held or given back, as reported to the hook. */
 export interface PciVectorFailure {
+  /**
+   * What failed: holding a GSI (the guest enabled or unmasked a vector; its messages are dropped)
+   * or giving one back.
+   */
   readonly action: "hold" | "release";
+  /**
+   * The owner the GSI was held or given back under: the function's name and capability
+   * (`virtio-net 0000:00:03.0 MSI-X`).
+   */
   readonly owner: string;
   /** The vector's number in its capability. */
   readonly vector: number;
+  /**
+   * What the callback threw (an `AllocatorError` `MissingAllocator` when there is no irq callback),
+   * unchanged.
+   */
   readonly error: unknown;
 }
 

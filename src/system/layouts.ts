@@ -73,13 +73,17 @@ export type LayoutNumber = bigint | number | string;
 
 /** An address pool: `size` addresses from `base`. */
 export interface AddressWindowLayout {
+  /** First address (or port) of the pool. */
   readonly base: LayoutNumber;
+  /** Number of addresses (bytes, or ports for `pio`), at least 1; the pool must end by 2^64-1. */
   readonly size: LayoutNumber;
 }
 
 /** An id pool: the ids `first..=last`. */
 export interface IdRangeLayout {
+  /** Lowest id of the pool, a u32. */
   readonly first: LayoutNumber;
+  /** Highest id of the pool, inclusive, a u32 not below `first`. */
   readonly last: LayoutNumber;
 }
 
@@ -88,9 +92,16 @@ export interface IdRangeLayout {
  * pool both may be left out to reserve the single id `start`.
  */
 export interface ReservationLayout {
+  /** The pool the space is taken from; the reservation must lie inside it. */
   readonly pool: PoolName;
+  /** First address (or id) reserved. */
   readonly start: LayoutNumber;
+  /**
+   * Last address (or id) reserved, inclusive, not below `start`; give this or `size`, not both (in
+   * an id pool, neither reserves the single id `start`).
+   */
   readonly end?: LayoutNumber;
+  /** Number of addresses (or ids) reserved, at least 1; give this or `end`, not both. */
   readonly size?: LayoutNumber;
   /** Who holds the space; conflicts name it. */
   readonly owner: string;
@@ -122,35 +133,59 @@ export interface SystemLayout {
 
 /** An address pool in canonical JSON form. */
 export interface AddressWindowJSON {
+  /** First address (or port) of the pool, as canonical lowercase hex. */
   readonly base: string;
+  /** Number of addresses (bytes, or ports for `pio`) in the pool, as canonical lowercase hex. */
   readonly size: string;
 }
 
 /** An id pool in canonical JSON form. */
 export interface IdRangeJSON {
+  /** Lowest id of the pool. */
   readonly first: number;
+  /** Highest id of the pool, inclusive. */
   readonly last: number;
 }
 
 /** A reservation in canonical JSON form: hex strings in address pools, numbers in id pools. */
 export interface ReservationJSON {
+  /** The pool the space is taken from. */
   readonly pool: PoolName;
+  /** First address (hex string) or id (number) reserved. */
   readonly start: string | number;
+  /**
+   * Last address (hex string) or id (number) reserved, inclusive: a `size` is always given back as
+   * an `end`.
+   */
   readonly end: string | number;
+  /** Who holds the space; conflicts name it. */
   readonly owner: string;
 }
 
 /** The canonical JSON form of a layout: every default filled in, addresses as hex strings. */
 export interface SystemLayoutJSON {
+  /** The layout's label, when it has one. */
   readonly name?: string;
+  /** Port I/O, when the layout has it. */
   readonly pio?: AddressWindowJSON;
+  /** Guest memory for firmware data, when the layout has it. */
   readonly systemMemory?: AddressWindowJSON;
+  /** MMIO below 4 GiB. */
   readonly mmio32: AddressWindowJSON;
+  /** MMIO at or above 4 GiB, when the layout has it. */
   readonly mmio64?: AddressWindowJSON;
+  /** The region past the 64-bit MMIO, when the layout has it. */
   readonly pastMmio64?: AddressWindowJSON;
+  /** Legacy (pin-based) IRQ lines. */
   readonly legacyIrq: IdRangeJSON;
+  /** MSI GSIs. */
   readonly msi: IdRangeJSON;
+  /** Device instance ids; always present (the default 0..2^32-1 filled in). */
   readonly instanceId: IdRangeJSON;
+  /**
+   * Fixed ranges, ids and holes, in the order the layout gives them; always present, possibly
+   * empty.
+   */
   readonly reserved: readonly ReservationJSON[];
 }
 

@@ -1,9 +1,10 @@
 /**
  * The shape of a system allocator as the device manager sees it: a source of allocation
  * callbacks. It is structural on purpose, so that the device manager never depends on a concrete
- * allocator class; any object with these four methods (and optionally `holdingsCallback`) will do.
+ * allocator class; any object with these four methods (and optionally `holdingsCallback` and
+ * `outsideCallback`) will do.
  */
-import type { AddrAllocateFunc, HoldingsFunc, IdAllocateFunc } from "./allocation-callbacks.js";
+import type { AddrAllocateFunc, HoldingsFunc, IdAllocateFunc, OutsideFunc } from "./allocation-callbacks.js";
 
 /**
  * Something that can hand out the allocation callbacks a device manager needs. A method returns
@@ -21,4 +22,6 @@ export interface SystemAllocator {
   mmioAddressCallback(): AddrAllocateFunc | undefined;
   /** Optional: lists what is held per owner, so that a device manager can prove agreement. */
   holdingsCallback?(): HoldingsFunc | undefined;
+  /** Optional: says whether a value lies outside every pool, so that "outside" records can be verified. */
+  outsideCallback?(): OutsideFunc | undefined;
 }

@@ -18,7 +18,7 @@
  * **Atomicity.** A call that throws an `AllocatorError` has changed nothing.
  */
 import { AddressAllocator, type AddressAllocatorSnapshot, type Allocation } from "../core/address-allocator.js";
-import type { AddrAllocateFunc, CallbackHolding, HoldingsFunc, IdAllocateFunc } from "./allocation-callbacks.js";
+import type { AddrAllocateFunc, CallbackHolding, HoldingsFunc, IdAllocateFunc, OutsideFunc } from "./allocation-callbacks.js";
 import { IdClaims, RangeUses, type IdClaim } from "./claims.js";
 import { AllocatorError } from "../core/errors.js";
 import { IdAllocator, type IdAllocatorSnapshot } from "../core/id-allocator.js";
@@ -53,8 +53,14 @@ import { hex, parseHexU64, toU32, toU64, U64_MAX, type U32Input, type U64Input }
 
 /** A range held in an address pool. */
 export interface AddressHolding {
+  /** The address pool the range is in. */
   readonly pool: AddressPoolName;
+  /** The range held, inclusive at both ends. */
   readonly range: RangeInclusive;
+  /**
+   * Who holds it: the owner given to the callback (`name@id` for a device manager's devices) or the
+   * reservation's owner.
+   */
   readonly owner: string;
   /** True for a reservation, false for an allocation made through a callback. */
   readonly reserved: boolean;
@@ -64,8 +70,14 @@ export interface AddressHolding {
 
 /** An id held in an id pool. */
 export interface IdHolding {
+  /** The id pool the id is in. */
   readonly pool: IdPoolName;
+  /** The id held, a u32. */
   readonly id: number;
+  /**
+   * Who holds it: the owner given to the callback (`name@id` for a device manager's devices) or the
+   * reservation's owner.
+   */
   readonly owner: string;
   /** True for a reservation, false for an allocation made through a callback. */
   readonly reserved: boolean;
@@ -81,6 +93,11 @@ export type Holding = AddressHolding | IdHolding;
 /**
  * What {@link DefaultSystemAllocator.reserve} takes: a range (`RangeInclusive`, `{ start, end }`
  * or `{ start, size }`), or in an id pool a single id. Numbers as in a layout.
+  * @property start First address (or id) to reserve.
+  * @property end Last address (or id) to reserve, inclusive; give this or `size`, not both (in an
+  * id pool, neither reserves the single id `start`).
+  * @property size Number of addresses (or ids) to reserve, at least 1; give this or `end`, not
+  * both.
  */
 export type ReserveTarget =
   | RangeInclusive
@@ -93,6 +110,7 @@ export type ReserveTarget =
  * and reservations stay consistent.
  */
 export interface AddressPoolView {
+  /** Which address pool this is. */
   readonly pool: AddressPoolName;
   /** First address of the pool. */
   readonly base: bigint;
@@ -128,6 +146,7 @@ export interface AddressPoolView {
 
 /** A read-only view of an id pool; see {@link AddressPoolView}. */
 export interface IdPoolView {
+  /** Which id pool this is. */
   readonly pool: IdPoolName;
   /** Lowest id of the pool. */
   readonly first: number;
@@ -169,37 +188,75 @@ export const SYSTEM_ALLOCATOR_SNAPSHOT_FORMAT = "vm-allocator/system-allocator";
  * Version 1 snapshots (no `claims`, no `uses`) are still read.
  */
 export interface SystemAllocatorSnapshot {
+  /**
+   * Always `"vm-allocator/system-allocator"` ({@link SYSTEM_ALLOCATOR_SNAPSHOT_FORMAT}); restoring
+   * refuses any other value.
+   */
   readonly format: typeof SYSTEM_ALLOCATOR_SNAPSHOT_FORMAT;
+  /** The snapshot format version written, 2; restoring also reads version 1. */
   readonly version: 2;
+  /**
+   * The layout the allocator was built with, in canonical form; its `reserved` lists the
+   * reservations made at construction.
+   */
   readonly layout: SystemLayoutJSON;
+  /** Each pool's own snapshot, exactly for the pools the layout has. */
   readonly pools: {
+    /** Port I/O, when the layout has it. */
     readonly pio?: AddressAllocatorSnapshot;
+    /** Guest memory for firmware data, when the layout has it. */
     readonly systemMemory?: AddressAllocatorSnapshot;
+    /** MMIO below 4 GiB. */
     readonly mmio32: AddressAllocatorSnapshot;
+    /** MMIO at or above 4 GiB, when the layout has it. */
     readonly mmio64?: AddressAllocatorSnapshot;
+    /** The region past the 64-bit MMIO, when the layout has it. */
     readonly pastMmio64?: AddressAllocatorSnapshot;
+    /** Legacy (pin-based) IRQ lines. */
     readonly legacyIrq: IdAllocatorSnapshot;
+    /** MSI GSIs. */
     readonly msi: IdAllocatorSnapshot;
+    /** Device instance ids. */
     readonly instanceId: IdAllocatorSnapshot;
   };
+  /**
+   * The reservations held now, in pool order then address order; in id pools, consecutive ids of
+   * one owner form one entry.
+   */
   readonly reserved: readonly ReservationJSON[];
+  /** Ids held by several owners (shared legacy lines) or used inside a reservation (new in version 2). */
   readonly claims: readonly IdClaimJSON[];
+  /** Parts of reserved ranges that owners use (new in version 2). */
   readonly uses: readonly RangeUseJSON[];
 }
 
 /** An id several owners hold, or owners use inside a reservation. */
 export interface IdClaimJSON {
+  /** The id pool the id is in. */
   readonly pool: IdPoolName;
+  /** The id, a u32. */
   readonly id: number;
+  /**
+   * Every holder, in the order they took it; the first is the pool's owner of a shared line that is
+   * not reserved.
+   */
   readonly holders: readonly string[];
+  /**
+   * True when every holder asked for a shared line; otherwise there is exactly one holder (a use of
+   * a reserved id).
+   */
   readonly shared: boolean;
 }
 
 /** A part of a reserved range that an owner uses; `start` and `end` in canonical hex. */
 export interface RangeUseJSON {
+  /** The address pool the reservation is in. */
   readonly pool: AddressPoolName;
+  /** First address used, as canonical lowercase hex. */
   readonly start: string;
+  /** Last address used, inclusive, as canonical lowercase hex. */
   readonly end: string;
+  /** Who uses the range (`name@id` for a device manager's devices). */
   readonly owner: string;
 }
 
@@ -246,8 +303,8 @@ function checkOwner(owner: unknown, name: string): string {
   return owner;
 }
 
-function paramsRecord(params: unknown): Record<string, unknown> {
-  if (typeof params !== "object" || params === null) throw invalidArgument("params must be an object");
+function paramsRecord(params: unknown, name = "params"): Record<string, unknown> {
+  if (typeof params !== "object" || params === null) throw invalidArgument(`${name} must be an object`);
   return params as Record<string, unknown>;
 }
 
@@ -428,6 +485,7 @@ export class DefaultSystemAllocator implements SystemAllocator {
   readonly #pioCallback: AddrAllocateFunc | undefined;
   readonly #mmioCallback: AddrAllocateFunc;
   readonly #holdingsCallback: HoldingsFunc = (owner) => this.#holdingsOf(owner);
+  readonly #outsideCallback: OutsideFunc = (query) => this.#isOutside(query);
 
   /**
    * Builds the pools of `layout` and takes its reservations.
@@ -559,6 +617,35 @@ export class DefaultSystemAllocator implements SystemAllocator {
     return this.#holdingsCallback;
   }
 
+  /**
+   * Says whether a value lies entirely outside every pool of its kind, exactly when a `fixed`
+   * allocation of it through the callbacks would return `null`; changes nothing. `kind` is
+   * `"instanceId"`, `"irq"` (legacy lines), `"msi"` with an `id`, or `"pio"`, `"mmio"` with a
+   * `range` (`RangeInclusive` or `{ start, end }`).
+   */
+  outsideCallback(): OutsideFunc {
+    return this.#outsideCallback;
+  }
+
+  #isOutside(query: unknown): boolean {
+    const q = paramsRecord(query, "query");
+    const kind = q["kind"];
+    if (kind === "instanceId" || kind === "irq" || kind === "msi") {
+      const id = toU32(q["id"], "query.id");
+      const ids = this.#state.ids[kind === "irq" ? "legacyIrq" : kind];
+      return id < ids.first || id > ids.last;
+    }
+    if (kind === "pio" || kind === "mmio") {
+      const range = q["range"];
+      if (typeof range !== "object" || range === null) throw invalidArgument("query.range must be a RangeInclusive or { start, end }");
+      const start = toU64((range as Record<string, unknown>)["start"], "query.range.start");
+      const end = toU64((range as Record<string, unknown>)["end"], "query.range.end");
+      if (start > end) throw new AllocatorError("InvalidRange", `invalid range: start ${hex(start)} is above end ${hex(end)}`);
+      return this.#outsideEveryPool(kind, start, end);
+    }
+    throw invalidArgument(`query.kind must be "instanceId", "irq", "msi", "pio" or "mmio", got ${describe(kind)}`);
+  }
+
   #holdingsOf(owner: unknown): CallbackHolding[] {
     const o = owner === undefined ? undefined : checkOwner(owner, "owner");
     const out: CallbackHolding[] = [];
@@ -594,7 +681,7 @@ export class DefaultSystemAllocator implements SystemAllocator {
     }
     if (action === "free") {
       const id = toU32(p["id"], "params.id");
-      return this.#releaseId(pool, owner, id);
+      return this.#releaseId(pool, owner, id, optionalBoolean(p["undo"], "params.undo"));
     }
     throw invalidArgument(`params.action must be "allocate" or "free", got ${describe(action)}`);
   }
@@ -616,8 +703,9 @@ export class DefaultSystemAllocator implements SystemAllocator {
         throw relabel(error, pool, `${POOL_TEXT[pool]} pool`);
       }
       if (appendId) {
-        // The owner names the id, which is only known now: hand the id back and take it named.
-        ids.freeId(id);
+        // The owner names the id, which is only known now: roll the allocation back (keeping
+        // what the id was before) and take it named.
+        ids.unallocateId(id);
         ids.allocateIdAt(id, `${owner}@${id}`);
       }
       if (shared) claims.open(id, owner, true);
@@ -652,8 +740,12 @@ export class DefaultSystemAllocator implements SystemAllocator {
     return fixed;
   }
 
-  /** Gives back `owner`'s hold on `id`: its allocation, its share of a line, or its use of a reservation. */
-  #releaseId(pool: IdPoolName, owner: string, id: number): number {
+  /**
+   * Gives back `owner`'s hold on `id`: its allocation, its share of a line, or its use of a
+   * reservation. With `undo` the id pool is left exactly as before the allocation (see
+   * `IdAllocator.unallocateId`), so that a rolled-back registration leaves no trace.
+   */
+  #releaseId(pool: IdPoolName, owner: string, id: number, undo: boolean): number {
     const s = this.#state;
     const ids = s.ids[pool];
     const claims = s.idClaims[pool];
@@ -666,16 +758,20 @@ export class DefaultSystemAllocator implements SystemAllocator {
         throw invalidArgument(`${idText(pool, id)} is ${by}, not ${owner}`, claim.holders[0]);
       }
       if (s.reservedIds[pool].has(id)) return id; // the reservation stays
-      if (left.length === 0) ids.freeId(id);
-      else if (wasFirst) {
-        // The pool names one owner per id: the next holder takes over the line.
-        ids.freeId(id);
+      if (left.length === 0) {
+        if (undo) ids.unallocateId(id);
+        else ids.freeId(id);
+      } else if (wasFirst) {
+        // The pool names one owner per id: the next holder takes over the line, which stays
+        // allocated (so its history is kept, not marked released).
+        ids.unallocateId(id);
         ids.allocateIdAt(id, left[0]!);
       }
       return id;
     }
     this.#checkIdHeld(pool, id, owner);
-    ids.freeId(id);
+    if (undo) ids.unallocateId(id);
+    else ids.freeId(id);
     return id;
   }
 
@@ -685,6 +781,8 @@ export class DefaultSystemAllocator implements SystemAllocator {
     const owner = checkOwner(p["owner"], "params.owner");
     if (action === "allocate") return this.#allocateRange(p, family, owner);
     if (action === "free") {
+      // An address pool keeps no history of freed ranges, so undoing an allocation is freeing it.
+      optionalBoolean(p["undo"], "params.undo");
       const range = p["range"];
       if (typeof range !== "object" || range === null) throw invalidArgument("params.range must be a RangeInclusive or { start, end }");
       const r = range as Record<string, unknown>;
@@ -1075,7 +1173,7 @@ export class DefaultSystemAllocator implements SystemAllocator {
         s.ids[h.pool].freeId(h.id);
         s.reservedIds[h.pool].delete(h.id);
       } else {
-        this.#releaseId(h.pool, owner, h.id);
+        this.#releaseId(h.pool, owner, h.id, false);
       }
     }
     return held;

@@ -247,6 +247,7 @@ describe("hostile arguments: IdAllocator", () => {
     { name: "allocateIds(2, owner)", names: /^owner /, accepts: optionalOwner, call: (v) => call("allocateIds", 2, v) },
     { name: "freeId(id)", names: /^id /, accepts: none, call: (v) => call("freeId", v) },
     { name: "free(id)", names: /^id /, accepts: none, call: (v) => call("free", v) },
+    { name: "unallocateId(id)", names: /^id /, accepts: none, call: (v) => call("unallocateId", v) },
     { name: "isAllocated(id)", names: /^id /, accepts: none, call: (v) => call("isAllocated", v) },
     { name: "ownerOf(id)", names: /^id /, accepts: none, call: (v) => call("ownerOf", v) },
     { name: "idsOf(owner)", names: /^owner /, accepts: ownerParam, call: (v) => call("idsOf", v) },

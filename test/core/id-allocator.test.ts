@@ -397,15 +397,16 @@ describe("IdAllocator failed calls change nothing", () => {
 describe("IdAllocator.checkValid", () => {
   it("detects corrupted internal state", () => {
     // The bitmap is private and fromJSON refuses inconsistent input, so the one corruption a test
-    // can inject from outside is a lying Map: checkValid must cross-check the two owner maps.
+    // can inject from outside is a lying Map: checkValid must cross-check the owner index with
+    // the records and the owner pages.
     const a = new IdAllocator(0, 2047);
     a.allocateIds(1500, "x");
     a.checkValid();
     const originalGet = Map.prototype.get;
-    // Make every owner lookup lie: checkValid must notice the owner maps disagree.
+    // Make every owner-name lookup lie (the index maps names to record numbers).
     Map.prototype.get = function (this: Map<unknown, unknown>, key: unknown) {
       const v = originalGet.call(this, key);
-      return typeof v === "string" ? `${v}!` : v;
+      return typeof key === "string" && typeof v === "number" ? v + 1 : v;
     };
     try {
       assert.throws(() => a.checkValid(), /invariant violated/);
@@ -1196,5 +1197,223 @@ describe("IdAllocator.freeOwner", () => {
     a.freeOwner("x");
     assert.throws(() => it.next(), code("InvalidState", /changed while being iterated/));
     assert.deepEqual([...a.allocatedIds()], []);
+  });
+});
+
+describe("IdAllocator.unallocateId: rolling an allocation back leaves no trace", () => {
+  const text = (a: IdAllocator) => JSON.stringify(a.toJSON());
+
+  it("an id never allocated before counts as never allocated again; its page and owner are gone from the snapshot", () => {
+    for (const [first, last] of [[0, 31], [5, 23], [0, U32_MAX], [U32_MAX - 2, U32_MAX], [1023, 1025]] as const) {
+      const a = new IdAllocator(first, last);
+      const before = text(a);
+      const id = a.allocateId("x");
+      assert.equal(a.unallocateId(id), id);
+      assert.equal(text(a), before, `[${first}, ${last}]`);
+      assert.throws(() => a.freeId(id), code("NeverAllocated"));
+      assert.deepEqual(a.idsOf("x"), []);
+      assert.equal(a.ownerOf(id), undefined);
+      a.checkValid();
+      // And at a fixed id, with and without owner.
+      a.allocateIdAt(last, "y");
+      a.unallocateId(last);
+      a.allocateIdAt(first);
+      a.unallocateId(BigInt(first) as unknown as number);
+      assert.equal(text(a), before);
+      a.checkValid();
+    }
+  });
+
+  it("a released id allocated again counts as released again, whichever way it was allocated", () => {
+    const a = new IdAllocator(0, 63);
+    a.allocateIds(3, "x");
+    a.freeId(1);
+    const before = text(a);
+    assert.equal(a.allocateId("y"), 1);
+    a.unallocateId(1);
+    assert.equal(text(a), before);
+    assert.throws(() => a.freeId(1), code("AlreadyReleased"));
+    a.allocateIdAt(1);
+    a.unallocateId(1);
+    assert.equal(text(a), before);
+    a.checkValid();
+  });
+
+  it("ids restored allocated (whole pages, whole chunks, partial words) roll back to released", () => {
+    const b = new IdAllocator(0, 3 * CHUNK);
+    b.allocateIds(40);
+    const snap = b.toJSON();
+    snap.allocated = [[0, 2 * CHUNK + 5]];
+    const a = IdAllocator.fromJSON(snap);
+    for (const id of [0, 31, 1024, CHUNK + 7, 2 * CHUNK + 5]) {
+      const c = a.clone();
+      c.freeId(id);
+      const want = text(c);
+      const d = a.clone();
+      d.unallocateId(id);
+      assert.equal(text(d), want, `id ${id}`);
+      d.checkValid();
+    }
+  });
+
+  it("refuses what freeId refuses, changing nothing", () => {
+    const a = new IdAllocator(10, 20);
+    a.allocateId();
+    a.freeId(10);
+    const before = text(a);
+    assert.throws(() => a.unallocateId(11), code("NeverAllocated"));
+    assert.throws(() => a.unallocateId(10), code("AlreadyReleased"));
+    assert.throws(() => a.unallocateId(9), code("OutOfRange"));
+    for (const bad of BAD_U32) assert.throws(() => loose(a).unallocateId(bad), code("InvalidArgument"));
+    assert.equal(text(a), before);
+  });
+
+  it("property: after any history, allocating then unallocating (in reverse order) gives the snapshot back", () => {
+    const op = fc.oneof(
+      fc.record({ t: fc.constant("alloc" as const), owner: fc.option(fc.constantFrom("a", "b"), { nil: undefined }) }),
+      fc.record({ t: fc.constant("at" as const), id: fc.integer({ min: 0, max: 2100 }) }),
+      fc.record({ t: fc.constant("free" as const), id: fc.integer({ min: 0, max: 2100 }) }),
+      fc.record({ t: fc.constant("owner" as const), owner: fc.constantFrom("a", "b") }),
+    );
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 60 }), fc.array(fc.option(fc.integer({ min: 0, max: 2100 }), { nil: undefined }), { minLength: 1, maxLength: 8 }), (history, rollback) => {
+        const a = new IdAllocator(0, 2100);
+        for (const o of history) {
+          try {
+            if (o.t === "alloc") a.allocateId(o.owner);
+            else if (o.t === "at") a.allocateIdAt(o.id, "a");
+            else if (o.t === "free") a.freeId(o.id);
+            else a.freeOwner(o.owner);
+          } catch (e) {
+            if (!(e instanceof AllocatorError)) throw e;
+          }
+        }
+        const before = text(a);
+        const taken: number[] = [];
+        for (const at of rollback) {
+          try {
+            taken.push(at === undefined ? a.allocateId("r") : a.allocateIdAt(at, "r"));
+          } catch (e) {
+            if (!(e instanceof AllocatorError)) throw e;
+          }
+        }
+        for (let i = taken.length - 1; i >= 0; i--) a.unallocateId(taken[i]!);
+        a.checkValid();
+        assert.equal(text(a), before);
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
+
+describe("IdAllocator owners restore as runs, in time and memory proportional to the snapshot", () => {
+  const heap = (): number => {
+    const m = process.memoryUsage();
+    return m.heapUsed + m.arrayBuffers;
+  };
+
+  it("a ~150-byte snapshot naming MAX_OWNED_IDS owned ids restores in little memory, and stays exact under changes", () => {
+    const first = 7; // runs not aligned to owner pages
+    const last = first + MAX_OWNED_IDS - 1;
+    const snap = { format: "vm-allocator/id-allocator", version: 1, first: 0, last: U32_MAX, allocated: [[first, last]], released: [], owners: [["bulk", [[first, last]]]] };
+    assert.ok(JSON.stringify(snap).length < 200);
+    const before = heap();
+    const a = IdAllocator.fromJSON(snap);
+    // Per id, a Map entry and a Set entry took ~1.1 GiB; an entry per 256-id page takes a few MiB.
+    assert.ok(heap() - before < 32 * 2 ** 20, `restoring grew the heap by ${heap() - before} bytes`);
+    assert.equal(a.ownerOf(first), "bulk");
+    assert.equal(a.ownerOf(last), "bulk");
+    assert.equal(a.ownerOf(first - 1), undefined);
+    assert.equal(a.ownerOf(last + 1), undefined);
+    assert.equal(a.ownerOf(1 << 20), "bulk");
+    // The limit holds for the restored ids too.
+    assert.throws(() => a.allocateId("more"), code("ResourceNotAvailable", /MAX_OWNED_IDS/));
+    assert.equal(a.allocateId(), 0, "without an owner, the limit does not apply");
+    const mid = first + (1 << 23) + 3;
+    a.freeId(mid);
+    assert.equal(a.ownerOf(mid), undefined);
+    assert.throws(() => a.freeId(mid), code("AlreadyReleased"));
+    assert.equal(a.allocateIdAt(mid, "other"), mid);
+    assert.equal(a.ownerOf(mid), "other");
+    assert.deepEqual(a.idsOf("other"), [mid]);
+    assert.deepEqual(a.freeOwner("other"), [mid]);
+    assert.equal(a.allocateIdAt(mid), mid);
+    assert.equal(a.ownerOf(mid), undefined, "allocated again without an owner: the restored run no longer names it");
+  });
+
+  /** A random snapshot of [0, 2999] with owned runs that start and end anywhere in the 256-id pages. */
+  const snapshotArb = fc
+    .array(fc.record({ len: fc.integer({ min: 1, max: 700 }), gap: fc.integer({ min: 0, max: 300 }), owner: fc.constantFrom("a", "b", "c", undefined) }), { maxLength: 8 })
+    .map((parts) => {
+      const allocated: IdRun[] = [];
+      const owners = new Map<string, IdRun[]>();
+      let at = 0;
+      for (const p of parts) {
+        at += p.gap + 1; // keep runs apart so that each one stays its own run
+        const end = Math.min(at + p.len - 1, 2999);
+        if (at > 2999) break;
+        allocated.push([at, end]);
+        if (p.owner !== undefined) owners.set(p.owner, [...(owners.get(p.owner) ?? []), [at, end]]);
+        at = end + 1;
+      }
+      const snap: IdAllocatorSnapshot = {
+        format: "vm-allocator/id-allocator",
+        version: 1,
+        first: 0,
+        last: 2999,
+        allocated,
+        released: [],
+        owners: [...owners].sort((x, y) => x[1][0]![0] - y[1][0]![0]),
+      };
+      return snap;
+    });
+  const opArb = fc.oneof(
+    fc.record({ t: fc.constant("free" as const), id: fc.integer({ min: 0, max: 2999 }) }),
+    fc.record({ t: fc.constant("alloc" as const), owner: fc.constantFrom("a", "b", "d", undefined) }),
+    fc.record({ t: fc.constant("at" as const), id: fc.integer({ min: 0, max: 2999 }), owner: fc.constantFrom("a", "d", undefined) }),
+    fc.record({ t: fc.constant("owner" as const), owner: fc.constantFrom("a", "b", "c", "d") }),
+  );
+
+  it("property: a restored allocator behaves exactly like one that was given the same ids one by one", () => {
+    fc.assert(
+      fc.property(snapshotArb, fc.array(opArb, { maxLength: 40 }), (snap, ops) => {
+        const restored = IdAllocator.fromJSON(snap);
+        assert.deepEqual(restored.toJSON(), snap, "the snapshot round-trips");
+        restored.checkValid();
+        // The twin: the same state built through the live path.
+        const twin = new IdAllocator(0, 2999);
+        const ownerOfId = new Map<number, string>();
+        for (const [name, runs] of snap.owners) for (const [x, y] of runs) for (let id = x; id <= y; id++) ownerOfId.set(id, name);
+        for (const [x, y] of snap.allocated) for (let id = x; id <= y; id++) twin.allocateIdAt(id, ownerOfId.get(id));
+        for (const o of ops) {
+          const act = (x: IdAllocator): unknown => {
+            try {
+              if (o.t === "free") return x.freeId(o.id);
+              if (o.t === "alloc") return x.allocateId(o.owner);
+              if (o.t === "at") return x.allocateIdAt(o.id, o.owner);
+              return x.freeOwner(o.owner);
+            } catch (e) {
+              if (!(e instanceof AllocatorError)) throw e;
+              return e.code;
+            }
+          };
+          assert.deepEqual(act(restored), act(twin), JSON.stringify(o));
+        }
+        restored.checkValid();
+        for (const owner of ["a", "b", "c", "d"]) assert.deepEqual(restored.idsOf(owner), twin.idsOf(owner), owner);
+        for (let id = 0; id <= 2999; id += 7) assert.equal(restored.ownerOf(id), twin.ownerOf(id), `id ${id}`);
+        // The released history differs by design (a restored id's state before its allocation is
+        // "released", the twin's ids were fresh: unallocateId is left out above for that reason),
+        // so compare what is held.
+        const held = (x: IdAllocator) => {
+          const j = x.toJSON();
+          return { allocated: j.allocated, owners: j.owners };
+        };
+        assert.deepEqual(held(restored), held(twin));
+        assert.deepEqual(held(restored.clone()), held(restored));
+        restored.clone().checkValid();
+      }),
+      { numRuns: 150 },
+    );
   });
 });

@@ -11,6 +11,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { ResourceRequest } from "../../src/devices/device.js";
+import type { AllocationCallbacks } from "../../src/system/allocation-callbacks.js";
 import { DeviceManager } from "../../src/devices/device-manager.js";
 import { AllocatorError } from "../../src/core/errors.js";
 import { RangeInclusive } from "../../src/core/range.js";
@@ -29,12 +30,11 @@ function inconsistent(dm: DeviceManager, message: RegExp, device: string): void 
 }
 
 /**
- * What a VM holds, as text, for "a failed call changed nothing": every holding of the allocator
- * (owners, reservations, uses, shares) and the manager's snapshot. Not the allocator's whole
- * snapshot: an id handed out and given back by a rolled-back registration stays in the id pool's
- * `released` history (it only tells AlreadyReleased from NeverAllocated).
+ * What a VM is, as text, for "a failed call changed nothing": the allocator's whole snapshot
+ * (the id pools' `released` history included: a rolled-back registration frees with `undo`, so an
+ * id it took counts as never handed out again) and the manager's snapshot.
  */
-const state = (sys: DefaultSystemAllocator, dm: DeviceManager) => JSON.stringify({ held: sys.holdings(), dm: dm.toJSON() });
+const state = (sys: DefaultSystemAllocator, dm: DeviceManager) => JSON.stringify({ sys: sys.toJSON(), dm: dm.toJSON() });
 
 /** A holding as comparable text: pool, value, and whose reservation it sits in. */
 const holdingText = (h: Holding) =>
@@ -178,6 +178,36 @@ describe("checkConsistency: issue 7's scenarios, reproduced behind the manager's
     dm.checkConsistency();
     sys.irqCallback()({ action: "allocate", owner: "nic@9", pool: "legacy" });
     inconsistent(dm, /the allocator holds irq 5 for nic@9, which is not a registered device \(leaked\)/, "nic@9");
+  });
+
+  it("with otherManagers, another manager's live devices on the same allocator are not leaks; their leftovers are", () => {
+    const { sys, dm: strict } = newVm("firecracker-x86_64");
+    const a = DeviceManager.fromSystemAllocator(sys, { otherManagers: true });
+    const b = DeviceManager.fromSystemAllocator(sys, { otherManagers: true });
+    const blk = a.fullRegisterDevice(new ProbeDevice("virtio-blk"), [{ kind: "mmio", size: 0x1000 }, { kind: "irq" }]);
+    const net = b.fullRegisterDevice(new ProbeDevice("virtio-net"), [{ kind: "mmio", size: 0x1000 }, { kind: "msi", count: 2 }]);
+    assert.notEqual(blk, net); // one instance-id pool: owners never collide
+    a.checkConsistency();
+    b.checkConsistency();
+    // Without the option, each of the other's devices is a leak (the default, one manager per allocator).
+    inconsistent(strict, /for virtio-blk@0, which is not a registered device \(leaked\)/, "virtio-blk@0");
+    // A leftover of a gone device (its instance id freed, something else still held) is a leak for both.
+    sys.irqCallback()({ action: "allocate", owner: "gone@7", pool: "legacy" });
+    inconsistent(a, /holds irq \d+ for gone@7, which is not a registered device \(leaked\)/, "gone@7");
+    inconsistent(b, /holds irq \d+ for gone@7, which is not a registered device \(leaked\)/, "gone@7");
+    sys.releaseAll("gone@7");
+    // A restore of one manager's snapshot next to the other's live devices needs the option too.
+    const devices = new Map([[net, b.resourcesOf(net).device]]);
+    const restored = DeviceManager.fromJSON(JSON.parse(JSON.stringify(b.toJSON())), { systemAllocator: sys, devices, otherManagers: true });
+    assert.deepEqual(restored.instanceIds(), [net]);
+    assert.throws(() => DeviceManager.fromJSON(b.toJSON(), { systemAllocator: sys, devices }), allocatorError("InvalidSnapshot", /virtio-blk@0, which is not a registered device \(leaked\)/));
+    // Unplugging in one manager is seen by the other's check at once.
+    b.fullUnregisterDevice(net);
+    a.checkConsistency();
+    assert.deepEqual(sys.allocationsOf(`virtio-net@${net}`), []);
+    // Bad options are refused.
+    assert.throws(() => DeviceManager.fromSystemAllocator(sys, { otherManagers: 1 } as never), allocatorError("InvalidArgument", /otherManagers must be a boolean/));
+    assert.throws(() => DeviceManager.fromSystemAllocator(sys, { othermanagers: true } as never), allocatorError("InvalidArgument", /unknown field "othermanagers"/));
   });
 });
 
@@ -537,5 +567,147 @@ describe("registration errors name the device and the request", () => {
     assert.equal((e as AllocatorError).device, "virtio-blk");
     assert.equal((e as AllocatorError).requestIndex, 2);
     assert.equal(dm.size, 0);
+  });
+});
+
+describe("fault injection: a failed registration or move leaves the allocator's snapshot byte-identical", () => {
+  /**
+   * Everything a registration can take: an instance id, an allocated line, a shared line, a use of
+   * a reserved line, MSI vectors, a port range in the ISA block (a use) and one allocated, MMIO in
+   * 64-bit space and at a fixed address.
+   */
+  const RICH: ResourceRequest[] = [
+    { kind: "irq" },
+    { kind: "irq", fixed: 12, shared: true },
+    { kind: "irq", fixed: 8 },
+    { kind: "msi", count: 3 },
+    { kind: "pio", size: 8, fixed: 0x3f8 },
+    { kind: "pio", size: 0x10, alignment: 0x10 },
+    { kind: "mmio", size: 0x1000, alignment: 0x1000, mmio64: true },
+    { kind: "mmio", size: 0x1000, fixed: 0xd000_0000 },
+  ];
+
+  /**
+   * A VM with history (ids handed out and given back, so the pools hold released ids next to
+   * fresh ones, and a shared line with a holder), on callbacks that fail their `failAt`-th call.
+   */
+  function vm(failAt: number) {
+    const sys = new DefaultSystemAllocator(TEST_LAYOUT);
+    let calls = 0;
+    const failing = <P extends { action: string }, R>(cb: (p: P) => R) => (p: P): R => {
+      if (p.action === "allocate" && calls++ === failAt) throw new AllocatorError("ResourceNotAvailable", `injected failure at call ${failAt}`);
+      return cb(p);
+    };
+    const callbacks: AllocationCallbacks = {
+      deviceId: failing(sys.deviceIdCallback()),
+      irq: failing(sys.irqCallback()),
+      pio: failing(sys.pioAddressCallback()!),
+      mmio: failing(sys.mmioAddressCallback()),
+      holdings: sys.holdingsCallback(),
+    };
+    const setupCalls = failAt;
+    failAt = -1; // no failure while the history is made
+    const dm = new DeviceManager(callbacks);
+    const gone = dm.fullRegisterDevice(new ProbeDevice("gone"), [{ kind: "irq" }, { kind: "msi", count: 2 }, { kind: "pio", size: 8 }]);
+    dm.fullRegisterDevice(new ProbeDevice("com1"), [{ kind: "irq", fixed: 12, shared: true }]);
+    dm.fullUnregisterDevice(gone);
+    calls = 0;
+    failAt = setupCalls;
+    return { sys, dm, calls: () => calls };
+  }
+
+  it("RICH registers on a VM with history, one allocation per id, line, vector and range", () => {
+    const { dm, calls } = vm(-1);
+    const id = dm.fullRegisterDevice(new ProbeDevice("rich"), RICH);
+    assert.equal(calls(), 1 + 3 + 3 + 2 + 2, "one allocation per id, line, vector and range");
+    dm.checkConsistency();
+    dm.fullUnregisterDevice(id);
+    dm.checkConsistency();
+  });
+
+  it("whichever allocation fails, every one before it is undone: sys.toJSON() and dm.toJSON() are as before", () => {
+    const steps = 1 + 3 + 3 + 2 + 2;
+    for (let k = 0; k < steps; k++) {
+      const { sys, dm } = vm(k);
+      const before = state(sys, dm);
+      assert.throws(() => dm.fullRegisterDevice(new ProbeDevice("rich"), RICH), allocatorError("ResourceNotAvailable", new RegExp(`injected failure at call ${k}$`)));
+      assert.equal(state(sys, dm), before, `failing allocation ${k}`);
+      dm.checkConsistency();
+      sys.checkValid();
+    }
+  });
+
+  it("a failure after every allocation (the last range collides on the bus) is undone too", () => {
+    const { sys, dm } = vm(-1);
+    // Only mapped (outside every pool), so only the bus can refuse the second one.
+    dm.fullRegisterDevice(new ProbeDevice("rom"), [{ kind: "mmio", size: 0x1000, fixed: 0x2_0000_0000 }]);
+    const before = state(sys, dm);
+    assert.throws(() => dm.fullRegisterDevice(new ProbeDevice("rich"), [...RICH, { kind: "mmio", size: 0x1000, fixed: 0x2_0000_0000 }]), allocatorError("Overlap", /conflicts with rom@/));
+    assert.equal(state(sys, dm), before);
+    // An instance id the callback hands out but a device already has (the allocator lost it
+    // behind the manager's back): the manager refuses it after the fact, and undoes that too.
+    assert.deepEqual(dm.instanceIds(), [0, 1], "rom@0 (a released id, reused) and com1@1: 2 comes next");
+    dm.simpleRegisterDevice(new ProbeDevice("simple"), 2);
+    sys.deviceIdCallback()({ action: "free", owner: "simple@2", id: 2 });
+    const before2 = state(sys, dm);
+    assert.throws(() => dm.fullRegisterDevice(new ProbeDevice("late"), RICH), allocatorError("Overlap", /instance id 2 for late is already held by simple@2/));
+    assert.equal(state(sys, dm), before2);
+  });
+
+  it("a refused move leaves the snapshot byte-identical, whether the new place or freeing the old one fails", () => {
+    for (const [what, to, failFree] of [
+      ["onto a reservation", 0xfec0_0000n, false],
+      ["to free space, the old place refusing to be freed", 0xd010_0000n, true],
+      ["onto part of itself, the new place refused", 0xd000_0800n, false],
+    ] as const) {
+      const sys = new DefaultSystemAllocator(TEST_LAYOUT);
+      const mmio = sys.mmioAddressCallback();
+      let refuse = false;
+      const guarded = new DeviceManager({
+        deviceId: sys.deviceIdCallback(),
+        irq: sys.irqCallback(),
+        mmio: (p) => {
+          if (refuse && (failFree ? p.action === "free" && p.undo !== true : p.action === "allocate" && p.fixed === to)) throw new AllocatorError("Overlap", "injected");
+          return mmio(p);
+        },
+        holdings: sys.holdingsCallback(),
+      });
+      const id = guarded.fullRegisterDevice(new ProbeDevice("bar"), [{ kind: "mmio", size: 0x1000, fixed: 0xd000_0000 }]);
+      const before = state(sys, guarded);
+      refuse = what !== "onto a reservation";
+      assert.throws(() => guarded.moveRange(id, r(0xd000_0000, 0xd000_0fff), to), allocatorError("Overlap"), what);
+      assert.equal(state(sys, guarded), before, what);
+      guarded.checkConsistency();
+    }
+  });
+});
+
+describe("fullUnregisterDevice with { undo: true } rolls a registration back without a trace", () => {
+  it("the allocator's snapshot is as before the registration; a plain unplug leaves released history", () => {
+    const { sys, dm } = newVm();
+    const reqs: ResourceRequest[] = [{ kind: "irq" }, { kind: "msi", count: 2 }, { kind: "pio", size: 8 }, { kind: "mmio", size: 0x1000 }, { kind: "irq", fixed: 12, shared: true }];
+    const before = JSON.stringify(sys.toJSON());
+    dm.fullUnregisterDevice(dm.fullRegisterDevice(new ProbeDevice("d"), reqs), { undo: true });
+    assert.equal(JSON.stringify(sys.toJSON()), before);
+    dm.fullUnregisterDevice(dm.fullRegisterDevice(new ProbeDevice("d"), reqs));
+    assert.notEqual(JSON.stringify(sys.toJSON()), before, "a plain unplug remembers the ids as released");
+    dm.checkConsistency();
+  });
+
+  it("refuses bad options before changing anything", () => {
+    const { sys, dm } = newVm();
+    const id = dm.fullRegisterDevice(new ProbeDevice("d"), [{ kind: "irq" }]);
+    const before = state(sys, dm);
+    for (const [bad, message] of [
+      [null, /^options must be an object/],
+      [5, /^options must be an object/],
+      [{ undo: "yes" }, /^options\.undo must be a boolean/],
+      [{ undoo: true }, /^options has unknown field "undoo"/],
+    ] as const) {
+      assert.throws(() => dm.fullUnregisterDevice(id, bad as never), allocatorError("InvalidArgument", message));
+      assert.equal(state(sys, dm), before);
+    }
+    dm.fullUnregisterDevice(id, {});
+    dm.checkConsistency();
   });
 });

@@ -694,6 +694,109 @@ describe("DeviceManager.fromJSON: validation", () => {
     refuse(copy(), /serial@0: instance id 0 is held by the allocator, but no deviceId callback was given/, { options: () => ({ devices: objects() }) });
   });
 
+  /**
+   * A consistent forgery: the system half no longer holds one of a device's resources, and the
+   * device half claims that resource lies outside every pool (held by no one). The holdings agree
+   * (nothing held, nothing recorded as held); only the outside probe can tell.
+   */
+  function forgeOutside(owner: string, field: "instanceId" | "irqs" | "msi" | "pio" | "mmio", index = 0) {
+    const sys = DefaultSystemAllocator.fromJSON(base.vm.system);
+    const s = copy();
+    const d = s.devices.find((x) => x["owner"] === owner)!;
+    const slot = field === "instanceId" ? d["instanceId"] : d[field][index];
+    assert.equal(slot.heldBy, "allocator", `${owner} ${field}[${index}] is held to begin with`);
+    slot.heldBy = "outside";
+    let what: string;
+    if (field === "pio" || field === "mmio") {
+      const range = r(BigInt(slot.start), BigInt(slot.end));
+      (field === "pio" ? sys.pioAddressCallback()! : sys.mmioAddressCallback())({ action: "free", owner, range });
+      what = range.toString(field === "pio" ? "io" : "mem");
+    } else {
+      const id = slot.value as number;
+      if (field === "instanceId") sys.deviceIdCallback()({ action: "free", owner, id });
+      else sys.irqCallback()({ action: "free", owner, id, pool: field === "msi" ? "msi" : "legacy" });
+      what = field === "instanceId" ? `instance id ${id}` : field === "msi" ? `MSI GSI ${id}` : `[irq ${id}]`;
+    }
+    return { system: sys.toJSON(), devices: s, what };
+  }
+  const esc = (text: string) => text.replace(/[[\]]/g, "\\$&");
+
+  it("refuses a resource recorded as outside every pool that lies in one, naming the device and the resource", () => {
+    for (const [owner, field] of [
+      ["virtio-net@2", "mmio"],
+      ["virtio-net@2", "pio"],
+      ["virtio-net@2", "msi"],
+      ["virtio-blk@4", "irqs"],
+      ["virtio-blk@3", "instanceId"],
+    ] as const) {
+      const index = owner === "virtio-blk@4" && field === "irqs" ? 1 : 0;
+      const forged = forgeOutside(owner, field, index);
+      refuse(forged.devices, new RegExp(`${owner} records ${esc(forged.what)} as outside every pool, but it lies in the allocator's pools`), { system: forged.system, device: owner });
+    }
+  });
+
+  it("without the outside probe, such a forgery restores, and the range is then handed to another device (what the probe prevents)", () => {
+    const forged = forgeOutside("virtio-net@2", "mmio");
+    const sys = DefaultSystemAllocator.fromJSON(forged.system);
+    const noProbe = {
+      deviceIdCallback: () => sys.deviceIdCallback(),
+      irqCallback: () => sys.irqCallback(),
+      pioAddressCallback: () => sys.pioAddressCallback(),
+      mmioAddressCallback: () => sys.mmioAddressCallback(),
+      holdingsCallback: () => sys.holdingsCallback(),
+    };
+    const dm = DeviceManager.fromJSON(forged.devices, { systemAllocator: noProbe, devices: objects() });
+    dm.checkConsistency(); // nothing to ask: the forgery goes unnoticed
+    const range = dm.resourcesOf(2).mmio[0]!.range;
+    assert.throws(() => dm.fullRegisterDevice(new ProbeDevice("victim"), [{ kind: "mmio", size: range.len(), alignment: 0x1000 }]), allocatorError("Overlap", /conflicts with virtio-net@2/));
+    // The same snapshot restored with the probe is refused.
+    assert.throws(
+      () => DeviceManager.fromJSON(forged.devices, { systemAllocator: DefaultSystemAllocator.fromJSON(forged.system), devices: objects() }),
+      allocatorError("InvalidSnapshot", /virtio-net@2 records \[mem .*\] as outside every pool/),
+    );
+  });
+
+  it("checkConsistency asks the outside probe too: a value that stops being outside is reported", () => {
+    const sys = DefaultSystemAllocator.fromJSON(base.vm.system);
+    let lie = true;
+    const truth = sys.outsideCallback();
+    const dm = DeviceManager.fromJSON(copy(), {
+      callbacks: {
+        deviceId: sys.deviceIdCallback(),
+        irq: sys.irqCallback(),
+        pio: sys.pioAddressCallback()!,
+        mmio: sys.mmioAddressCallback(),
+        holdings: sys.holdingsCallback(),
+        outside: (q) => lie || truth(q),
+      },
+      devices: objects(),
+    });
+    dm.checkConsistency();
+    lie = false;
+    dm.checkConsistency(); // the sample's outside values (IRQ 4, the ROM, GSI 5000) are truly outside
+    const forged = forgeOutside("virtio-net@2", "msi");
+    lie = true;
+    const sys2 = DefaultSystemAllocator.fromJSON(forged.system);
+    const dm2 = DeviceManager.fromJSON(forged.devices, {
+      callbacks: { deviceId: sys2.deviceIdCallback(), irq: sys2.irqCallback(), pio: sys2.pioAddressCallback()!, mmio: sys2.mmioAddressCallback(), holdings: sys2.holdingsCallback(), outside: (q) => lie || sys2.outsideCallback()(q) },
+      devices: objects(),
+    });
+    dm2.checkConsistency();
+    lie = false;
+    const e = thrown(() => dm2.checkConsistency());
+    allocatorError("InvalidState", /virtio-net@2 records MSI GSI \d+ as outside every pool, but it lies in the allocator's pools/)(e);
+    assert.equal((e as AllocatorError).device, "virtio-net@2");
+  });
+
+  it("the outside probe must answer a boolean", () => {
+    refuse(copy(), /the outside callback returned string, not a boolean/, {
+      options: (sys) => ({
+        callbacks: { deviceId: sys.deviceIdCallback(), irq: sys.irqCallback(), pio: sys.pioAddressCallback()!, mmio: sys.mmioAddressCallback(), outside: () => "yes" as unknown as boolean },
+        devices: objects(),
+      }),
+    });
+  });
+
   it("refuses a missing, misnamed or non-device object, naming the device", () => {
     const withObjects = (change: (m: Map<number, unknown>) => void) => (sys: DefaultSystemAllocator) => {
       const m = objects() as Map<number, unknown>;
@@ -792,7 +895,8 @@ describe("DeviceManager.fromJSON: disagreement with the restored system allocato
     // A record that says "outside" for what the allocator holds.
     const outside = structuredClone(t0.devices) as unknown as { devices: { mmio: { heldBy: string }[] }[] };
     outside.devices[2]!.mmio[0]!.heldBy = "outside";
-    refuseAgainst(t0.system, outside as unknown as DeviceManagerSnapshot, /the allocator holds mmio 0xc0000000-0xc0000fff for virtio-net@2, which its record does not list/, "virtio-net@2");
+    // (The outside probe refuses it first: the range lies in a pool.)
+    refuseAgainst(t0.system, outside as unknown as DeviceManagerSnapshot, /virtio-net@2 records \[mem 0xc0000000-0xc0000fff\] as outside every pool, but it lies in the allocator's pools/, "virtio-net@2");
     // A place that moved since the device half was taken.
     vm.dm.moveRange(4, r(0xd000_0000, 0xd000_0fff), 0xd010_0000n);
     refuseAgainst(vm.sys.toJSON(), t0.devices, /virtio-blk@4 records mmio 0xd0000000-0xd0000fff, which the allocator does not hold for it/, "virtio-blk@4");

@@ -659,7 +659,7 @@ describe("DeviceManager: all or nothing", () => {
     const before = w.state();
     assert.throws(() => w.dm.fullRegisterDevice(new TestDevice("late")), code("Overlap", /^late: instance id: instance id 0 for late is already held by handed@0$/));
     assert.deepEqual(w.state(), before);
-    assert.deepEqual(w.ids.calls.at(-1), { action: "free", owner: "late@0", id: 0 });
+    assert.deepEqual(w.ids.calls.at(-1), { action: "free", owner: "late@0", id: 0, undo: true });
     assert.throws(() => w.dm.fullRegisterDevice(new TestDevice("fixed", [{ kind: "instanceId", fixed: 0 }])), code("Overlap", /handed@0/));
   });
 

@@ -104,6 +104,25 @@ describe("hotplug", () => {
     assert.equal(m.host.slots.size, 0);
   });
 
+  it("a failed plug after a function and its BARs were registered leaves the allocator's snapshot byte-identical", () => {
+    const layout = { ...PC_X86_64, mmio64: { base: MMIO64_BASE, size: 0x10_0000 } };
+    const m = machine({}, layout);
+    // History first, so that the id pools have released ids next to fresh ones.
+    m.host.unplug(m.host.plug(new TestPciDevice("old", 1, 1, 0, { interruptPin: 1, bars: [{ kind: "mem32", size: 0x1000 }] })));
+    const before = JSON.stringify(m.sys.toJSON());
+    const devices = JSON.stringify(m.dm.toJSON());
+    assert.throws(
+      () => m.host.plugMultiFunction([
+        new TestPciDevice("a", 1, 1, 0, { interruptPin: 1, bars: [{ kind: "mem32", size: 0x1000 }, { kind: "io", size: 0x20 }] }),
+        new TestPciDevice("b", 1, 1, 0, { interruptPin: 2, bars: [{ kind: "mem64", size: 1n << 40n, prefetchable: true }] }),
+      ]),
+      code("ResourceNotAvailable"),
+    );
+    assert.equal(JSON.stringify(m.sys.toJSON()), before, "function a's instance id, INTx line and BARs were rolled back with undo");
+    assert.equal(JSON.stringify(m.dm.toJSON()), devices);
+    m.dm.checkConsistency();
+  });
+
   it("unplugging what is not plugged is NotFound; a stale function object too", () => {
     const m = machine();
     assert.throws(() => m.host.unplug("00:03.0"), code("NotFound", /no PCI function is plugged at 0000:00:03\.0/));

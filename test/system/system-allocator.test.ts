@@ -1321,3 +1321,174 @@ describe("DefaultSystemAllocator: shared lines indexed by holder", () => {
     copy.checkValid();
   });
 });
+
+describe("DefaultSystemAllocator: a free with undo: true rolls an allocation back without a trace", () => {
+  /** SMALL with a reserved line, a reserved port block and a reserved MMIO page that devices may use. */
+  const WITH_RESERVED: SystemLayout = {
+    ...SMALL,
+    reserved: [
+      { pool: "legacyIrq", start: 7, owner: "rtc" },
+      { pool: "pio", start: 0x100, end: 0x13f, owner: "isa" },
+      { pool: "mmio32", start: 0x1f00, end: 0x1fff, owner: "fw" },
+    ],
+  };
+  /** Some history first, so that released ids and other holders exist. */
+  function used(): DefaultSystemAllocator {
+    const sys = new DefaultSystemAllocator(WITH_RESERVED);
+    const dev = sys.deviceIdCallback();
+    const irq = sys.irqCallback();
+    const a = dev({ action: "allocate", owner: "a", appendIdToOwner: true })!;
+    dev({ action: "allocate", owner: "b", appendIdToOwner: true });
+    dev({ action: "free", owner: `a@${a}`, id: a }); // 0 released, 1 held by b@1
+    irq({ action: "free", owner: "a", id: irq({ action: "allocate", owner: "a" })! });
+    irq({ action: "free", owner: "a", id: irq({ action: "allocate", owner: "a", pool: "msi" })!, pool: "msi" });
+    irq({ action: "allocate", owner: "com1", fixed: 6, shared: true });
+    return sys;
+  }
+  type Step = { what: string; take: (sys: DefaultSystemAllocator) => unknown; undo: (sys: DefaultSystemAllocator, got: unknown) => unknown };
+  const steps: Step[] = [
+    // Instance ids: the lowest (released before), released and fixed, fresh and fixed.
+    { what: "the lowest instance id (released before), named after itself", take: (s) => s.deviceIdCallback()({ action: "allocate", owner: "c", appendIdToOwner: true }), undo: (s, id) => s.deviceIdCallback()({ action: "free", owner: `c@${String(id)}`, id: id as number, undo: true }) },
+    { what: "a released instance id, fixed", take: (s) => s.deviceIdCallback()({ action: "allocate", owner: "c", fixed: 0 }), undo: (s, id) => s.deviceIdCallback()({ action: "free", owner: "c", id: id as number, undo: true }) },
+    { what: "a fresh fixed instance id", take: (s) => s.deviceIdCallback()({ action: "allocate", owner: "c", fixed: 15 }), undo: (s, id) => s.deviceIdCallback()({ action: "free", owner: "c", id: id as number, undo: true }) },
+    // Legacy lines: the released lowest one, a fresh fixed one, a use of the reserved line, a
+    // join of a shared line, the first holder of a new shared line.
+    { what: "the lowest legacy line (released before)", take: (s) => s.irqCallback()({ action: "allocate", owner: "c" }), undo: (s, id) => s.irqCallback()({ action: "free", owner: "c", id: id as number, undo: true }) },
+    { what: "a fresh fixed legacy line", take: (s) => s.irqCallback()({ action: "allocate", owner: "c", fixed: 12 }), undo: (s, id) => s.irqCallback()({ action: "free", owner: "c", id: id as number, undo: true }) },
+    { what: "a use of the reserved line", take: (s) => s.irqCallback()({ action: "allocate", owner: "c", fixed: 7, allowReserved: true }), undo: (s, id) => s.irqCallback()({ action: "free", owner: "c", id: id as number, undo: true }) },
+    { what: "joining a shared line", take: (s) => s.irqCallback()({ action: "allocate", owner: "com3", fixed: 6, shared: true }), undo: (s, id) => s.irqCallback()({ action: "free", owner: "com3", id: id as number, undo: true }) },
+    { what: "opening a shared line", take: (s) => s.irqCallback()({ action: "allocate", owner: "c", fixed: 11, shared: true }), undo: (s, id) => s.irqCallback()({ action: "free", owner: "c", id: id as number, undo: true }) },
+    // MSI: the released lowest GSI, a fresh fixed one.
+    { what: "the lowest MSI GSI (released before)", take: (s) => s.irqCallback()({ action: "allocate", owner: "c", pool: "msi" }), undo: (s, id) => s.irqCallback()({ action: "free", owner: "c", id: id as number, pool: "msi", undo: true }) },
+    { what: "a fresh fixed MSI GSI", take: (s) => s.irqCallback()({ action: "allocate", owner: "c", pool: "msi", fixed: 40 }), undo: (s, id) => s.irqCallback()({ action: "free", owner: "c", id: id as number, pool: "msi", undo: true }) },
+    // Addresses: first fit, exact, a use of a reservation, in every family.
+    { what: "a port range", take: (s) => s.pioAddressCallback()!({ action: "allocate", owner: "c", size: 8n }), undo: (s, got) => s.pioAddressCallback()!({ action: "free", owner: "c", range: got as RangeInclusive, undo: true }) },
+    { what: "a use of the ISA block", take: (s) => s.pioAddressCallback()!({ action: "allocate", owner: "c", size: 8n, fixed: 0x120n, allowReserved: true }), undo: (s, got) => s.pioAddressCallback()!({ action: "free", owner: "c", range: got as RangeInclusive, undo: true }) },
+    { what: "an exact MMIO range", take: (s) => s.mmioAddressCallback()({ action: "allocate", owner: "c", size: 0x100n, fixed: 0x1400n }), undo: (s, got) => s.mmioAddressCallback()({ action: "free", owner: "c", range: got as RangeInclusive, undo: true }) },
+    { what: "a use of the firmware page", take: (s) => s.mmioAddressCallback()({ action: "allocate", owner: "c", size: 0x10n, fixed: 0x1f00n, allowReserved: true }), undo: (s, got) => s.mmioAddressCallback()({ action: "free", owner: "c", range: got as RangeInclusive, undo: true }) },
+    { what: "a 64-bit MMIO range, last fit", take: (s) => s.mmioAddressCallback()({ action: "allocate", owner: "c", size: 0x100n, mmio64: true, placement: "last" }), undo: (s, got) => s.mmioAddressCallback()({ action: "free", owner: "c", range: got as RangeInclusive, undo: true }) },
+  ];
+
+  for (const step of steps) {
+    it(`${step.what}: the snapshot is byte-identical after the undo, and a plain free differs only where it should`, () => {
+      const sys = used();
+      const before = state(sys);
+      const got = step.take(sys);
+      assert.notEqual(got, null);
+      assert.notEqual(state(sys), before, "the allocation changed something");
+      step.undo(sys, got);
+      assert.equal(state(sys), before);
+      sys.checkValid();
+    });
+  }
+
+  it("several allocations undone in reverse order (a registration rolled back) leave no trace", () => {
+    const sys = used();
+    const before = state(sys);
+    const taken = steps.filter((s) => !/joining|opening|use of the reserved line|released instance id, fixed/.test(s.what)).map((s) => ({ s, got: s.take(sys) }));
+    for (let i = taken.length - 1; i >= 0; i--) taken[i]!.s.undo(sys, taken[i]!.got);
+    assert.equal(state(sys), before);
+    sys.checkValid();
+  });
+
+  it("a plain free of a fresh id is remembered as released (the difference undo makes)", () => {
+    const sys = used();
+    const before = sys.toJSON().pools.instanceId;
+    const id = sys.deviceIdCallback()({ action: "allocate", owner: "c", fixed: 15 })!;
+    sys.deviceIdCallback()({ action: "free", owner: "c", id });
+    assert.deepEqual(sys.toJSON().pools.instanceId.released, [...before.released, [15, 15]]);
+  });
+
+  it("address pools keep no history: even a plain free gives the snapshot back, uses of reservations included", () => {
+    const sys = used();
+    const before = state(sys);
+    const pio = sys.pioAddressCallback()!;
+    const mmio = sys.mmioAddressCallback();
+    const got = [
+      [pio, pio({ action: "allocate", owner: "c", size: 3n, alignment: 4n })!],
+      [pio, pio({ action: "allocate", owner: "c", size: 8n, fixed: 0x108n, allowReserved: true })!],
+      [mmio, mmio({ action: "allocate", owner: "c", size: 0x10n, placement: "last" })!],
+      [mmio, mmio({ action: "allocate", owner: "c", size: 0x10n, fixed: 0x1f80n, allowReserved: true })!],
+      [mmio, mmio({ action: "allocate", owner: "c", size: 0x10n, mmio64: true })!],
+    ] as const;
+    assert.notEqual(state(sys), before);
+    for (const [cb, range] of got) cb({ action: "free", owner: "c", range });
+    assert.equal(state(sys), before);
+  });
+
+  it("a shared line passed on to its next holder keeps its history", () => {
+    const sys = new DefaultSystemAllocator(WITH_RESERVED);
+    const irq = sys.irqCallback();
+    const before = state(sys);
+    irq({ action: "allocate", owner: "com1", fixed: 10, shared: true });
+    irq({ action: "allocate", owner: "com3", fixed: 10, shared: true });
+    irq({ action: "free", owner: "com1", id: 10 }); // com3 takes the line over
+    assert.equal(sys.legacyIrq.ownerOf(10), "com3");
+    irq({ action: "free", owner: "com3", id: 10, undo: true });
+    assert.equal(state(sys), before, "the line was handed out once, to com1 then com3, and that allocation is undone");
+  });
+
+  it("undo must be a boolean; a bad one changes nothing", () => {
+    const sys = used();
+    const id = sys.irqCallback()({ action: "allocate", owner: "c" })!;
+    const range = sys.mmioAddressCallback()({ action: "allocate", owner: "c", size: 0x10n })!;
+    for (const bad of ["yes", 1, null]) {
+      failsCleanly(sys, () => sys.irqCallback()({ action: "free", owner: "c", id, undo: bad } as unknown as IdAllocateParams), "InvalidArgument", /^params\.undo must be a boolean/);
+      failsCleanly(sys, () => sys.mmioAddressCallback()({ action: "free", owner: "c", range, undo: bad } as unknown as AddrAllocateParams), "InvalidArgument", /^params\.undo must be a boolean/);
+    }
+  });
+});
+
+describe("DefaultSystemAllocator: outsideCallback", () => {
+  it("says outside exactly when a fixed allocation would hold nothing (null), at every pool edge, changing nothing", () => {
+    const sys = new DefaultSystemAllocator(MODEL_LAYOUT);
+    const outside = sys.outsideCallback();
+    const before = state(sys);
+    const idCases: [("instanceId" | "irq" | "msi"), number][] = [];
+    for (const [kind, first, last] of [["instanceId", 0, 15], ["irq", 5, 12], ["msi", 24, 40]] as const) {
+      for (const id of [0, first - 1, first, last, last + 1, 0xffff_ffff]) if (id >= 0) idCases.push([kind, id]);
+    }
+    for (const [kind, id] of idCases) {
+      const probe = sys.clone();
+      const got = kind === "instanceId" ? probe.deviceIdCallback()({ action: "allocate", owner: "p", fixed: id }) : probe.irqCallback()({ action: "allocate", owner: "p", fixed: id, pool: kind === "msi" ? "msi" : "legacy" });
+      assert.equal(outside({ kind, id }), got === null, `${kind} ${id}`);
+    }
+    const pools = [sys.pio!, sys.mmio32, sys.mmio64!, sys.pastMmio64!, sys.systemMemory!];
+    const edges = pools.flatMap((p) => [p.base - 1n, p.base, p.end, p.end + 1n]).filter((v) => v >= 0n);
+    for (const start of [0n, ...edges, (1n << 64n) - 1n]) {
+      for (const size of [1n, 2n, 0x2000n]) {
+        if (start + size - 1n > (1n << 64n) - 1n) continue;
+        for (const kind of ["pio", "mmio"] as const) {
+          const probe = sys.clone();
+          const cb = kind === "pio" ? probe.pioAddressCallback()! : probe.mmioAddressCallback();
+          let got: unknown;
+          try {
+            got = cb({ action: "allocate", owner: "p", size, fixed: start });
+          } catch (e) {
+            assert.ok(e instanceof AllocatorError);
+            got = e.code;
+          }
+          assert.equal(outside({ kind, range: RangeInclusive.withSize(start, size) }), got === null, `${kind} ${start.toString(16)}+${size.toString(16)} -> ${String(got)}`);
+        }
+      }
+    }
+    assert.equal(state(sys), before);
+    // Without port I/O in the layout, every port range is outside.
+    assert.equal(new DefaultSystemAllocator(NO_OPTIONAL).outsideCallback()({ kind: "pio", range: r(0, 7) }), true);
+  });
+
+  it("refuses malformed queries", () => {
+    const outside = new DefaultSystemAllocator(SMALL).outsideCallback() as (q: unknown) => boolean;
+    for (const [q, message] of [
+      [null, /^query must be an object/],
+      [{ kind: "dma", id: 1 }, /^query\.kind must be/],
+      [{ kind: "irq", id: -1 }, /^query\.id/],
+      [{ kind: "irq" }, /^query\.id/],
+      [{ kind: "mmio" }, /^query\.range must be/],
+      [{ kind: "mmio", range: { start: 1n } }, /^query\.range\.end/],
+    ] as const) {
+      assert.throws(() => outside(q), code("InvalidArgument", message));
+    }
+    assert.throws(() => outside({ kind: "pio", range: { start: 5n, end: 1n } }), code("InvalidRange"));
+  });
+});

@@ -4,14 +4,15 @@
  * by web/server.ts. It opens the page, checks the default plan's map shows every device, adds a
  * device in the editor and sees it appear, types a bad value and sees the error with its field
  * path while the map stays as it was, downloads the plan and loads it back, hovers a region,
- * opens the page from file://, and takes a screenshot that must not be blank (it is written to
- * dist/playground-screenshot.png for people to look at).
+ * offers every preset and example to start from, opens the page from file://, and takes a
+ * screenshot that must not be blank (it is written to dist/playground-screenshot.png for people
+ * to look at).
  *
  * Without Chromium the test is skipped with a message, except in CI (`CI` set).
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -19,6 +20,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { inflateSync } from "node:zlib";
 import type { Browser, Page } from "playwright-core";
 import { DEFAULT_LAYOUT } from "../../cli/default-layout.js";
+import { layoutNames } from "../../src/system/layouts.js";
 import { planText, render } from "../../web/pipeline.js";
 import { serve } from "../../web/server.js";
 
@@ -259,6 +261,19 @@ describe("the playground in headless Chromium", { skip }, () => {
     assert.match((await page.locator("#iomem").textContent()) ?? "", new RegExp(` : ${ownerOf(DEFAULT_LAYOUT, "virtio-blk0")}\n`));
     await page.locator("#tabs button[data-tab=map]").click();
     assert.equal(await page.locator("#view-map").isVisible(), true);
+  });
+
+  it("offers the built-in default, every preset and every example layout to start from", async () => {
+    const values = await page.locator("#start option").evaluateAll((os) => os.map((o) => (o as unknown as { value: string }).value));
+    const examples = readdirSync(join(ROOT, "examples", "layouts")).filter((f) => f.endsWith(".json")).sort();
+    assert.ok(examples.length > 0);
+    assert.deepEqual(values, ["default", ...layoutNames.map((n) => `preset:${n}`), ...examples.map((f) => `example:${f}`)]);
+    // A preset starts with no devices: the map shows its pools only.
+    const preset = layoutNames[layoutNames.length - 1]!;
+    await page.locator("#start").selectOption(`preset:${preset}`);
+    await page.waitForFunction(`document.querySelector("#status").textContent.endsWith("preset ${preset}")`);
+    assert.equal(await page.locator("body").getAttribute("data-state"), "ok");
+    assert.deepEqual(JSON.parse(await page.locator("#layout").inputValue()), { preset, devices: [] });
   });
 
   it("takes a screenshot that is not blank", async () => {

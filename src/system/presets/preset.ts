@@ -22,7 +22,9 @@ export type ParameterName = keyof LayoutParameters;
 
 /** Parameters with every default filled in. */
 export interface ResolvedParameters {
+  /** The guest's RAM in bytes, a multiple of 4 KiB inside the preset's `limits`. */
   readonly ramSize: bigint;
+  /** The guest's physical address width in bits, inside the preset's `limits`. */
   readonly physAddressBits: number;
 }
 
@@ -31,7 +33,9 @@ export type Architecture = "x86_64" | "aarch64" | "riscv64";
 
 /** A guest-physical range: `size` bytes from `base`. */
 export interface PhysicalRange {
+  /** First guest-physical address of the range. */
   readonly base: bigint;
+  /** Length of the range in bytes, at least 1. */
   readonly size: bigint;
 }
 
@@ -40,6 +44,7 @@ export type InterruptController =
   | {
       /** ARM GICv3: one distributor, one redistributor frame pair per vCPU below it, an ITS below those. */
       readonly kind: "gic-v3";
+      /** The distributor's register frame (GICD); the redistributors and the ITS lie below it. */
       readonly distributor: PhysicalRange;
       /** Redistributor bytes per vCPU; the frames of all vCPUs end where the distributor starts. */
       readonly redistributorPerCpu: bigint;
@@ -51,6 +56,7 @@ export type InterruptController =
   | {
       /** The RISC-V platform-level interrupt controller. */
       readonly kind: "plic";
+      /** The PLIC's register block. */
       readonly range: PhysicalRange;
       /** Number of interrupt sources the guest may use (`riscv,ndev`). */
       readonly sources: number;
@@ -58,6 +64,7 @@ export type InterruptController =
   | {
       /** The x86 IOAPIC; x86 guests learn of it from ACPI or the MP table. */
       readonly kind: "ioapic";
+      /** Guest-physical address of the IOAPIC's registers (0xfec00000 on every x86 preset). */
       readonly base: bigint;
     };
 
@@ -82,15 +89,23 @@ export interface PciHost {
 
 /** The fixed, guest-visible parts of a machine. */
 export interface Board {
+  /** The guest's architecture, which decides how a device tree or ACPI table describes the rest. */
   readonly arch: Architecture;
   /** The root node's `compatible` (aarch64 and riscv64). */
   readonly compatible: string;
   /** Guest RAM as the guest's memory map shows it, in address order. */
   readonly memory: readonly PhysicalRange[];
+  /** The interrupt controller the guest is told about, with its guest-physical place. */
   readonly interruptController: InterruptController;
   /** The PCI host bridge, when the machine can have one. */
   readonly pci?: PciHost;
-  /** A 16550 UART's input clock: a fixed-clock node (Firecracker's apb-pclk) or a frequency property (QEMU). */
+  /**
+   * A 16550 UART's input clock: a fixed-clock node (Firecracker's apb-pclk) or a frequency property
+   * (QEMU).
+   * @property kind `"clock-node"`: a fixed-clock node the UART points at; `"frequency"`: a
+   * `clock-frequency` property on the UART node.
+   * @property hz The clock rate in hertz.
+   */
   readonly uartClock: { readonly kind: "clock-node"; readonly hz: number } | { readonly kind: "frequency"; readonly hz: number };
   /** riscv64: the `timebase-frequency` of the CPUs. */
   readonly timebaseHz?: number;
@@ -98,16 +113,24 @@ export interface Board {
 
 /** A machine a real VMM builds, as data and functions of its parameters. */
 export interface Preset {
+  /** The preset's name, as `--layout` and {@link getPreset} take it (`firecracker-x86_64`). */
   readonly name: LayoutName;
   /** A few words for people (`Firecracker v1.16 microVM`). */
   readonly machine: string;
+  /** The guest's architecture. */
   readonly arch: Architecture;
   /** The repository, version and files the numbers come from. */
   readonly source: string;
   /** The parameters this preset takes (others are refused). */
   readonly parameters: readonly ParameterName[];
+  /** The parameters used when a caller leaves them out. */
   readonly defaults: ResolvedParameters;
-  /** Bounds the parameters must keep for the layout to be valid. */
+  /**
+   * Bounds the parameters must keep for the layout to be valid.
+   * @property minRamSize Smallest `ramSize` accepted, in bytes, inclusive.
+   * @property maxRamSize Largest `ramSize` accepted, in bytes, inclusive.
+   * @property physAddressBits Smallest and largest `physAddressBits` accepted, inclusive.
+   */
   readonly limits: { readonly minRamSize: bigint; readonly maxRamSize: bigint; readonly physAddressBits: readonly [number, number] };
   /** The allocator's pools and reservations for `parameters`. */
   layout(parameters: ResolvedParameters): SystemLayout;
