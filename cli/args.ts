@@ -71,6 +71,12 @@ Layout file:
   Request kinds: pio/mmio {size, alignment?, fixed?, window?: {min, max}, placement?: "first"|"last",
     mmio only: mmio64?, allowFallback?, pool?: "mmio32"|"mmio64"|"pastMmio64"|"systemMemory"},
   irq {fixed?}, msi {count, fixed?: [...]}, instanceId {fixed?}.
+  PCI functions (presets with a PCI host: pc-x86_64, riscv64-virt, firecracker-aarch64):
+    { "name": "nvme0", "kind": "pci", "slot"?: 0-31, "function"?: 0-7, "vendorId"?, "deviceId"?,
+      "classCode"?, "interruptPin"?: "A"-"D", "bars"?: [ { "kind": "io"|"mem32"|"mem64",
+      "size", "prefetchable"?, "index"? } ], "msix"?: { "vectors", "bar", "tableOffset"?, "pbaOffset"? } }
+    Fixed slots are held first, the others take the lowest free slot from 1; BARs are placed
+    naturally aligned in the pool of their kind; INTx follows the preset's wiring.
   Numbers are JSON numbers (non-negative safe integers) or strings: "0x1000", "4096", "0xffff_ffff".
   Unknown fields are errors.
 

@@ -44,12 +44,15 @@ import type { LayoutParameters, ResolvedParameters } from "../src/system/presets
 import { describeJson, field, item, type Problems } from "./diagnostics.js";
 import { isJsonObject, type JsonObject } from "./json-source.js";
 import { readInteger, readU32 } from "./numbers.js";
+import { readPciDevice, type PciDeviceSpec } from "./pci-layout.js";
 
 /** The preset used when a layout file names none. */
 export const DEFAULT_PRESET: LayoutName = "firecracker-x86_64";
 
 /** A device of a layout file. */
 export interface DeviceSpec {
+  /** Tells it from a PCI device (see `pci-layout.ts`). */
+  readonly kind: "device";
   readonly name: string;
   /** Where it is in the file (`devices[3]`), for messages. */
   readonly path: string;
@@ -77,7 +80,8 @@ export interface LayoutFile {
   readonly system: ResolvedLayout;
   /** `system.reserved` with their paths, in the same order. */
   readonly reserved: readonly ReservationSpec[];
-  readonly devices: readonly DeviceSpec[];
+  /** Devices with resource requests and PCI devices, in file order. */
+  readonly devices: readonly (DeviceSpec | PciDeviceSpec)[];
 }
 
 const TOP_KEYS = ["description", "preset", "parameters", "layout", "reserved", "devices"];
@@ -166,7 +170,7 @@ export function readLayout(value: unknown, problems: Problems, options: ReadLayo
 
   const params = readParameters(top["parameters"], preset, problems);
   const system = params === undefined ? undefined : readSystem(top, preset, params.resolved, problems, options.partial === true);
-  const devices = readDevices(top["devices"], problems);
+  const devices = readDevices(top["devices"], preset, params?.given ?? {}, problems);
   if (params === undefined || system === undefined || devices === undefined) return undefined;
   if (problems.list.length > before && options.partial !== true) return undefined;
   return { description, preset, parameters: params.resolved, givenParameters: params.given, system: system.resolved, reserved: system.reserved, devices };
@@ -421,7 +425,7 @@ export function addLibraryProblem(error: unknown, problems: Problems, fallbackPa
   problems.add(path, rest.replace(/^:?\s+/, ""));
 }
 
-function readDevices(value: unknown, problems: Problems): DeviceSpec[] | undefined {
+function readDevices(value: unknown, preset: LayoutName, parameters: LayoutParameters, problems: Problems): (DeviceSpec | PciDeviceSpec)[] | undefined {
   if (value === undefined) {
     problems.add("devices", "is missing (use [] for a layout without devices)");
     return undefined;
@@ -429,11 +433,11 @@ function readDevices(value: unknown, problems: Problems): DeviceSpec[] | undefin
   const list = expectArray(value, "devices", problems);
   if (list === undefined) return undefined;
   // Only the valid devices are returned; the caller knows from `problems` whether any was not.
-  const out: DeviceSpec[] = [];
+  const out: (DeviceSpec | PciDeviceSpec)[] = [];
   const seen = new Map<string, string>();
   list.forEach((entry, i) => {
     const path = item("devices", i);
-    const d = readDevice(entry, path, problems);
+    const d = readDevice(entry, path, preset, parameters, problems);
     if (d === undefined) return;
     const first = seen.get(d.name);
     if (first !== undefined) {
@@ -446,14 +450,19 @@ function readDevices(value: unknown, problems: Problems): DeviceSpec[] | undefin
   return out;
 }
 
-function readDevice(value: unknown, path: string, problems: Problems): DeviceSpec | undefined {
-  const o = expectObject(value, path, problems, "an object { name, requests }");
+function readDevice(value: unknown, path: string, preset: LayoutName, parameters: LayoutParameters, problems: Problems): DeviceSpec | PciDeviceSpec | undefined {
+  const o = expectObject(value, path, problems, "an object { name, requests } or { name, kind: \"pci\", ... }");
   if (o === undefined) return undefined;
   const before = problems.list.length;
-  checkKeys(o, DEVICE_KEYS, path, problems);
   let name: string | undefined;
   if (o["name"] === undefined) problems.add(field(path, "name"), "is missing");
   else name = readName(o["name"], field(path, "name"), problems, true);
+  if (o["kind"] !== undefined) {
+    if (o["kind"] === "pci") return readPciDevice(o, path, name, preset, parameters, problems);
+    problems.add(field(path, "kind"), `must be "pci" (a PCI function), or left out for a device with requests, got ${describeJson(o["kind"])}`);
+    return undefined;
+  }
+  checkKeys(o, DEVICE_KEYS, path, problems);
   const requestsPath = field(path, "requests");
   const list = o["requests"] === undefined ? [] : expectArray(o["requests"], requestsPath, problems);
   const requests: ResourceRequest[] = [];
@@ -484,7 +493,7 @@ function readDevice(value: unknown, path: string, problems: Problems): DeviceSpe
     addLibraryProblem(error, problems, requestsPath);
     return undefined;
   }
-  return { name, path, requests, normalized };
+  return { kind: "device", name, path, requests, normalized };
 }
 
 function readRequest(value: unknown, path: string, problems: Problems): ResourceRequest | undefined {

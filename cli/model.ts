@@ -124,4 +124,60 @@ export interface PlanView {
   readonly idSpaces: readonly IdSpaceView[];
   /** Sorted by instance id. */
   readonly devices: readonly DeviceView[];
+  /** The PCI functions, when the plan has any. */
+  readonly pci: PciView | undefined;
+}
+
+/** One BAR of a PCI function. */
+export interface PciBarView {
+  /** Register number, 0-5. */
+  readonly index: number;
+  readonly kind: "io" | "mem32" | "mem64";
+  readonly prefetchable: boolean;
+  readonly start: bigint;
+  /** Inclusive. */
+  readonly end: bigint;
+  /** The plan device holding the range (the owner shown in the pools). */
+  readonly owner: string;
+  /** Linux's flags after the range, as `lspci -v` and dmesg print them: `64bit pref`, `pref`, or empty. */
+  readonly flags: string;
+  /** `[mem 0xc0000000-0xc0003fff 64bit pref]`, the way the kernel logs a BAR. */
+  readonly text: string;
+}
+
+/** One PCI function. */
+export interface PciFunctionView {
+  /** `0000:00:03.0`. */
+  readonly address: string;
+  /** `00:03.0`, as `lspci` prints it. */
+  readonly slot: string;
+  readonly name: string;
+  /** The plan device that is the function (holds its INTx share). */
+  readonly owner: string;
+  readonly vendorId: number;
+  readonly deviceId: number;
+  readonly classCode: number;
+  /** 0 for none, 1-4 for INTA-INTD. */
+  readonly interruptPin: number;
+  readonly gsi: number | undefined;
+  /** MSI-X table entries; 0 without MSI-X. */
+  readonly msixVectors: number;
+  /** `INTA -> GSI 23, MSI-X 2048`, or `-`. */
+  readonly interrupt: string;
+  readonly bars: readonly PciBarView[];
+}
+
+/** The PCI host bridge and its functions. */
+export interface PciView {
+  /** `0000:00`. */
+  readonly bus: string;
+  /** The INTx rule (`q35`), undefined when the host routes none. */
+  readonly routing: string | undefined;
+  readonly ecam: Region;
+  /** Undefined on a host without the 0xcf8 ports. */
+  readonly configPorts: Region | undefined;
+  /** In address order. */
+  readonly functions: readonly PciFunctionView[];
+  /** BARs by the owner of their range, for renderers labelling the pools. */
+  readonly barsByOwner: ReadonlyMap<string, { readonly function: PciFunctionView; readonly bar: PciBarView }>;
 }

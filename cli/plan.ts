@@ -30,6 +30,7 @@ import { layoutToJSON, MEMORY_POOL_NAMES, type AddressPoolName, type IdPoolName,
 import { DefaultSystemAllocator, type AddressPoolView, type IdPoolView } from "../src/system/system-allocator.js";
 import { field, item, type Problem } from "./diagnostics.js";
 import type { DeviceSpec, LayoutFile } from "./layout-file.js";
+import { PciPlanner } from "./pci-plan.js";
 import { PLAN_FORMAT, PLAN_VERSION, type PlanDevice, type PlanParameters, type PlanSnapshot } from "./snapshot.js";
 
 /** What planning produced: a snapshot when everything was allocated, and every problem found. */
@@ -80,6 +81,7 @@ export function planLayout(layout: LayoutFile, options: PlanOptions): PlanOutcom
   // Phase 1: every fixed resource of every device, before anything is allocated.
   const skip = new Set<number>();
   layout.devices.forEach((device, i) => {
+    if (device.kind !== "device") return;
     const found = fixed.claim(device);
     if (found.length > 0) {
       problems.push(...found);
@@ -87,16 +89,21 @@ export function planLayout(layout: LayoutFile, options: PlanOptions): PlanOutcom
     }
   });
   if (problems.length > 0 && !keepGoing) return { snapshot: undefined, problems };
+  // The PCI host's fixed windows and the layout's fixed slots, still before any allocation.
+  const pci = PciPlanner.create(sys, dm, layout, problems);
+  if (problems.length > 0 && !keepGoing) return { snapshot: undefined, problems };
 
   // Phase 2: register the devices in file order; the allocator fills in everything not fixed.
-  const devices: PlanDevice[] = [];
   layout.devices.forEach((device, i) => {
     if (skip.has(i) || (problems.length > 0 && !keepGoing)) return;
+    if (device.kind === "pci") {
+      pci?.plug(device, problems);
+      return;
+    }
     // What phase 1 set aside for this device is released now, for the device manager to hold.
     const setAside = fixed.release(device);
-    let id: number;
     try {
-      id = dm.fullRegisterDevice(placeholder(device.name), device.requests);
+      dm.fullRegisterDevice(placeholder(device.name), device.requests);
     } catch (error) {
       if (!isAllocatorError(error)) throw error;
       fixed.restore(setAside);
@@ -105,10 +112,12 @@ export function planLayout(layout: LayoutFile, options: PlanOptions): PlanOutcom
       const reason = error.message.replace(/^[^:]*: (?:requests\[\d+\] \([^)]*\)|instance id): /, "");
       if (error.requestIndex === undefined) problems.push({ path: device.path, message: `cannot register ${device.name}: ${reason}` });
       else problems.push({ path: item(field(device.path, "requests"), error.requestIndex), message: reason });
-      return;
     }
+  });
+  // Every device the device manager holds: the layout's, and the PCI host's windows, functions and BARs.
+  const devices: PlanDevice[] = dm.instanceIds().map((id) => {
     const held = dm.resourcesOf(id);
-    devices.push({
+    return {
       instanceId: held.instanceId,
       name: held.name,
       owner: held.owner,
@@ -117,7 +126,7 @@ export function planLayout(layout: LayoutFile, options: PlanOptions): PlanOutcom
       mmio: held.mmio.map((r) => ({ start: hex(r.range.start), end: hex(r.range.end), fixed: r.fixed })),
       irqs: held.irqs.map((q) => ({ irq: q.irq, fixed: q.fixed })),
       msi: held.msi.map((m) => ({ gsi: m.gsi, fixed: m.fixed })),
-    });
+    };
   });
   if (problems.length > 0) return { snapshot: undefined, problems };
   devices.sort((a, b) => a.instanceId - b.instanceId);
@@ -130,6 +139,7 @@ export function planLayout(layout: LayoutFile, options: PlanOptions): PlanOutcom
     ...(Object.keys(layout.givenParameters).length === 0 ? {} : { parameters: planParameters(layout) }),
     system: sys.toJSON(),
     devices,
+    ...(pci === undefined ? {} : { pci: pci.snapshot() }),
   };
   return { snapshot, problems };
 }

@@ -29,11 +29,17 @@ import { DefaultSystemAllocator, type Holding, type SystemAllocatorSnapshot } fr
 import { parseHexU64 } from "../src/core/u64.js";
 import { describeJson, field, item, Problems } from "./diagnostics.js";
 import { isJsonObject, type JsonObject } from "./json-source.js";
+import { readPlanPci, type PlanPci } from "./pci-snapshot.js";
 
 /** `format` of a plan snapshot. */
 export const PLAN_FORMAT = "vm-allocator/plan";
-/** The only `version` this release reads and writes. */
-export const PLAN_VERSION = 2;
+/**
+ * The `version` this release writes. Version 3 added the optional `pci` part; version 2 plans
+ * (which cannot have one) are still read.
+ */
+export const PLAN_VERSION = 3;
+/** The versions this release reads. */
+export const PLAN_VERSIONS_READ: readonly number[] = [2, 3];
 
 /** A range a device holds. */
 export interface PlanRange {
@@ -64,7 +70,8 @@ export interface PlanParameters {
 /** A saved plan. */
 export interface PlanSnapshot {
   readonly format: typeof PLAN_FORMAT;
-  readonly version: typeof PLAN_VERSION;
+  /** {@link PLAN_VERSION} when written; 2 for a plan of an earlier release. */
+  readonly version: typeof PLAN_VERSION | 2;
   /** Where the layout came from (a file name, or `built-in default`). */
   readonly source: string;
   readonly description?: string;
@@ -75,6 +82,8 @@ export interface PlanSnapshot {
   readonly system: SystemAllocatorSnapshot;
   /** Sorted by instance id. */
   readonly devices: readonly PlanDevice[];
+  /** The PCI functions, when the layout had PCI devices (version 3 on). */
+  readonly pci?: PlanPci;
 }
 
 /** A validated snapshot and the system allocator restored from it. */
@@ -83,7 +92,7 @@ export interface LoadedPlan {
   readonly sys: DefaultSystemAllocator;
 }
 
-const TOP_KEYS = ["format", "version", "source", "description", "preset", "parameters", "system", "devices"];
+const TOP_KEYS = ["format", "version", "source", "description", "preset", "parameters", "system", "devices", "pci"];
 const DEVICE_KEYS = ["instanceId", "name", "owner", "instanceIdFixed", "pio", "mmio", "irqs", "msi"];
 
 /** True when `value` looks like a plan snapshot rather than a layout (it says it is one). */
@@ -103,8 +112,8 @@ export function readPlanSnapshot(value: unknown, problems: Problems): LoadedPlan
   }
   for (const key of Object.keys(value)) if (!TOP_KEYS.includes(key)) problems.add(key, `unknown field (expected one of: ${TOP_KEYS.join(", ")})`);
   if (value["format"] !== PLAN_FORMAT) problems.add("format", `must be "${PLAN_FORMAT}", got ${describeJson(value["format"])}`);
-  if (value["version"] !== PLAN_VERSION) {
-    problems.add("version", `unsupported version ${describeJson(value["version"])}; this vm-allocator reads version ${PLAN_VERSION}`);
+  if (typeof value["version"] !== "number" || !PLAN_VERSIONS_READ.includes(value["version"])) {
+    problems.add("version", `unsupported version ${describeJson(value["version"])}; this vm-allocator reads versions ${PLAN_VERSIONS_READ.join(" and ")}`);
     return undefined; // another version may mean anything; checking its fields would only mislead
   }
   if (typeof value["source"] !== "string") problems.add("source", `must be a string, got ${describeJson(value["source"])}`);
@@ -119,8 +128,22 @@ export function readPlanSnapshot(value: unknown, problems: Problems): LoadedPlan
   const sys = readSystem(value["system"], problems);
   const devices = readDevices(value["devices"], problems);
   if (sys !== undefined && devices !== undefined) crossCheck(sys, devices.valid, devices.complete, problems);
+  if (value["pci"] !== undefined) {
+    if (value["version"] === 2) problems.add("pci", "unknown field in a version 2 plan (PCI functions came with version 3)");
+    else if (typeof preset === "string" && (layoutNames as readonly string[]).includes(preset) && devices !== undefined) {
+      readPlanPci(value["pci"], preset, planParameters(value["parameters"]), devices.valid.map((d) => d.device), problems);
+    }
+  }
   if (problems.list.length > before || sys === undefined || devices === undefined) return undefined;
   return { snapshot: value as unknown as PlanSnapshot, sys };
+}
+
+/** A plan's `parameters` as a preset takes them (bad values are reported by {@link readParameters}). */
+function planParameters(value: unknown): { ramSize?: bigint; physAddressBits?: number } {
+  if (!isJsonObject(value)) return {};
+  const ramSize = parseHexU64(value["ramSize"]);
+  const bits = value["physAddressBits"];
+  return { ...(ramSize === undefined ? {} : { ramSize }), ...(typeof bits === "number" ? { physAddressBits: bits } : {}) };
 }
 
 /** Checks a plan's `parameters` as its preset would take them. */

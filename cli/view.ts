@@ -14,7 +14,8 @@ import {
   type AddressPoolName,
   type IdPoolName,
 } from "../src/system/layouts.js";
-import type { Origin, PlanView, Region, Segment, IdAssignment, AddressSpaceView, IdSpaceView, DeviceView } from "./model.js";
+import type { Origin, PlanView, Region, Segment, IdAssignment, AddressSpaceView, IdSpaceView, DeviceView, PciView, PciFunctionView, PciBarView } from "./model.js";
+import type { PlanPci } from "./pci-snapshot.js";
 import type { LoadedPlan, PlanDevice, PlanSnapshot } from "./snapshot.js";
 
 const ADDRESS_TITLES: Readonly<Record<AddressPoolName, string>> = {
@@ -154,6 +155,47 @@ export function planView(plan: LoadedPlan): PlanView {
     unpooled,
     idSpaces,
     devices: devices.map(deviceView),
+    pci: snapshot.pci === undefined ? undefined : pciView(snapshot.pci),
+  };
+}
+
+/** The PCI part of a plan as renderers draw it. */
+function pciView(pci: PlanPci): PciView {
+  const barsByOwner = new Map<string, { function: PciFunctionView; bar: PciBarView }>();
+  const window = (w: { start: string; end: string; owner: string }, origin: Origin): Region => ({ start: BigInt(w.start), end: BigInt(w.end), owner: w.owner, origin });
+  const functions = pci.functions.map((f): PciFunctionView => {
+    const bars = f.bars.map((b): PciBarView => {
+      const start = BigInt(b.start);
+      const end = BigInt(b.end);
+      const flags = [...(b.kind === "mem64" ? ["64bit"] : []), ...(b.prefetchable ? ["pref"] : [])].join(" ");
+      const label = b.kind === "io" ? "io " : "mem";
+      return { index: b.index, kind: b.kind, prefetchable: b.prefetchable, start, end, owner: b.owner, flags, text: `[${label} 0x${start.toString(16)}-0x${end.toString(16)}${flags === "" ? "" : ` ${flags}`}]` };
+    });
+    const parts = [...(f.gsi === null ? [] : [`INT${"ABCD"[f.interruptPin - 1]!} -> GSI ${f.gsi}`]), ...(f.msixVectors > 0 ? [`MSI-X ${f.msixVectors}`] : [])];
+    const view: PciFunctionView = {
+      address: f.address,
+      slot: f.address.slice(5),
+      name: f.name,
+      owner: f.owner,
+      vendorId: f.vendorId,
+      deviceId: f.deviceId,
+      classCode: f.classCode,
+      interruptPin: f.interruptPin,
+      gsi: f.gsi ?? undefined,
+      msixVectors: f.msixVectors,
+      interrupt: parts.length === 0 ? "-" : parts.join(", "),
+      bars,
+    };
+    for (const bar of bars) barsByOwner.set(bar.owner, { function: view, bar });
+    return view;
+  });
+  return {
+    bus: pci.bus,
+    routing: pci.routing ?? undefined,
+    ecam: window(pci.ecam, "fixed"),
+    configPorts: pci.configPorts === null ? undefined : window(pci.configPorts, "fixed"),
+    functions,
+    barsByOwner,
   };
 }
 

@@ -246,7 +246,22 @@ export {
   type PciDevice,
   type PciFunctionContext,
 } from "./pci/pci-function.js";
-export { PciRootComplex, type PciRootComplexOptions, type PciPlugOptions } from "./pci/root-complex.js";
+export { PciRootComplex, type PciRootComplexOptions, type PciPlugOptions, type PciRootComplexRestoreOptions, type PciRootComplexRestored } from "./pci/root-complex.js";
+export {
+  PCI_ROOT_COMPLEX_SNAPSHOT_FORMAT,
+  PCI_ROOT_COMPLEX_SNAPSHOT_VERSION,
+  pciRootComplexSnapshot,
+  verifyPciRootComplexSnapshot,
+  type PciBarSnapshot,
+  type PciFunctionSnapshot,
+  type PciHostSnapshot,
+  type PciMsiSnapshot,
+  type PciMsixSnapshot,
+  type PciConfigMechanismSnapshot,
+  type PciEcamSnapshot,
+  type PciRootComplexSnapshot,
+  type PciRootComplexState,
+} from "./pci/root-complex-snapshot.js";
 export { ROUTE_STALE, ROUTE_UNMAPPED } from "./shared/route-layout.js";
 export { SharedRouteView, type SharedRouteSource } from "./shared/shared-route-view.js";
 export { DEFAULT_ROUTE_CAPACITY, SharedRouteTable, type RouteHandleOf, type SharedRouteTableOptions } from "./shared/shared-route-table.js";

@@ -1,7 +1,9 @@
 /**
  * The guest's view of a plan: `--format cmdline` (the kernel command-line fragment for the
  * virtio-mmio devices, one `virtio_mmio.device=` per device in instance-id order, which is the
- * order a layout attaches them) and `--format dts` (a devicetree source). Both are the library's
+ * order a layout attaches them; PCI functions need no entry, the kernel enumerates the bus) and
+ * `--format dts` (a devicetree source, with the PCI host bridge node when the plan has PCI
+ * functions, and no node per function). Both are the library's
  * functions (`src/guest/`) applied to the plan; this module only turns the saved plan into their
  * plain input, naming each device's kind from its name (`guestDeviceKind`).
  */
@@ -13,9 +15,22 @@ import { getPreset, type LayoutName } from "../../src/system/layouts.js";
 import { InputError } from "../diagnostics.js";
 import type { LoadedPlan } from "../snapshot.js";
 
-/** The plan's devices as the guest functions take them, in instance-id order. */
+/**
+ * The owners of what the PCI host registered: its configuration windows, its functions and their
+ * BARs. The guest finds those by enumerating the bus, so they get no command-line entry and no
+ * device-tree node of their own (the host bridge node describes the bus).
+ */
+function pciOwners(plan: LoadedPlan): Set<string> {
+  const pci = plan.snapshot.pci;
+  if (pci === undefined) return new Set();
+  return new Set([pci.ecam.owner, ...(pci.configPorts === null ? [] : [pci.configPorts.owner]), ...pci.functions.flatMap((f) => [f.owner, ...f.bars.map((b) => b.owner)])]);
+}
+
+/** The plan's devices as the guest functions take them, in instance-id order; PCI functions are left out (the guest enumerates them). */
 function guestDevices(plan: LoadedPlan): GuestDevice[] {
+  const pci = pciOwners(plan);
   return [...plan.snapshot.devices]
+    .filter((d) => !pci.has(d.owner))
     .sort((a, b) => a.instanceId - b.instanceId)
     .map((d) => {
       const mmio = d.mmio.map((r) => ({ start: BigInt(r.start), end: BigInt(r.end) }));
@@ -58,5 +73,8 @@ export function renderDts(plan: LoadedPlan): string {
       plan.snapshot.source,
     );
   }
-  return guarded(plan, () => devicetreeSource(machine(plan), guestDevices(plan)));
+  // A plan with PCI functions has the host bridge even where the machine has it only on request
+  // (Firecracker's --enable-pci).
+  const options = plan.snapshot.pci === undefined ? {} : { pci: true };
+  return guarded(plan, () => devicetreeSource(machine(plan), guestDevices(plan), options));
 }

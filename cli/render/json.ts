@@ -6,7 +6,7 @@
  * plan it was made from (what `plan --save` writes), so that `show` and `check` read the report
  * back (see `report.ts`) and a program can restore the allocator from it.
  */
-import type { DeviceRange, Origin, PlanView, Region } from "../model.js";
+import type { DeviceRange, Origin, PciView, PlanView, Region } from "../model.js";
 import type { PlanSnapshot } from "../snapshot.js";
 
 /** `format` of the JSON report. */
@@ -15,6 +15,30 @@ export const REPORT_FORMAT = "vm-allocator/plan-report";
 export const REPORT_VERSION = 1;
 
 const hex = (v: bigint) => `0x${v.toString(16)}`;
+
+/** The PCI functions for programs: each with its slot, ids, interrupt and BARs with Linux's flags. */
+function pciReport(pci: PciView): unknown {
+  const window = (r: Region) => ({ start: hex(r.start), end: hex(r.end), size: hex(r.end - r.start + 1n), owner: r.owner });
+  return {
+    bus: pci.bus,
+    routing: pci.routing ?? null,
+    ecam: window(pci.ecam),
+    configPorts: pci.configPorts === undefined ? null : window(pci.configPorts),
+    functions: pci.functions.map((f) => ({
+      address: f.address,
+      slot: f.slot,
+      name: f.name,
+      owner: f.owner,
+      vendorId: f.vendorId,
+      deviceId: f.deviceId,
+      classCode: f.classCode,
+      interruptPin: f.interruptPin === 0 ? null : `INT${"ABCD"[f.interruptPin - 1]!}`,
+      gsi: f.gsi ?? null,
+      msixVectors: f.msixVectors,
+      bars: f.bars.map((b) => ({ index: b.index, kind: b.kind, prefetchable: b.prefetchable, flags: b.flags, start: hex(b.start), end: hex(b.end), size: hex(b.end - b.start + 1n), owner: b.owner })),
+    })),
+  };
+}
 
 /** Renders `view`, the view of `plan`, as pretty-printed JSON that carries `plan` itself. */
 export function renderJson(view: PlanView, plan: PlanSnapshot): string {
@@ -56,6 +80,8 @@ export function renderJson(view: PlanView, plan: PlanSnapshot): string {
       irqs: d.irqs.map((q) => ({ irq: q.irq, fixed: q.fixed })),
       msi: d.msi.map((m) => ({ gsi: m.gsi, fixed: m.fixed })),
     })),
+    // Only in plans with PCI functions, so that other reports keep their shape.
+    ...(view.pci === undefined ? {} : { pci: pciReport(view.pci) }),
     plan,
   };
   return `${JSON.stringify(report, null, 2)}\n`;

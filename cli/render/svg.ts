@@ -19,7 +19,7 @@
  * the ISA port block) are drawn as indented rows inside it, as /proc/ioports nests them.
  */
 import { oneLine } from "../diagnostics.js";
-import type { AddressSpaceView, IdSpaceView, Origin, PlanView, Region } from "../model.js";
+import type { AddressSpaceView, IdSpaceView, Origin, PciView, PlanView, Region } from "../model.js";
 import { hexWidth, humanSize } from "./units.js";
 import { presetLabel } from "../view.js";
 
@@ -66,10 +66,10 @@ interface Column {
 /** Renders `view` as a standalone SVG document. */
 export function renderSvg(view: PlanView): string {
   const bands: Column[][] = [];
-  const spaces = view.addressSpaces.map(addressColumn);
+  const spaces = view.addressSpaces.map((space) => addressColumn(space, view.pci));
   if (view.unpooled.length > 0) spaces.push(unpooledColumn(view.unpooled));
   if (spaces.length > 0) bands.push(spaces);
-  if (view.idSpaces.length > 0) bands.push(view.idSpaces.map(idColumn));
+  if (view.idSpaces.length > 0) bands.push([...view.idSpaces.map(idColumn), ...(view.pci === undefined ? [] : [pciColumn(view.pci)])]);
 
   const body: string[] = [];
   // Title, note and legend, then room for the first band's column titles.
@@ -186,7 +186,7 @@ function freeHeight(size: bigint, unitLog: number): number {
 
 const hexOf = (v: bigint, width: number) => `0x${v.toString(16).padStart(width, "0")}`;
 
-function addressColumn(space: AddressSpaceView): Column {
+function addressColumn(space: AddressSpaceView, pci: PciView | undefined): Column {
   const width = Math.max(space.kind === "io" ? 4 : 8, hexWidth(space.end));
   const unitLog = space.kind === "mem" ? 12 : 0;
   const rangeText = (start: bigint, end: bigint) => `[${space.kind} ${hexOf(start, width)}-${hexOf(end, width)}]`;
@@ -206,7 +206,10 @@ function addressColumn(space: AddressSpaceView): Column {
     }));
     const own = heldHeight(size, unitLog);
     const height = children.length === 0 ? own : Math.max(own, GROUP_HEAD + children.length * CHILD_ROW + 4);
-    return { height, at, label: `${owner} · ${human}`, origin, tooltip: `${owner} ${rangeText(s.start, s.end)}, ${human}, ${origin}`, children };
+    // A BAR's tooltip says which register of which function it is, with the flags Linux prints.
+    const bar = pci?.barsByOwner.get(s.owner);
+    const what = bar === undefined ? "" : `; BAR ${bar.bar.index} of ${bar.function.address} ${oneLine(bar.function.name)}, ${bar.bar.kind === "io" ? "io" : ["mem", bar.bar.flags].filter((x) => x !== "").join(" ")}`;
+    return { height, at, label: `${owner} · ${human}`, origin, tooltip: `${owner} ${rangeText(s.start, s.end)}, ${human}, ${origin}${what}`, children };
   });
   const total = humanSize(space.end - space.start + 1n, space.kind);
   return { title: `${space.title} (${space.name})`, subtitle: `${rangeText(space.start, space.end)}, ${total}`, rows, last: hexOf(space.end, width) };
@@ -268,6 +271,27 @@ function idColumn(space: IdSpaceView): Column {
   if (next <= space.last) rows.push(free(next, space.last));
   for (const a of outside.filter((o) => o.id > space.last)) rows.push(held(a.id, a.id, a.owner, a.origin, " (outside the pool)"));
   return { title: `${space.title} (${space.name})`, subtitle: `ids ${ids(space.first, space.last)}`, rows, last: String(space.last) };
+}
+
+/**
+ * The PCI functions, one row each in address order: slot, name and interrupt; the tooltip lists
+ * the ids and every BAR with its exact range and flags.
+ */
+function pciColumn(pci: PciView): Column {
+  const rows = pci.functions.map((f): Row => {
+    const bars = f.bars.map((b) => `BAR ${b.index} ${b.text} (${b.owner})`);
+    const ids = `${f.vendorId.toString(16).padStart(4, "0")}:${f.deviceId.toString(16).padStart(4, "0")} class ${f.classCode.toString(16).padStart(6, "0")}`;
+    return {
+      height: HELD_MIN,
+      at: f.slot,
+      label: `${f.slot} ${oneLine(f.name)}${f.interrupt === "-" ? "" : ` · ${f.interrupt}`}`,
+      origin: "allocated",
+      tooltip: `${f.address} ${oneLine(f.name)} (${oneLine(f.owner)}) [${ids}]; interrupt: ${f.interrupt}; ${bars.length === 0 ? "no BARs" : bars.join("; ")}`,
+      children: [],
+    };
+  });
+  const routing = pci.routing === undefined ? "no INTx" : `${pci.routing} INTx`;
+  return { title: `PCI bus ${pci.bus}`, subtitle: `${pci.functions.length} functions, ${routing}`, rows, last: "" };
 }
 
 /** Text as XML character data: markup escaped, and characters XML 1.0 forbids replaced. */

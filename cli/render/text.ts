@@ -5,7 +5,7 @@
  */
 import { PLAIN, type Style } from "../color.js";
 import { oneLine } from "../diagnostics.js";
-import type { AddressSpaceView, DeviceRange, IdAssignment, IdSpaceView, PlanView } from "../model.js";
+import type { AddressSpaceView, DeviceRange, IdAssignment, IdSpaceView, PciView, PlanView } from "../model.js";
 import { presetLabel } from "../view.js";
 import { table, type CellInput } from "./table.js";
 import { hexDigits, hexWidth, humanBytes, humanSize } from "./units.js";
@@ -20,6 +20,7 @@ export function renderText(view: PlanView, style: Style = PLAIN): string {
   for (const space of view.addressSpaces) lines.push("", ...addressSpace(space, style));
   if (view.unpooled.length > 0) lines.push("", ...unpooled(view, style));
   for (const space of view.idSpaces) lines.push("", ...idSpace(space, style));
+  if (view.pci !== undefined) lines.push("", ...pci(view.pci, style));
   lines.push("", ...devices(view, style));
   return `${lines.join("\n")}\n`;
 }
@@ -146,6 +147,27 @@ function devices(view: PlanView, style: Style): string[] {
       idList(d.msi.map((m) => ({ id: m.gsi, fixed: m.fixed }))),
     ]);
   }
-  out.push(...table(rows), style.dim("  * fixed by the layout rather than allocated"));
+  const note = view.pci === undefined ? "" : " (a PCI function's INTx line: derived from its slot and pin)";
+  out.push(...table(rows), style.dim(`  * fixed by the layout rather than allocated${note}`));
   return out;
+}
+
+const hex4 = (n: number): string => n.toString(16).padStart(4, "0");
+
+/**
+ * The PCI functions, one row per BAR as `lspci -v` lists them: slot, name, ids, class, the
+ * interrupt (INTx pin and the GSI the preset's rule derives, MSI-X vectors) and each BAR with
+ * the flags Linux prints.
+ */
+function pci(view: PciView, style: Style): string[] {
+  const routing = view.routing === undefined ? "no INTx" : `${view.routing} INTx routing`;
+  const ports = view.configPorts === undefined ? "" : `, config ports 0x${view.configPorts.start.toString(16)}-0x${view.configPorts.end.toString(16)}`;
+  const head = `PCI bus ${view.bus} (${routing}, ECAM [mem 0x${view.ecam.start.toString(16)}-0x${view.ecam.end.toString(16)}]${ports}): ${view.functions.length} function${view.functions.length === 1 ? "" : "s"}`;
+  const rows: CellInput[][] = [["SLOT", "NAME", "ID", "CLASS", "INTERRUPT", "BARS"]];
+  for (const f of view.functions) {
+    const bars = f.bars.map((b) => `BAR ${b.index} ${b.text}`);
+    rows.push([f.slot, { text: oneLine(f.name), style: style.owner }, `${hex4(f.vendorId)}:${hex4(f.deviceId)}`, f.classCode.toString(16).padStart(6, "0"), f.interrupt, bars[0] ?? "-"]);
+    for (const b of bars.slice(1)) rows.push(["", "", "", "", "", b]);
+  }
+  return [style.heading(head), ...table(rows), style.dim("  MSI-X GSIs are held when the guest enables the vectors, not by the plan")];
 }

@@ -52,7 +52,7 @@ export interface PciBarConflict {
 
 /** Places, moves and re-places BAR allocations through a device manager. */
 export class PciBarMapper {
-  readonly #dm: DeviceManager;
+  #dm: DeviceManager;
   readonly #ioWindow: { readonly min: bigint; readonly max: bigint };
   readonly #onConflict: ((conflict: PciBarConflict) => void) | undefined;
   readonly #pending = new Set<PciBarRegion>();
@@ -67,10 +67,34 @@ export class PciBarMapper {
    * @param ioWindow where I/O BARs may be placed and moved.
    * @param onConflict told of a guest-written base that collides (kept in the register, left unmapped).
    */
-  constructor(dm: DeviceManager, ioWindow: { readonly min: bigint; readonly max: bigint }, onConflict?: (conflict: PciBarConflict) => void) {
-    this.#dm = dm;
+  constructor(dm: DeviceManager | undefined, ioWindow: { readonly min: bigint; readonly max: bigint }, onConflict?: (conflict: PciBarConflict) => void) {
+    // Undefined only while a root complex is restored; `bind` gives it the restored manager.
+    this.#dm = dm as DeviceManager;
     this.#ioWindow = ioWindow;
     this.#onConflict = onConflict;
+  }
+
+  /**
+   * @internal Restore: takes the device manager restored with the BARs in it (the mapper was
+   * built before it, so that the BAR objects could be handed to its restore).
+   */
+  bind(dm: DeviceManager): void {
+    this.#dm = dm;
+  }
+
+  /**
+   * @internal Restore: adopts a BAR whose allocation the restored device manager already holds
+   * (its `instanceId`, `range`, `routed` and `pending` set from the snapshot), and the counters.
+   */
+  adopt(region: PciBarRegion): void {
+    this.#regions.add(region);
+    if (region.pending !== undefined) this.#pending.add(region);
+  }
+
+  /** @internal Restore: the counters of the snapshot. */
+  restoreCounters(conflicts: number, evictions: number): void {
+    this.#conflicts = conflicts;
+    this.#evictions = evictions;
   }
 
   /** Guest-written bases that could not be mapped, counted once per base written. */

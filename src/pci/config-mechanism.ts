@@ -32,7 +32,7 @@ export class PciConfigMechanism1 implements Device {
    * register (CONFIG_DATA) is at `port + 4`.
    */
   readonly port: number;
-  readonly #target: PciConfigTarget;
+  #target: PciConfigTarget;
   #address = 0;
 
   /**
@@ -49,6 +49,12 @@ export class PciConfigMechanism1 implements Device {
   /** The address register as the guest last wrote it (masked). */
   get address(): number {
     return this.#address;
+  }
+
+  /** @internal Restore: where accesses go, and the address register as the snapshot recorded it. */
+  restore(target: PciConfigTarget, address: number): void {
+    this.#target = target;
+    this.#address = (address & ADDRESS_BITS) >>> 0;
   }
 
   /** The 8 ports from `port`, fixed. */

@@ -48,7 +48,7 @@ export class PciEcam implements Device {
   readonly firstBus: number;
   /** The last bus the window decodes, inclusive, from `firstBus` to 255. */
   readonly lastBus: number;
-  readonly #target: PciConfigTarget;
+  #target: PciConfigTarget;
   readonly #ridBase: number;
   readonly #scratch = new Uint8Array(4);
 
@@ -71,6 +71,11 @@ export class PciEcam implements Device {
     this.name = options.name ?? "pci-ecam";
     this.#target = target;
     this.#ridBase = this.firstBus << 8;
+  }
+
+  /** @internal Restore: where accesses go. */
+  retarget(target: PciConfigTarget): void {
+    this.#target = target;
   }
 
   /** The window, fixed. */

@@ -86,6 +86,11 @@ export class IntxLines {
     return (this.#asserted.get(gsi) ?? 0) > 0;
   }
 
+  /** @internal Restore: one function asserts `gsi`, as the snapshot recorded; the sink is not told (the interrupt controller is restored on its own). */
+  restoreAsserted(gsi: number): void {
+    this.#asserted.set(gsi, (this.#asserted.get(gsi) ?? 0) + 1);
+  }
+
   /** One function starts (true) or stops (false) asserting `gsi`; the sink hears level changes. */
   change(gsi: number, up: boolean): void {
     const n = this.#asserted.get(gsi) ?? 0;

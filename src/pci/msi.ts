@@ -112,6 +112,15 @@ export class PciMsiCapability {
     return [...this.#gsis];
   }
 
+  /**
+   * @internal Restore: the GSI of each enabled vector (-1: refused), already held by the restored
+   * allocator and counted with `source.adopt`; the registers come back with the configuration space.
+   */
+  restoreState(gsis: readonly number[]): void {
+    this.#gsis = [...gsis];
+    this.#source.adopt(gsis.filter((g) => g >= 0).length);
+  }
+
   /** Reacts to a guest write inside the capability: enable, count, masks. */
   written(): void {
     const control = this.#config.getRaw(this.offset + 2, 2);

@@ -170,6 +170,36 @@ export class PciMsixCapability {
     return (this.#table[v * 4 + 3]! & VECTOR_MASKED) !== 0;
   }
 
+  /**
+   * Table entry `v` as the guest programmed it: message address low and high, data, vector
+   * control; undefined outside the table.
+   */
+  tableEntry(v: number): readonly [number, number, number, number] | undefined {
+    if (!(Number.isInteger(v) && v >= 0 && v < this.spec.vectors)) return undefined;
+    const t = this.#table;
+    return [t[v * 4]!, t[v * 4 + 1]!, t[v * 4 + 2]!, t[v * 4 + 3]!];
+  }
+
+  /**
+   * @internal Restore: the table entries the guest changed (`[vector, address low, address high,
+   * data, control]`), the pending vectors and the held GSIs (`[vector, gsi]`), the capability's
+   * registers having been restored with the configuration space. The GSIs are already held by
+   * the restored allocator; they are counted with `source.adopt`.
+   */
+  restoreState(table: readonly (readonly number[])[], pending: readonly number[], held: readonly (readonly number[])[]): void {
+    for (const [v, lo, hi, data, control] of table) {
+      const i = v! * 4;
+      this.#table[i] = lo!;
+      this.#table[i + 1] = hi!;
+      this.#table[i + 2] = data!;
+      this.#table[i + 3] = control!;
+    }
+    for (const v of pending) this.#pba[v >> 3] = this.#pba[v >> 3]! | (1 << (v & 7));
+    for (const [v, gsi] of held) this.#gsis[v!] = gsi!;
+    this.#held = held.length;
+    this.#source.adopt(held.length);
+  }
+
   /** True when vector `v`'s pending bit is set. */
   isPending(v: number): boolean {
     return ((this.#pba[v >> 3]! >> (v & 7)) & 1) !== 0;

@@ -378,6 +378,24 @@ export class PciFunction implements Device {
     if (msix !== undefined && offset < msix.offset + 4 && end > msix.offset + 2) msix.written();
   }
 
+  /** @internal Snapshot: the raw bytes of the first 256 bytes of configuration space (what the PCI layer stores; device-owned bytes read 0 here). */
+  rawConfig(): number[] {
+    const out: number[] = [];
+    for (let i = 0; i < 0x100; i++) out.push(this.#config.getRaw(i, 1));
+    return out;
+  }
+
+  /**
+   * @internal Restore: the raw bytes {@link rawConfig} returned, and the level of the INTx pin
+   * (the shared line counts it again, silently: the interrupt controller is restored on its own).
+   */
+  restoreConfig(bytes: readonly number[], intxAsserted: boolean): void {
+    bytes.forEach((b, i) => this.#config.setRaw(i, 1, b));
+    this.#intxLevel = intxAsserted && this.intxLine !== undefined;
+    this.#intxDriven = this.#intxLevel && (this.command & PciCommand.InterruptDisable) === 0;
+    if (this.#intxDriven) this.#ctx.lines.restoreAsserted(this.intxLine!);
+  }
+
   /** @internal The host sets function 0's multi-function bit as functions come and go. */
   setMultiFunction(on: boolean): void {
     const t = this.#config.getRaw(PciConfigRegister.HeaderType, 1);

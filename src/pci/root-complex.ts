@@ -21,7 +21,7 @@
  */
 import { AllocatorError } from "../core/errors.js";
 import type { DeviceManager } from "../devices/device-manager.js";
-import type { ResourceRequest } from "../devices/device.js";
+import type { Device, ResourceRequest } from "../devices/device.js";
 import type { IdAllocateFunc } from "../system/allocation-callbacks.js";
 import type { SystemAllocator } from "../system/system-allocator-interface.js";
 import { toU64 } from "../core/u64.js";
@@ -34,6 +34,8 @@ import { PciEcam, type PciEcamOptions } from "./ecam.js";
 import { intxLine, IntxLines, Q35_INTX_ROUTING, type PciIntxRouting } from "./intx.js";
 import { normalizePciDevice, PciFunction, type NormalizedPciDevice, type PciDevice, type PciFunctionContext } from "./pci-function.js";
 import { PciSlotAllocator, type PciBusSpec } from "./slot-allocator.js";
+import { pciRootComplexSnapshot, verifyPciRootComplexSnapshot, type PciHostSnapshot, type PciRootComplexSnapshot } from "./root-complex-snapshot.js";
+import { restoreRootComplex } from "./root-complex-restore.js";
 import { PciVectorSource, type PciMsiMessage, type PciVectorFailure } from "./vectors.js";
 
 /** Options of a {@link PciRootComplex}. */
@@ -77,6 +79,53 @@ export interface PciPlugOptions {
 
 const ALL_ONES = [0, 0xff, 0xffff, 0xff_ffff, 0xffff_ffff];
 
+/** @internal What {@link PciRootComplex.fromJSON} builds before the device manager exists, for the constructor to adopt. */
+export interface RestoreParts {
+  readonly slots: PciSlotAllocator;
+  readonly ioWindow: { readonly min: bigint; readonly max: bigint };
+  readonly mapper: PciBarMapper;
+  readonly vectors: PciVectorSource;
+  readonly lines: IntxLines;
+  readonly ctx: PciFunctionContext;
+  readonly mechanism: PciConfigMechanism1 | undefined;
+  readonly ecams: readonly PciEcam[];
+  readonly mechanismIds: readonly number[];
+  readonly functions: readonly PciFunction[];
+}
+
+/** Set by {@link PciRootComplex.fromJSON} for the one constructor call it makes. */
+let restoring: RestoreParts | undefined;
+
+/** What {@link PciRootComplex.fromJSON} returns. */
+export interface PciRootComplexRestored {
+  /** The restored root complex. */
+  readonly rootComplex: PciRootComplex;
+  /** The restored device manager it lives on, with the PCI layer's devices and the VMM's attached. */
+  readonly deviceManager: DeviceManager;
+}
+
+/** Options of {@link PciRootComplex.fromJSON}. */
+export interface PciRootComplexRestoreOptions {
+  /** The system allocator restored from the same VM snapshot: the device manager's callbacks, the MSI GSIs' `irq` callback and holdings. */
+  readonly systemAllocator: SystemAllocator;
+  /** `DeviceManager.toJSON()` of the same moment: restored here, with the PCI layer's devices attached. */
+  readonly deviceManager: unknown;
+  /** The device objects of the manager's other devices (as `DeviceManager.fromJSON` takes them). */
+  readonly devices: ReadonlyMap<number, Device> | ((entry: { readonly instanceId: number; readonly name: string; readonly owner: string }) => Device | undefined);
+  /** The device code of each function, by address (`"0000:00:03.0"`); it must declare what it declared when plugged. */
+  readonly functions: ReadonlyMap<string, PciDevice>;
+  /** The INTx rule the root complex was built with (checked by name and lines); defaults to {@link Q35_INTX_ROUTING}. */
+  readonly intxRouting?: PciIntxRouting;
+  /** As {@link PciRootComplexOptions.onBarConflict}. */
+  readonly onBarConflict?: (conflict: PciBarConflict) => void;
+  /** As {@link PciRootComplexOptions.onVectorFailure}. */
+  readonly onVectorFailure?: (failure: PciVectorFailure) => void;
+  /** As {@link PciRootComplexOptions.onMsi}. */
+  readonly onMsi?: (message: PciMsiMessage) => void;
+  /** As {@link PciRootComplexOptions.onIntx}; not told of the lines a restore asserts again. */
+  readonly onIntx?: (gsi: number, level: boolean) => void;
+}
+
 /**
  * A PCI root complex on a device manager.
  *
@@ -112,6 +161,7 @@ export class PciRootComplex implements PciConfigTarget {
   readonly #segments = new Map<number, (PciFunction | undefined)[]>();
   #segment0: (PciFunction | undefined)[] | undefined;
   readonly #mechanismIds: number[] = [];
+  readonly #ioWindow: { readonly min: bigint; readonly max: bigint };
   #count = 0;
 
   /**
@@ -129,11 +179,37 @@ export class PciRootComplex implements PciConfigTarget {
       if (options[k] !== undefined && typeof options[k] !== "function") throw new AllocatorError("InvalidArgument", `options.${k} must be a function`);
     }
     this.deviceManager = dm;
-    this.slots = new PciSlotAllocator(options.buses ?? [{ bus: 0, firstDevice: 1 }]);
     this.intxRouting = options.intxRouting ?? Q35_INTX_ROUTING;
+    const parts = restoring;
+    restoring = undefined;
+    if (parts !== undefined) {
+      // A restore: everything was built and checked by fromJSON, and the device manager holds it.
+      this.slots = parts.slots;
+      this.#ioWindow = parts.ioWindow;
+      this.#mapper = parts.mapper;
+      this.#vectors = parts.vectors;
+      this.#lines = parts.lines;
+      this.#ctx = parts.ctx;
+      this.configMechanism = parts.mechanism;
+      this.ecams = Object.freeze([...parts.ecams]);
+      this.#mechanismIds.push(...parts.mechanismIds);
+      for (const fn of parts.functions) {
+        let table = this.#segments.get(fn.address.segment);
+        if (table === undefined) {
+          table = new Array<PciFunction | undefined>(0x1_0000).fill(undefined);
+          this.#segments.set(fn.address.segment, table);
+          if (fn.address.segment === 0) this.#segment0 = table;
+        }
+        table[pciRoutingId(fn.address)] = fn;
+        this.#count++;
+      }
+      return;
+    }
+    this.slots = new PciSlotAllocator(options.buses ?? [{ bus: 0, firstDevice: 1 }]);
     const w = options.ioWindow ?? { min: 0xc000, max: 0xffff };
     const ioWindow = { min: toU64(w.min, "options.ioWindow.min"), max: toU64(w.max, "options.ioWindow.max") };
     if (ioWindow.min > ioWindow.max || ioWindow.max > 0xffffn) throw new AllocatorError("InvalidArgument", "options.ioWindow must be { min, max } with min <= max <= 0xffff");
+    this.#ioWindow = ioWindow;
     this.#mapper = new PciBarMapper(dm, ioWindow, options.onBarConflict);
     this.#vectors = new PciVectorSource(options.irq, options.onVectorFailure);
     this.#lines = new IntxLines(options.onIntx);
@@ -338,6 +414,78 @@ export class PciRootComplex implements PciConfigTarget {
     if (count !== this.#count) broken(`${count} functions are in the tables but ${this.#count} are counted`);
     if (gsis.size !== this.#vectors.held) broken(`${gsis.size} MSI GSIs are held by functions but the vector source counts ${this.#vectors.held}`);
     dm.checkConsistency();
+  }
+
+  /**
+   * A plain JSON snapshot: slots, each function's ids, command register, BAR registers and
+   * placements, MSI/MSI-X enables and held GSIs, and the conflict counters. See
+   * `root-complex-snapshot.ts`.
+   */
+  toJSON(): PciRootComplexSnapshot {
+    return pciRootComplexSnapshot(this);
+  }
+
+  /** How this root complex was built (the `host` part of {@link toJSON}). */
+  hostSnapshot(): PciHostSnapshot {
+    const hex = (v: bigint): string => `0x${v.toString(16)}`;
+    const ids = [...this.#mechanismIds];
+    const m = this.configMechanism;
+    return {
+      ioWindow: { min: hex(this.#ioWindow.min), max: hex(this.#ioWindow.max) },
+      configMechanism: m === undefined ? null : { port: m.port, name: m.name, instanceId: ids.shift()! },
+      ecams: this.ecams.map((e) => ({ base: hex(e.base), segment: e.segment, firstBus: e.firstBus, lastBus: e.lastBus, name: e.name, instanceId: ids.shift()! })),
+      intxRouting: { name: this.intxRouting.name, lines: [...this.intxRouting.lines] },
+    };
+  }
+
+  /**
+   * Rebuilds a root complex, and the device manager it lives on, from {@link toJSON} output and
+   * `DeviceManager.toJSON()` of the same moment, next to a system allocator restored from the
+   * same VM snapshot: every function at its address with its configuration registers, BARs at
+   * their places and routed as they were, pending BAR writes still pending, MSI and MSI-X vectors
+   * holding the GSIs they held (the allocator already holds them: nothing is allocated), INTx
+   * levels, the 0xcf8 address latch and the counters. Device code's own state is its own.
+   *
+   * ```ts
+   * const sys = DefaultSystemAllocator.fromJSON(vm.system);
+   * const { rootComplex, deviceManager } = PciRootComplex.fromJSON(vm.pci, {
+   *   systemAllocator: sys, deviceManager: vm.devices, devices: new Map([[2, uart]]),
+   *   functions: new Map([["0000:00:01.0", virtioBlk]]),
+   * });
+   * ```
+   * @throws AllocatorError `InvalidSnapshot` naming what is wrong: a malformed snapshot, a
+   *   function without device code or whose declaration differs, a BAR the device manager holds
+   *   elsewhere, a GSI the allocator does not hold for its vector, what `DeviceManager.fromJSON`
+   *   refuses. Nothing is half-built, held or freed.
+   */
+  static fromJSON(snapshot: unknown, options: PciRootComplexRestoreOptions): PciRootComplexRestored {
+    try {
+      return restoreRootComplex(snapshot, options);
+    } catch (error) {
+      if (error instanceof AllocatorError && error.code === "InvalidSnapshot") throw error;
+      if (error instanceof AllocatorError && error.code === "InvalidArgument" && /^options/.test(error.message)) throw error;
+      throw new AllocatorError("InvalidSnapshot", `invalid PCI root complex snapshot: could not be restored (${describe(error)})`, { cause: error });
+    }
+  }
+
+  /** @internal Used by {@link fromJSON}: the constructor adopts `parts` instead of building and registering. */
+  static withParts(parts: RestoreParts, options: PciRootComplexOptions): PciRootComplex {
+    restoring = parts;
+    try {
+      return new PciRootComplex(options);
+    } finally {
+      restoring = undefined;
+    }
+  }
+
+  /**
+   * Verify-only restore: checks that `snapshot` is valid and that this root complex (rebuilt by
+   * replugging the functions and replaying the guest's configuration writes) is in exactly the
+   * state it records. Changes nothing.
+   * @throws AllocatorError `InvalidSnapshot` naming the first problem or difference.
+   */
+  verifySnapshot(snapshot: unknown): void {
+    verifyPciRootComplexSnapshot(snapshot, this);
   }
 
   /**

@@ -78,6 +78,11 @@ export class PciVectorSource {
     return this.#held;
   }
 
+  /** @internal Restore: counts `n` GSIs a restored capability holds (the allocator already holds them). */
+  adopt(n: number): void {
+    this.#held += n;
+  }
+
   /** Holds one GSI for `owner`: the GSI, or -1 when refused (counted and reported). */
   hold(owner: string, vector: number): number {
     const irq = this.#irq;

@@ -118,7 +118,7 @@ const CASES: readonly Case[] = [
   { name: "64-bit MMIO in a layout without it", content: layout([dev("d", mmio("0x1000", { mmio64: true }))], { layout: { mmio64: null } }), path: "devices[0].requests[0]: ", reason: /no 64-bit MMIO pool/ },
   { name: "a saved plan given to plan", content: '{"format": "vm-allocator/plan", "version": 1}', path: "bad.json: ", reason: /is a saved plan, not a layout/ },
   { name: "a layout given to show", content: layout([]), args: ["show", "FILE"], path: "bad.json: ", reason: /is a layout, not a saved plan/ },
-  { name: "a snapshot of another version", content: '{"format": "vm-allocator/plan", "version": 3}', args: ["show", "FILE"], path: "version: ", reason: /unsupported version 3/ },
+  { name: "a snapshot of another version", content: '{"format": "vm-allocator/plan", "version": 4}', args: ["show", "FILE"], path: "version: ", reason: /unsupported version 4; this vm-allocator reads versions 2 and 3/ },
   { name: "an unknown command", args: ["plna"], path: "vm-allocator: error: ", reason: /unknown command "plna"/ },
   { name: "an unknown option", args: ["plan", "--colour"], path: "vm-allocator: error: ", reason: /unknown option --colour/ },
   { name: "an unknown format", args: ["plan", "--format", "yaml"], path: "vm-allocator: error: ", reason: /--format must be one of text, iomem, json, svg, cmdline, dts, got "yaml"/ },
@@ -209,7 +209,7 @@ describe("check reports every problem of a saved plan", () => {
     assert.equal(r.stdout, "");
     const lines = r.stderr.trimEnd().split("\n").map((l) => l.slice(tampered.length + 2));
     assert.deepEqual(lines, [
-      "extra: unknown field (expected one of: format, version, source, description, preset, parameters, system, devices)",
+      "extra: unknown field (expected one of: format, version, source, description, preset, parameters, system, devices, pci)",
       'devices[2].owner: must be "virtio-balloon0@2" (name@instanceId), got "nope"',
       "devices[5].mmio[0]: [mem 0xc0004000-0xc0004fff] is held by intruder [mem 0xc0004000-0xc0004fff] in system.pools.mmio32, not held by virtio-net0@5",
       "devices[7].irqs[0]: [irq 20] is free in system.pools.legacyIrq, not held by virtio-pmem0@7",

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
 import { run, type Outcome } from "../../cli/run.js";
+import { EXAMPLES } from "./helpers.js";
 
 /** Runs `vm-allocator ...args` with `input` on stdin (the file name `-`). */
 function cli(args: readonly string[], input: string): Outcome {
@@ -136,9 +137,58 @@ describe("any layout", () => {
   });
 });
 
+/** Layouts of PCI functions on the presets with a PCI host, with numbers from `number`. */
+function pciLayouts(number: fc.Arbitrary<unknown>, hostile: boolean): fc.Arbitrary<object> {
+  const bar = fc
+    .record({
+      kind: hostile ? fc.constantFrom("io", "mem32", "mem64", "rom") : fc.constantFrom("io", "mem32", "mem64"),
+      size: hostile ? number : fc.constantFrom(4, 32, 256, 0x1000, "0x4000", "0x100000", "0x10000000", "0x80000000", "0x400000000"),
+      prefetchable: maybe(hostile ? fc.oneof(fc.boolean(), number) : fc.boolean()),
+      index: maybe(hostile ? number : fc.integer({ min: 0, max: 5 })),
+    })
+    .map(defined);
+  const fn = fc
+    .record({
+      slot: maybe(hostile ? number : fc.integer({ min: 0, max: 31 })),
+      function: maybe(hostile ? number : fc.integer({ min: 0, max: 7 })),
+      vendorId: maybe(hostile ? number : fc.constantFrom("0x1af4", 0x8086)),
+      interruptPin: maybe(hostile ? fc.oneof(number, fc.constantFrom("A", "E", "INTD", "none")) : fc.constantFrom("A", "B", "C", "D", 0)),
+      bars: maybe(fc.array(bar, { maxLength: 4 })),
+      msix: maybe(fc.record({ vectors: hostile ? number : fc.integer({ min: 1, max: 2048 }), bar: hostile ? number : fc.integer({ min: 0, max: 5 }) })),
+    })
+    .map(defined);
+  return fc.record({
+    preset: fc.constantFrom("pc-x86_64", "riscv64-virt", "firecracker-aarch64", ...(hostile ? ["crosvm-x86_64"] : [])),
+    devices: fc.array(fn, { maxLength: 6 }).map((list) => list.map((f, i) => ({ name: `pci${i}`, kind: "pci", ...f }))),
+  });
+}
+
+describe("any layout with PCI functions", () => {
+  it("plausible ones plan cleanly or fail with one line, in every format, and check agrees", () => {
+    let planned = 0;
+    fc.assert(
+      fc.property(pciLayouts(plausible, false), formats, (layout, format) => {
+        if (planAndCheck(layout, format).status === 0) planned++;
+      }),
+      { numRuns: 200 },
+    );
+    assert.ok(planned >= 40, `only ${planned} of 200 layouts could be planned`);
+  });
+
+  it("hostile ones never crash", () => {
+    fc.assert(
+      fc.property(pciLayouts(wild, true), formats, (layout, format) => {
+        planAndCheck(layout, format);
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
+
 // What `plan` writes for programs: `show` reads both back.
 for (const [what, make] of [
   ["a saved plan", savedPlanOfDefault],
+  ["a saved plan with PCI functions", () => JSON.parse(cli(["plan", "--format", "json", join(EXAMPLES, "q35-pci.json")], "").stdout).plan as unknown],
   ["a plan report", () => JSON.parse(cli(["plan", "--format", "json"], "").stdout) as unknown],
 ] as const) {
   describe(`any damage to ${what}`, () => {

@@ -24,6 +24,7 @@ export const EXAMPLE_RUNS: readonly { readonly name: string; readonly args: read
   { name: "large-mmio64", args: ["examples/layouts/large-mmio64.json"] },
   { name: "firecracker-aarch64", args: ["examples/layouts/firecracker-aarch64.json"] },
   { name: "riscv64-virt", args: ["examples/layouts/riscv64-virt.json"] },
+  { name: "q35-pci", args: ["examples/layouts/q35-pci.json"] },
 ];
 
 /** What a run of the command printed. */

@@ -153,7 +153,7 @@ describe("a report must say what the plan it carries says", { concurrency: true 
     report.devices[3]!.owner = "also wrong, but not reported";
     assert.deepEqual(await checkProblems(report), ['plan.devices[2].owner: must be "virtio-balloon0@2" (name@instanceId), got "nope"']);
     report.plan = { ...report.plan, version: 7 };
-    assert.deepEqual(await checkProblems(report), ["plan.version: unsupported version 7; this vm-allocator reads version 2"]);
+    assert.deepEqual(await checkProblems(report), ["plan.version: unsupported version 7; this vm-allocator reads versions 2 and 3"]);
   });
 
   it("a report without its plan, or of another version, says what to do", async () => {

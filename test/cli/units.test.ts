@@ -197,6 +197,7 @@ describe("rendering helpers", () => {
       preset: undefined,
       parameters: undefined,
       presetChanges: [],
+      pci: undefined,
       addressSpaces: [
         { name: "pio", title: "", kind: "io", start: 0n, end: 0xffffn, segments: [{ start: 0n, end: 0xfffn, owner: "isa", origin: "reserved", children: [{ start: 0x3f8n, end: 0x3ffn, owner: "serial", origin: "fixed" }] }] },
         { name: "mmio64", title: "", kind: "mem", start: 0x10_0000_0000n, end: 0x1f_ffff_ffffn, segments: [{ start: 0x10_0000_0000n, end: 0x10_0000_0fffn, owner: "dev", origin: "allocated", children: [] }] },

@@ -240,12 +240,12 @@ describe("pc-x86_64 against qemu/qemu q35 and coreboot/seabios", () => {
       ["com1", [{ kind: "pio", size: 8, fixed: 0x3f8 }, { kind: "irq", fixed: 4 }]],
       ["lpt1", [{ kind: "pio", size: 8, fixed: 0x378 }, { kind: "irq", fixed: 7 }]],
       ["nic", [{ kind: "pio", size: 0x20, alignment: 0x20 }, { kind: "mmio", size: 0x1000, alignment: 0x1000 }, { kind: "mmio", size: 0x4000, alignment: 0x4000, mmio64: true }, { kind: "msi", count: 3 }]],
-      // slot 3, INTA: PIRQ (3 + 0) mod 4 = D = GSI 19, fixed inside the pci-intx reservation.
-      ["xhci", [{ kind: "mmio", size: 0x10000, alignment: 0x10000 }, { kind: "irq", fixed: 19 }]],
+      // slot 3, INTA: ICH9 rotates slots 0-23 over PIRQ E-H, E + (3 + 0) mod 4 = H = GSI 23, fixed inside the pci-intx reservation.
+      ["xhci", [{ kind: "mmio", size: 0x10000, alignment: 0x10000 }, { kind: "irq", fixed: 23 }]],
       ["isa-dev", [{ kind: "irq" }]],
     ]);
     assert.deepEqual(get(placed, "nic"), { name: "nic", pio: [[0xc000n, 0xc01fn]], mmio: [[PCIEXBAR + PCIEXBAR_MAX, PCIEXBAR + PCIEXBAR_MAX + 0xfffn], span(hole64(8n * GiB), 0x4000n)], irqs: [], msi: [24, 25, 26] });
-    assert.deepEqual(get(placed, "xhci").irqs, [19]);
+    assert.deepEqual(get(placed, "xhci").irqs, [23]);
     // The first allocatable line: 5 (0-4 below the pool; 7, 8, 9, 12 and 16-23 reserved).
     assert.deepEqual(get(placed, "isa-dev").irqs, [5]);
   });

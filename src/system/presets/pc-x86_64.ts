@@ -17,8 +17,9 @@
  *   preset keeps QEMU's default window.)
  * - `pio` is SeaBIOS's root-bus I/O window [0xc000, 0xffff]; the ISA devices below it are fixed.
  * - Legacy lines 5..23 (IOAPIC pins). Reserved: LPT1's 7, the RTC's 8, the ACPI SCI's 9, the
- *   PS/2 mouse's 12, and PIRQ A-H = GSIs 16-23, which PCI INTx is derived onto (slot + pin),
- *   never allocated. MSI GSIs 24..4095 as under KVM.
+ *   PS/2 mouse's 12, and PIRQ A-H = GSIs 16-23, which PCI INTx is derived onto, never allocated:
+ *   slots 0-23 rotate over PIRQ E-H = GSIs 20-23 as `(slot + pin) mod 4`, the chipset devices at
+ *   00:19-00:1f use PIRQ A-D (see `Q35_INTX_ROUTING`). MSI GSIs 24..4095 as under KVM.
  */
 import type { SystemLayout } from "../layouts.js";
 import { alignUp, deepFreeze, FOUR_GIB, GiB, KiB, MiB, TiB, U32_LAST, x86Board, type Board, type Preset, type ResolvedParameters } from "./preset.js";
@@ -97,7 +98,9 @@ function layout(p: ResolvedParameters): SystemLayout {
 
 function board(p: ResolvedParameters): Board {
   const below4g = p.ramSize >= SPLIT_THRESHOLD ? LOWMEM_WHEN_SPLIT : p.ramSize;
-  return x86Board(p.ramSize, below4g, IOAPIC_ADDRESS, { ecam: { base: PCIEXBAR_DEFAULT, size: PCIEXBAR_MAX }, lastBus: 255, ioCpuBase: 0n, intxBase: PIRQ_FIRST_GSI, presentByDefault: true });
+  // Slots 0-23 rotate over PIRQ E-H (qemu hw/isa/lpc_ich9.c `ich9_cc_init`: `(slot + intx) % 4 + 4`),
+  // GSIs 20-23; the full wiring, with 00:19-00:1f on PIRQ A-D, is `Q35_INTX_ROUTING` (src/pci/intx.ts).
+  return x86Board(p.ramSize, below4g, IOAPIC_ADDRESS, { ecam: { base: PCIEXBAR_DEFAULT, size: PCIEXBAR_MAX }, lastBus: 255, ioCpuBase: 0n, intxBase: PIRQ_FIRST_GSI + 4, presentByDefault: true });
 }
 
 /** The `pc-x86_64` preset. */

@@ -76,7 +76,10 @@ export interface PciHost {
   readonly lastBus: number;
   /** Where PCI I/O space (PCI address 0) appears in CPU space; absent when the bridge has none. */
   readonly ioCpuBase?: bigint;
-  /** Legacy INTx: the first interrupt of the 4 lines the slots rotate over (QEMU's swizzle). */
+  /**
+   * Legacy INTx: the first interrupt of the 4 lines the slots rotate over (QEMU's swizzle). On
+   * q35 that is PIRQ E (GSI 20), which slots 0-23 rotate over; its chipset slots use PIRQ A-D.
+   */
   readonly intxBase?: number;
   /** True when PCI MSIs go to the interrupt controller's ITS (`msi-map`). */
   readonly msiThroughIts?: boolean;
