@@ -193,16 +193,7 @@ export class PciRootComplex implements PciConfigTarget {
       this.configMechanism = parts.mechanism;
       this.ecams = Object.freeze([...parts.ecams]);
       this.#mechanismIds.push(...parts.mechanismIds);
-      for (const fn of parts.functions) {
-        let table = this.#segments.get(fn.address.segment);
-        if (table === undefined) {
-          table = new Array<PciFunction | undefined>(0x1_0000).fill(undefined);
-          this.#segments.set(fn.address.segment, table);
-          if (fn.address.segment === 0) this.#segment0 = table;
-        }
-        table[pciRoutingId(fn.address)] = fn;
-        this.#count++;
-      }
+      for (const fn of parts.functions) this.#route(fn);
       return;
     }
     this.slots = new PciSlotAllocator(options.buses ?? [{ bus: 0, firstDevice: 1 }]);
@@ -562,21 +553,24 @@ export class PciRootComplex implements PciConfigTarget {
       const message = error.message.startsWith(what) ? `cannot plug ${error.message}` : `cannot plug ${what}: ${error.message}`;
       throw new AllocatorError(error.code, message, { cause: error, owner: error.owner, device: what });
     }
-    for (const fn of plugged) {
-      let table = this.#segments.get(fn.address.segment);
-      if (table === undefined) {
-        table = new Array<PciFunction | undefined>(0x1_0000).fill(undefined);
-        this.#segments.set(fn.address.segment, table);
-        if (fn.address.segment === 0) this.#segment0 = table;
-      }
-      table[pciRoutingId(fn.address)] = fn;
-      this.#count++;
-    }
+    for (const fn of plugged) this.#route(fn);
     this.#updateMultiFunction(plugged[0]!.address);
     return plugged;
   }
 
   /** Sets function 0's multi-function bit when its slot has other functions. */
+  /** Makes `fn` reachable by configuration accesses (its segment's routing table, made on first use). */
+  #route(fn: PciFunction): void {
+    let table = this.#segments.get(fn.address.segment);
+    if (table === undefined) {
+      table = new Array<PciFunction | undefined>(0x1_0000).fill(undefined);
+      this.#segments.set(fn.address.segment, table);
+      if (fn.address.segment === 0) this.#segment0 = table;
+    }
+    table[pciRoutingId(fn.address)] = fn;
+    this.#count++;
+  }
+
   #updateMultiFunction(a: PciAddress): void {
     const table = this.#segments.get(a.segment);
     if (table === undefined) return;
