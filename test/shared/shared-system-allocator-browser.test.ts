@@ -10,7 +10,7 @@ import { browserSkip, openIsolatedPage, type IsolatedPage } from "../helpers/iso
 import type { ScenarioResult } from "./shared-allocator-browser-scenario.js";
 
 const WORKERS = 4;
-const CALLS = 2500;
+const CALLS = 10_000;
 
 describe("SharedSystemAllocator in a browser, across Web Workers", { skip: browserSkip("the shared allocator browser test") }, () => {
   let isolated: IsolatedPage;
