@@ -5,6 +5,10 @@
  * hammering one SharedSystemAllocator at once. Every pool starts with 64 devices' worth of
  * holdings. Prints ns per pair and the ratio to the baseline; for the workers, ns per pair as one
  * worker sees it and the aggregate (wall time / all pairs).
+ *
+ * Last, the floor of the design not chosen (one owner thread answering every call over
+ * `Atomics.wait`/`notify`): the bare round trip to a thread that answers at once, with no
+ * allocation in it. Each allocator call of that design would pay it on top of the call itself.
  */
 import { Worker } from "node:worker_threads";
 import { SharedSystemAllocator } from "../src/shared/shared-system-allocator.js";
@@ -83,3 +87,31 @@ for (const kind of kinds) {
     );
   }
 }
+
+/** ns per synchronous round trip to a worker that answers at once (best of `rounds`). */
+async function pingPong(trips: number, rounds: number): Promise<number> {
+  const words = new Int32Array(new SharedArrayBuffer(8));
+  const server = new Worker(new URL("./atomics-ping-worker.js", import.meta.url), { workerData: { words } });
+  await new Promise((resolve) => server.once("online", resolve));
+  let best = Infinity;
+  let request = 0;
+  for (let round = 0; round < rounds; round++) {
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < trips; i++) {
+      request++;
+      Atomics.store(words, 0, request);
+      Atomics.notify(words, 0);
+      while (Atomics.load(words, 1) !== request) Atomics.wait(words, 1, request - 1, 1000);
+    }
+    best = Math.min(best, Number(process.hrtime.bigint() - t0) / trips);
+  }
+  Atomics.store(words, 0, -1);
+  Atomics.notify(words, 0);
+  await new Promise((resolve) => server.once("exit", resolve));
+  return best;
+}
+const trip = await pingPong(20_000, 5);
+console.log(
+  `owner-thread design, bare Atomics.wait/notify round trip (no allocation): ${trip.toFixed(0)} ns/call = ${(2 * trip).toFixed(0)} ns per pair before any work; ` +
+    `the shared allocator from one thread: ${(single[1]!.nsPerOp / 2).toFixed(0)} ns per mmio call with the work`,
+);
