@@ -53,48 +53,74 @@ function pathOf(parent: string, key: string | number): string {
 }
 
 /**
- * Encodes `value` (field `key` of `parent`) and, in the same pass, builds the copy that decoding
- * the encoding gives: the committing thread runs on the copy, so it runs on exactly what the
- * others replay, and reads each of the caller's fields (a getter, say) once.
+ * The encoder's state: the JSON text written so far. Encoding writes the text directly (rather
+ * than building the tagged arrays and handing them to `JSON.stringify`), so a call allocates
+ * only its copy and the text: the encoding is most of what a shared call costs beyond the
+ * allocator's own work.
  */
-function encodeValue(value: unknown, parent: string, key: string | number, depth: number): [unknown, unknown] {
+interface Writer {
+  text: string;
+}
+
+/**
+ * Writes the encoding of `value` (field `key` of `parent`) to `out` and returns, built in the
+ * same pass, the copy that decoding the encoding gives: the committing thread runs on the copy,
+ * so it runs on exactly what the others replay, and reads each of the caller's fields (a getter,
+ * say) once.
+ */
+function encodeValue(out: Writer, value: unknown, parent: string, key: string | number, depth: number): unknown {
   switch (typeof value) {
     case "string":
+      out.text += JSON.stringify(value);
+      return value;
     case "boolean":
-      return [value, value];
+      out.text += value ? "true" : "false";
+      return value;
     case "number":
-      if (Number.isFinite(value) && !Object.is(value, -0)) return [value, value];
-      return [["f", Object.is(value, -0) ? "-0" : String(value)], value];
+      if (Number.isFinite(value) && !Object.is(value, -0)) out.text += String(value);
+      else out.text += `["f","${Object.is(value, -0) ? "-0" : String(value)}"]`;
+      return value;
     case "bigint":
-      return [["n", value.toString()], value];
+      out.text += `["n","${value.toString()}"]`;
+      return value;
     case "undefined":
-      return [["u"], undefined];
+      out.text += '["u"]';
+      return undefined;
     case "object": {
-      if (value === null) return [null, null];
+      if (value === null) {
+        out.text += "null";
+        return null;
+      }
       const at = pathOf(parent, key);
       if (depth >= MAX_DEPTH) refuse(`${at} is nested too deeply (or cyclic) to be shared across threads`);
-      if (value instanceof RangeInclusive) return [["r", value.start.toString(), value.end.toString()], new RangeInclusive(value.start, value.end)];
+      if (value instanceof RangeInclusive) {
+        out.text += `["r","${value.start.toString()}","${value.end.toString()}"]`;
+        return new RangeInclusive(value.start, value.end);
+      }
       if (Array.isArray(value)) {
-        const items: unknown[] = ["a"];
         const copy: unknown[] = [];
+        out.text += '["a"';
         for (let i = 0; i < value.length; i++) {
-          const [e, c] = encodeValue(value[i], at, i, depth + 1);
-          items.push(e);
-          copy.push(c);
+          out.text += ",";
+          copy.push(encodeValue(out, value[i], at, i, depth + 1));
         }
-        return [items, copy];
+        out.text += "]";
+        return copy;
       }
       const proto: unknown = Object.getPrototypeOf(value);
       if (proto !== Object.prototype && proto !== null) refuse(`${at} must be a plain object to be shared across threads`);
-      const fields: Record<string, unknown> = {};
       const copy: Record<string, unknown> = {};
+      out.text += '["o",{';
       // Own names, enumerable or not: the allocator reads fields by name, so it would see them all.
-      for (const name of Object.getOwnPropertyNames(value)) {
-        const [e, c] = encodeValue((value as Record<string, unknown>)[name], at, name, depth + 1);
-        setField(fields, name, e);
-        setField(copy, name, c);
+      const names = Object.getOwnPropertyNames(value);
+      for (let i = 0; i < names.length; i++) {
+        const name = names[i]!;
+        if (i > 0) out.text += ",";
+        out.text += `${JSON.stringify(name)}:`;
+        setField(copy, name, encodeValue(out, (value as Record<string, unknown>)[name], at, name, depth + 1));
       }
-      return [["o", fields], copy];
+      out.text += "}]";
+      return copy;
     }
     default:
       return refuse(`${pathOf(parent, key)} cannot be shared across threads (a ${typeof value})`);
@@ -138,14 +164,14 @@ function decodeValue(value: unknown): unknown {
  */
 export function encodeArguments(args: readonly unknown[]): { readonly text: string; readonly copy: unknown[] } {
   try {
-    const encoded: unknown[] = [];
+    const out: Writer = { text: "[" };
     const copy: unknown[] = [];
     for (let i = 0; i < args.length; i++) {
-      const [e, c] = encodeValue(args[i], "", i === 0 ? "params" : `argument ${i + 1}`, 0);
-      encoded.push(e);
-      copy.push(c);
+      if (i > 0) out.text += ",";
+      copy.push(encodeValue(out, args[i], "", i === 0 ? "params" : `argument ${i + 1}`, 0));
     }
-    return { text: JSON.stringify(encoded), copy };
+    out.text += "]";
+    return { text: out.text, copy };
   } catch (error) {
     if (error instanceof AllocatorError) throw error;
     const why = error instanceof Error ? error.message : String(error);
