@@ -11,6 +11,7 @@
  * - `"unmanaged"`: no callback existed for the kind (a lightweight VMM, or firmware placement
  *   without an allocator): only mapped or recorded.
  */
+import { lineSharingConflict } from "../core/line-sharing.js";
 import type { RangeInclusive } from "../core/range.js";
 import type { Device } from "./device.js";
 
@@ -187,11 +188,9 @@ export class LineTable {
   conflict(line: number, owner: string, shared: boolean): { why: string; holder: string } | undefined {
     const l = this.#lines.get(line);
     if (l === undefined) return undefined;
-    const holder = l.holders[0]!;
-    if (l.holders.includes(owner)) return { why: `already held by ${owner}`, holder: owner };
-    if (!l.shared) return { why: `held by ${holder}, which does not share it`, holder };
-    if (!shared) return { why: `shared by ${l.holders.join(", ")}; pass shared: true to share it`, holder };
-    return undefined;
+    const why = lineSharingConflict(l.holders, l.shared, owner, shared);
+    if (why === undefined) return undefined;
+    return { why, holder: l.holders.includes(owner) ? owner : l.holders[0]! };
   }
 
   /**

@@ -11,6 +11,7 @@
  *
  * Both are small (legacy devices and lines), so they live in maps scanned linearly where needed.
  */
+import { lineSharingConflict } from "../core/line-sharing.js";
 import { AllocatorError } from "../core/errors.js";
 
 /** Holders of one id that several devices hold, or that devices use inside a reservation. */
@@ -69,9 +70,8 @@ export class IdClaims {
    */
   join(id: number, owner: string, shared: boolean): string | undefined {
     const claim = this.#byId.get(id)!;
-    if (claim.holders.includes(owner)) return `already held by ${owner}`;
-    if (!claim.shared) return `held by ${claim.holders[0]!}, which does not share it`;
-    if (!shared) return `shared by ${claim.holders.join(", ")}; pass shared: true to share it`;
+    const why = lineSharingConflict(claim.holders, claim.shared, owner, shared);
+    if (why !== undefined) return why;
     claim.holders.push(owner);
     this.#index(owner, id);
     return undefined;
