@@ -23,6 +23,7 @@
  */
 import { normalizeResourceRequests, MAX_MSI_VECTORS, REQUEST_FIELDS, type NormalizedResourceRequest, type ResourceRequest } from "../src/devices/device.js";
 import { isAllocatorError } from "../src/core/errors.js";
+import { hex } from "../src/core/u64.js";
 import { MMIO_POOLS } from "../src/system/allocation-callbacks.js";
 import {
   getPreset,
@@ -556,7 +557,6 @@ function readRequest(value: unknown, path: string, problems: Problems): Resource
       }
       if (flags.allowFallback === true && flags.mmio64 !== true && flags.pool !== "mmio64") problems.add(at("allowFallback"), "requires mmio64: true");
       if (size !== undefined && size > 0n && fixed !== undefined) {
-        const hex = (v: bigint) => `0x${v.toString(16)}`;
         if (alignment !== undefined && fixed % alignment !== 0n) problems.add(at("fixed"), `${hex(fixed)} is not a multiple of the alignment ${hex(alignment)}`);
         if (fixed + size - 1n > 0xffff_ffff_ffff_ffffn) problems.add(path, `${hex(size)} at ${hex(fixed)} would end past 0xffffffffffffffff`);
         else if (window !== undefined && (fixed < window.min || fixed + size - 1n > window.max)) {

@@ -10,6 +10,7 @@
  * the allocator refused.
  */
 import { isAllocatorError } from "../src/core/errors.js";
+import { hex } from "../src/core/u64.js";
 import type { DeviceManager } from "../src/devices/device-manager.js";
 import { formatPciAddress } from "../src/pci/address.js";
 import { PciRootComplex } from "../src/pci/root-complex.js";
@@ -21,7 +22,6 @@ import { pciHostOf, type CliPciHost } from "./pci-host.js";
 import { pciDeviceOf, type PciDeviceSpec } from "./pci-layout.js";
 import type { PlanPci, PlanPciFunction } from "./pci-snapshot.js";
 
-const hex = (v: bigint): string => `0x${v.toString(16)}`;
 
 /** Plans the PCI devices of one layout on one device manager. */
 export class PciPlanner {

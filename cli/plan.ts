@@ -24,6 +24,7 @@
 import type { Device, NormalizedAddressRequest } from "../src/devices/device.js";
 import { DeviceManager } from "../src/devices/device-manager.js";
 import { AddressAllocator } from "../src/core/address-allocator.js";
+import { hex } from "../src/core/u64.js";
 import { isAllocatorError, type AllocatorError } from "../src/core/errors.js";
 import { AllocPolicy } from "../src/core/resource.js";
 import { layoutToJSON, MEMORY_POOL_NAMES, type AddressPoolName, type IdPoolName, type SystemLayout } from "../src/system/layouts.js";
@@ -56,7 +57,6 @@ function placeholder(name: string): Device {
   return { name, read: () => undefined, write: () => undefined };
 }
 
-const hex = (v: bigint): string => `0x${v.toString(16)}`;
 
 /** A fixed resource reserved for a device before its instance id (and so its owner) is known. */
 interface Pending {

@@ -26,7 +26,7 @@ import { isAllocatorError } from "../src/core/errors.js";
 import { IdAllocator } from "../src/core/id-allocator.js";
 import { getPreset, isAddressPool, layoutNames, MEMORY_POOL_NAMES, resolveLayout, resolveParameters, type AddressPoolName, type IdPoolName, type PoolName } from "../src/system/layouts.js";
 import { DefaultSystemAllocator, type Holding, type SystemAllocatorSnapshot } from "../src/system/system-allocator.js";
-import { parseHexU64 } from "../src/core/u64.js";
+import { hex, parseHexU64 } from "../src/core/u64.js";
 import { describeJson, field, item, Problems } from "./diagnostics.js";
 import { isJsonObject, type JsonObject } from "./json-source.js";
 import { readPlanPci, type PlanPci } from "./pci-snapshot.js";
@@ -339,7 +339,6 @@ function list(o: JsonObject, key: string, path: string, problems: Problems, each
   v.forEach((entry, i) => each(entry, item(field(path, key), i)));
 }
 
-const hex = (v: bigint) => `0x${v.toString(16)}`;
 
 /**
  * Checks that the devices and the system allocator tell the same story: each device's resources

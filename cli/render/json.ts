@@ -6,6 +6,7 @@
  * plan it was made from (what `plan --save` writes), so that `show` and `check` read the report
  * back (see `report.ts`) and a program can restore the allocator from it.
  */
+import { hex } from "../../src/core/u64.js";
 import type { DeviceRange, Origin, PciView, PlanView, Region } from "../model.js";
 import type { PlanSnapshot } from "../snapshot.js";
 
@@ -14,7 +15,6 @@ export const REPORT_FORMAT = "vm-allocator/plan-report";
 /** `version` of the JSON report. */
 export const REPORT_VERSION = 1;
 
-const hex = (v: bigint) => `0x${v.toString(16)}`;
 
 /** The PCI functions for programs: each with its slot, ids, interrupt and BARs with Linux's flags. */
 function pciReport(pci: PciView): unknown {

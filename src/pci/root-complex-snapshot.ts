@@ -11,6 +11,7 @@
  * snapshot; the MSI-X table and PBA, which the PCI layer implements, are.
  */
 import { AllocatorError } from "../core/errors.js";
+import { hex, parseHexU64 } from "../core/u64.js";
 import { PCI_SLOT_ALLOCATOR_SNAPSHOT_FORMAT, PciSlotAllocator, type PciSlotAllocatorSnapshot } from "./slot-allocator.js";
 import type { PciFunction } from "./pci-function.js";
 
@@ -184,7 +185,6 @@ export interface PciRootComplexState {
   hostSnapshot(): PciHostSnapshot;
 }
 
-const hex = (v: bigint): string => `0x${v.toString(16)}`;
 
 function functionSnapshot(fn: PciFunction): PciFunctionSnapshot {
   const msix = fn.msix;
@@ -323,8 +323,9 @@ export function parsePciRootComplexSnapshot(snapshot: unknown): PciRootComplexSn
     return v;
   };
   const hexOf = (v: unknown, path: string): bigint => {
-    if (typeof v !== "string" || !/^0x(?:0|[1-9a-f][0-9a-f]{0,15})$/.test(v)) throw bad(`${path} must be a canonical "0x..." u64 string`);
-    return BigInt(v);
+    const value = parseHexU64(v);
+    if (value === undefined) throw bad(`${path} must be a canonical "0x..." u64 string`);
+    return value;
   };
   const U32 = 0xffff_ffff;
   const s = obj(snapshot, "", ["format", "version", "host", "slots", "configAddress", "functions", "barConflicts", "barEvictions", "heldVectors"]);

@@ -24,7 +24,7 @@ import type { DeviceManager } from "../devices/device-manager.js";
 import type { Device, ResourceRequest } from "../devices/device.js";
 import type { IdAllocateFunc } from "../system/allocation-callbacks.js";
 import type { SystemAllocator } from "../system/system-allocator-interface.js";
-import { toU64 } from "../core/u64.js";
+import { hex, toU64 } from "../core/u64.js";
 import { formatPciAddress, pciRoutingId, toPciAddress, type PciAddress, type PciAddressInput } from "./address.js";
 import type { PciIoWindow } from "./bar.js";
 import { PciBarMapper, type PciBarConflict } from "./bar-mapper.js";
@@ -418,7 +418,6 @@ export class PciRootComplex implements PciConfigTarget {
 
   /** How this root complex was built (the `host` part of {@link toJSON}). */
   hostSnapshot(): PciHostSnapshot {
-    const hex = (v: bigint): string => `0x${v.toString(16)}`;
     const ids = [...this.#mechanismIds];
     const m = this.configMechanism;
     return {
