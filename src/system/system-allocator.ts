@@ -20,6 +20,7 @@
 import { AddressAllocator, type AddressAllocatorSnapshot, type Allocation } from "../core/address-allocator.js";
 import type { AddrAllocateFunc, CallbackHolding, HoldingsFunc, IdAllocateFunc, OutsideFunc } from "./allocation-callbacks.js";
 import { IdClaims, RangeUses, type IdClaim } from "./claims.js";
+import { readBounds } from "../core/arguments.js";
 import { AllocatorError } from "../core/errors.js";
 import { IdAllocator, type IdAllocatorSnapshot } from "../core/id-allocator.js";
 import {
@@ -636,10 +637,9 @@ export class DefaultSystemAllocator implements SystemAllocator {
       return id < ids.first || id > ids.last;
     }
     if (kind === "pio" || kind === "mmio") {
-      const range = q["range"];
-      if (typeof range !== "object" || range === null) throw invalidArgument("query.range must be a RangeInclusive or { start, end }");
-      const start = toU64((range as Record<string, unknown>)["start"], "query.range.start");
-      const end = toU64((range as Record<string, unknown>)["end"], "query.range.end");
+      const [rawStart, rawEnd] = readBounds(q["range"], "query.range");
+      const start = toU64(rawStart, "query.range.start");
+      const end = toU64(rawEnd, "query.range.end");
       if (start > end) throw new AllocatorError("InvalidRange", `invalid range: start ${hex(start)} is above end ${hex(end)}`);
       return this.#outsideEveryPool(kind, start, end);
     }
