@@ -101,11 +101,11 @@ export type ParsedDevice = Omit<DeviceRecord, "device">;
 
 const HELD_BY: readonly HeldBy[] = ["allocator", "outside", "unmanaged"];
 
-export function idSlotToJSON(s: IdSlot): IdSlotJSON {
+function idSlotToJSON(s: IdSlot): IdSlotJSON {
   return { value: s.value, fixed: s.fixed, shared: s.shared, heldBy: s.heldBy };
 }
 
-export function rangeSlotToJSON(s: RangeSlot): RangeSlotJSON {
+function rangeSlotToJSON(s: RangeSlot): RangeSlotJSON {
   const out: { -readonly [K in keyof RangeSlotJSON]: RangeSlotJSON[K] } = {
     start: hex(s.range.start),
     end: hex(s.range.end),

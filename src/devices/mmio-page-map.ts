@@ -27,7 +27,7 @@ import type { RangeIndex } from "./range-index.js";
 import { Route } from "./route.js";
 
 /** Bits of a page: 4 KiB. */
-export const PAGE_BITS = 12;
+const PAGE_BITS = 12;
 /** Bits of a block: 128 KiB, 32 pages. */
 export const BLOCK_BITS = 17;
 const PAGE = 2 ** PAGE_BITS;
@@ -35,11 +35,11 @@ const BLOCK = 2 ** BLOCK_BITS;
 /** Pages in a block. */
 export const PAGES_PER_BLOCK = BLOCK / PAGE;
 /** Blocks below 4 GiB, held in the direct array. */
-export const LOW_BLOCKS = 2 ** (32 - BLOCK_BITS);
+const LOW_BLOCKS = 2 ** (32 - BLOCK_BITS);
 /** First address the map does not cover: 2^53. */
 const LIMIT = 2 ** 53;
 /** A mapping covering more high blocks than this (8 GiB) keeps its interior out of the hash. */
-export const HUGE_BLOCKS = 1 << 16;
+const HUGE_BLOCKS = 1 << 16;
 /** Hash keys are block numbers, below 2^36; -1 marks a free slot. */
 const EMPTY_KEY = -1;
 

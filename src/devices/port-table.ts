@@ -9,7 +9,7 @@ import type { RangeIndex } from "./range-index.js";
 import type { Route } from "./route.js";
 
 /** Number of ports the table covers: 0 to 0xffff. */
-export const PORTS = 0x10000;
+const PORTS = 0x10000;
 const PORTS_BIG = BigInt(PORTS);
 
 /** A direct table of the routes of ports 0 to 0xffff. */

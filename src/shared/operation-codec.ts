@@ -22,7 +22,7 @@ import { RangeInclusive } from "../core/range.js";
 export type SharedOperationName = "deviceId" | "irq" | "pio" | "mmio" | "reserve" | "unreserve" | "releaseAll";
 
 /** The names of {@link SharedOperationName}, for validation of decoded entries. */
-export const SHARED_OPERATION_NAMES: readonly SharedOperationName[] = Object.freeze(["deviceId", "irq", "pio", "mmio", "reserve", "unreserve", "releaseAll"]);
+const SHARED_OPERATION_NAMES: readonly SharedOperationName[] = Object.freeze(["deviceId", "irq", "pio", "mmio", "reserve", "unreserve", "releaseAll"]);
 
 /** One committed operation, as `SharedSystemAllocator.committedLog()` lists it. */
 export interface SharedOperation {
@@ -180,7 +180,7 @@ export function encodeArguments(args: readonly unknown[]): { readonly text: stri
 }
 
 /** Decodes the arguments {@link encodeArguments} encoded (already parsed from JSON). */
-export function decodeArguments(encoded: unknown): unknown[] {
+function decodeArguments(encoded: unknown): unknown[] {
   if (!Array.isArray(encoded)) throw new Error("encoded arguments must be an array");
   return encoded.map(decodeValue);
 }

@@ -28,10 +28,10 @@ export const W_LAYOUT = 1;
 export const W_CAPACITY = 2;
 export const W_KIND = 3;
 export const W_SEQ = 4;
-export const HEADER_WORDS = 16;
+const HEADER_WORDS = 16;
 /** Offsets inside one buffer. */
 export const B_COUNT = 0;
-export const B_KEYS = 16;
+const B_KEYS = 16;
 export const ENTRY_WORDS = 4;
 /** The count of a buffer whose table must not be trusted: every lookup answers {@link ROUTE_STALE}. */
 export const STALE_COUNT = 0xffffffff;
@@ -52,7 +52,7 @@ export const ROUTE_UNMAPPED = -1;
 export const ROUTE_STALE = -2;
 
 /** Words of one buffer of a table of `capacity` routes (even, so that every key is 8-byte aligned). */
-export function bufferWords(capacity: number): number {
+function bufferWords(capacity: number): number {
   return B_KEYS + capacity * (2 + ENTRY_WORDS + 1) + (capacity & 1);
 }
 
